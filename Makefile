@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Out-of-tree module build, like any other:  make KDIR=/path/to/kernel/build
+# Without KDIR, the project's cached test kernel is used (built on first use
+# by scripts/build-kernel.sh, which also installs the toolchain).
+#
+#   make             build rust_hmm.ko
+#   make demo        the main job: build, boot the test kernel, run the demo
+#   make check       every test; ends with "N passed, N failed"
+#   make hmm-tests DRIVER=c|rust   upstream hmm-tests against one driver
+#   make clippy      the module with CLIPPY=1
+#   make fmt         rustfmt the Rust sources (make fmt-check to verify)
+
+ifeq ($(KDIR),)
+KDIR := $(shell $(CURDIR)/scripts/build-kernel.sh)
+endif
+ifeq ($(KDIR),)
+$(error could not build or find the test kernel)
+endif
+
+# Debian's rustc-web ships the library source the kernel needs; clang 19;
+# bindgen from crates.io.  Override any of these on the command line.
+LLVM ?= -19
+RUSTC ?= /usr/bin/rustc
+RUSTDOC ?= /usr/bin/rustdoc
+RUST_LIB_SRC ?= /usr/lib/rustlib/src/rust/library
+BINDGEN ?= $(HOME)/.cargo/bin/bindgen
+RUSTFMT ?= $(HOME)/.cargo/bin/rustfmt
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) \
+	RUSTDOC=$(RUSTDOC) RUST_LIB_SRC=$(RUST_LIB_SRC) BINDGEN=$(BINDGEN) \
+	RUSTFMT=$(RUSTFMT)
+
+RUST_SRCS = $(shell find rust samples -name '*.rs')
+
+.PHONY: all modules clean clippy fmt fmt-check user demo check hmm-tests
+
+all: modules
+
+modules:
+	$(KMAKE) modules
+
+clippy:
+	$(KMAKE) CLIPPY=1 modules
+
+clean:
+	$(KMAKE) clean
+	rm -rf out
+
+fmt:
+	$(RUSTFMT) --edition 2021 --config-path $(KDIR)/source/.rustfmt.toml $(RUST_SRCS)
+
+fmt-check:
+	$(RUSTFMT) --check --edition 2021 --config-path $(KDIR)/source/.rustfmt.toml $(RUST_SRCS)
+
+user:
+	KDIR=$(KDIR) scripts/build-user.sh
+
+demo: modules user
+	KDIR=$(KDIR) scripts/demo.sh
+
+check: modules user
+	KDIR=$(KDIR) scripts/check.sh
+
+hmm-tests: modules user
+	KDIR=$(KDIR) scripts/hmm-tests.sh $(DRIVER)

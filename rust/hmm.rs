@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `hmm_range_fault()` (`include/linux/hmm.h`).
+//!
+//! An [`HmmRange`] asks the CPU page tables about a range of the mirrored
+//! process, faulting pages in as requested. The answers are only handed out
+//! inside a [`Faulted`], together with the notifier lock, after the notifier
+//! sequence has been checked: a PFN can be read only while it is known to be
+//! current, and the device page table can be filled from it only then.
+
+use crate::ffi;
+use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, ReadSeq};
+use core::ffi::c_void;
+use kernel::{
+    prelude::*,
+    sync::lock::{mutex::MutexBackend, Guard},
+    time::{Instant, Monotonic},
+};
+
+const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
+
+/// Pages one [`HmmRange`] covers at most, so that its PFN array stays small.
+pub const MAX_RANGE_PAGES: usize = 512;
+
+/// What to demand of every page of a range.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Fault {
+    /// Snapshot: report what is there, fault nothing.
+    None,
+    /// Fault pages in for reading.
+    Read,
+    /// Fault pages in for writing (breaks COW).
+    Write,
+}
+
+impl Fault {
+    fn flags(self) -> u64 {
+        match self {
+            Fault::None => 0,
+            Fault::Read => ffi::HMM_PFN_REQ_FAULT,
+            Fault::Write => ffi::HMM_PFN_REQ_FAULT | ffi::HMM_PFN_REQ_WRITE,
+        }
+    }
+}
+
+/// How to take the mmap lock while faulting.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// Hold the mmap read lock around `hmm_range_fault()`; give up with
+    /// `EBUSY` after `HMM_RANGE_DEFAULT_TIMEOUT` of invalidation retries.
+    Locked,
+    /// `hmm_range_fault_unlocked_timeout()`: the kernel takes the lock and
+    /// lets fault handlers drop it (userfaultfd, file systems). The timeout
+    /// bounds its internal retries in milliseconds; 0 retries forever.
+    Unlocked {
+        /// Milliseconds, or 0 for no limit.
+        timeout_ms: u32,
+    },
+}
+
+/// One output entry of `hmm_range_fault()`.
+#[repr(transparent)]
+pub struct HmmPfn(u64);
+
+impl HmmPfn {
+    /// The PFN field points to a page.
+    pub fn is_valid(&self) -> bool {
+        self.0 & ffi::HMM_PFN_VALID != 0
+    }
+
+    /// The CPU may write the page.
+    pub fn is_write(&self) -> bool {
+        self.0 & ffi::HMM_PFN_WRITE != 0
+    }
+
+    /// The page cannot be accessed (PROT_NONE, poisoned, ...).
+    pub fn is_error(&self) -> bool {
+        self.0 & ffi::HMM_PFN_ERROR != 0
+    }
+
+    /// The page frame number; meaningful only if [`Self::is_valid`].
+    pub fn pfn(&self) -> u64 {
+        self.0 & !ffi::HMM_PFN_FLAGS
+    }
+
+    /// log2 of the number of pages the CPU maps with one entry here.
+    pub fn order(&self) -> u32 {
+        ((self.0 >> ffi::HMM_PFN_ORDER_SHIFT) & 0x1f) as u32
+    }
+
+    /// The page is the shared zero page.
+    pub fn is_zero(&self) -> bool {
+        // SAFETY: `is_zero_pfn` only compares numbers.
+        self.is_valid() && unsafe { ffi::rust_hmm_is_zero_pfn(self.pfn() as _) }
+    }
+
+    /// The page is device-private memory.
+    pub fn is_device_private(&self) -> bool {
+        // SAFETY: A valid HMM PFN names a page with a `struct page`.
+        self.is_valid() && unsafe { ffi::rust_hmm_is_device_private_pfn(self.pfn() as _) }
+    }
+}
+
+/// A range request for `hmm_range_fault()`.
+pub struct HmmRange<'a, T: IntervalNotifierOps> {
+    notifier: &'a IntervalNotifier<T>,
+    raw: ffi::hmm_range,
+    pfns: KVec<u64>,
+}
+
+/// The answer to a request: valid PFNs and the notifier lock that keeps
+/// them valid. Dropping it releases the lock.
+pub struct Faulted<'a, S: Send> {
+    /// The notifier state (device page table), locked.
+    pub state: Guard<'a, S, MutexBackend>,
+    /// One entry per page of the range.
+    pub pfns: &'a [HmmPfn],
+}
+
+impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
+    /// A request for `[start, end)`, page aligned, at most
+    /// [`MAX_RANGE_PAGES`] pages. `owner` identifies the caller's
+    /// device-private pages, which are then reported instead of migrated.
+    pub fn new(
+        notifier: &'a IntervalNotifier<T>,
+        start: u64,
+        end: u64,
+        owner: *const c_void,
+    ) -> Result<Self> {
+        let mask = (1u64 << PAGE_SHIFT) - 1;
+        if start & mask != 0 || end & mask != 0 || start >= end {
+            return Err(EINVAL);
+        }
+        let npages = ((end - start) >> PAGE_SHIFT) as usize;
+        if npages > MAX_RANGE_PAGES {
+            return Err(EINVAL);
+        }
+        let mut pfns = KVec::with_capacity(npages, GFP_KERNEL)?;
+        pfns.resize(npages, 0, GFP_KERNEL)?;
+        Ok(Self {
+            notifier,
+            raw: ffi::hmm_range {
+                notifier: notifier.raw(),
+                notifier_seq: 0,
+                start: start as _,
+                end: end as _,
+                hmm_pfns: core::ptr::null_mut(),
+                default_flags: 0,
+                pfn_flags_mask: 0,
+                dev_private_owner: owner.cast_mut(),
+            },
+            pfns,
+        })
+    }
+
+    /// Sets what to demand of page `index` alone, over the default.
+    pub fn set_page_fault(&mut self, index: usize, fault: Fault) -> Result {
+        *self.pfns.get_mut(index).ok_or(EINVAL)? = fault.flags();
+        self.raw.pfn_flags_mask = (ffi::HMM_PFN_REQ_FAULT | ffi::HMM_PFN_REQ_WRITE) as _;
+        Ok(())
+    }
+
+    /// Runs `hmm_range_fault()` with `fault` as the default demand, retrying
+    /// on `EBUSY` and on invalidations, and returns the PFNs with the
+    /// notifier lock held once they are known to be current.
+    ///
+    /// Errors are those of `hmm_range_fault()`: `EFAULT` for an address
+    /// that is not mapped or not accessible as demanded (or an mm that has
+    /// exited), `EBUSY` on timeout, `EPERM`, `ENOMEM`, `EINTR`.
+    pub fn fault(&mut self, fault: Fault, mode: Mode) -> Result<Faulted<'_, T::State>> {
+        let notifier = self.notifier;
+        let start = Instant::<Monotonic>::now();
+        self.raw.default_flags = fault.flags() as _;
+        let input: Option<KVec<u64>> = if self.raw.pfn_flags_mask != 0 {
+            let mut v = KVec::with_capacity(self.pfns.len(), GFP_KERNEL)?;
+            v.extend_from_slice(&self.pfns, GFP_KERNEL)?;
+            Some(v)
+        } else {
+            None
+        };
+        loop {
+            if let Some(input) = &input {
+                // Restore the per-page demands that the last try overwrote.
+                for (out, inp) in self.pfns.iter_mut().zip(input.iter()) {
+                    *out = *inp;
+                }
+            }
+            self.raw.hmm_pfns = self.pfns.as_mut_ptr().cast();
+            // Hold a user of the mm only while faulting: the last `mmput`
+            // runs exit_mmap, whose release callback takes the notifier lock.
+            let mm = notifier.mm().mmget_not_zero().ok_or(EFAULT)?;
+            let seq = match mode {
+                Mode::Locked => {
+                    let seq = notifier.read_begin();
+                    self.raw.notifier_seq = seq.raw() as _;
+                    let _lock = mm.mmap_read_lock();
+                    // SAFETY: `raw` describes a valid range whose PFN array
+                    // has one entry per page; the notifier is inserted, and
+                    // the mm has users and is read-locked.
+                    let ret = unsafe { ffi::hmm_range_fault(&mut self.raw) };
+                    if ret == EBUSY.to_errno() {
+                        if start.elapsed().as_millis() > ffi::HMM_RANGE_DEFAULT_TIMEOUT as i64 {
+                            return Err(EBUSY);
+                        }
+                        continue;
+                    }
+                    kernel::error::to_result(ret)?;
+                    seq
+                }
+                Mode::Unlocked { timeout_ms } => {
+                    // SAFETY: msecs_to_jiffies only converts numbers.
+                    let timeout = unsafe { ffi::rust_hmm_msecs_to_jiffies(timeout_ms) };
+                    // SAFETY: As above; this variant takes the mmap lock
+                    // itself and must be called without it.
+                    let ret = unsafe { ffi::hmm_range_fault_unlocked_timeout(&mut self.raw, timeout) };
+                    kernel::error::to_result(ret)?;
+                    ReadSeq::from_kernel(notifier, self.raw.notifier_seq as u64)
+                }
+            };
+            drop(mm);
+            if let Some(state) = notifier.lock_valid(seq) {
+                let pfns = self.pfns.as_slice();
+                // SAFETY: `HmmPfn` is a transparent `u64`.
+                let pfns = unsafe { &*(pfns as *const [u64] as *const [HmmPfn]) };
+                return Ok(Faulted { state, pfns });
+            }
+        }
+    }
+}

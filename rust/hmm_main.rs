@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Rust HMM: heterogeneous memory management for device drivers.
+//!
+//! The crate has two halves. The safe abstractions a driver builds on live
+//! in this directory: [`mmu_notifier`] (interval notifiers and the sequence
+//! protocol), [`hmm`] (`hmm_range_fault()`), and [`device_pt`] (a
+//! multi-level device page table). The sample device that drives them from
+//! user space lives in `samples/dmirror`.
+
+use kernel::prelude::*;
+
+pub mod device_pt;
+pub(crate) mod ffi;
+pub mod hmm;
+pub mod mmu_notifier;
+#[path = "../samples/dmirror/mod.rs"]
+mod dmirror;
+
+module! {
+    type: RustHmm,
+    name: "rust_hmm",
+    authors: ["The Rust HMM developers"],
+    description: "HMM mirroring for device drivers, with a test_hmm-compatible sample device",
+    license: "GPL",
+}
+
+struct RustHmm {
+    _devices: KVec<Pin<KBox<dmirror::DmirrorDevice>>>,
+}
+
+impl kernel::Module for RustHmm {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let mut devices = KVec::with_capacity(dmirror::NDEVICES, GFP_KERNEL)?;
+        for i in 0..dmirror::NDEVICES {
+            devices.push(KBox::pin_init(dmirror::DmirrorDevice::new(i), GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        pr_info!("rust_hmm: {} mirror devices ready\n", dmirror::NDEVICES);
+        Ok(Self { _devices: devices })
+    }
+}
+
+#[kunit_tests(rust_hmm_helpers)]
+mod tests {
+    use crate::ffi;
+
+    /// The C helper object is linked in and answers like the kernel does.
+    #[test]
+    fn zero_pfn_helpers() {
+        // SAFETY: These helpers only compute with PFNs.
+        let (zero, is_zero, is_next) = unsafe {
+            let z = ffi::rust_hmm_zero_pfn();
+            (z, ffi::rust_hmm_is_zero_pfn(z), ffi::rust_hmm_is_zero_pfn(z + 1))
+        };
+        assert_ne!(zero, 0);
+        assert!(is_zero);
+        assert!(!is_next);
+    }
+
+    #[test]
+    fn jiffies_helper() {
+        // SAFETY: Pure conversion.
+        let j = unsafe { ffi::rust_hmm_msecs_to_jiffies(1000) };
+        // HZ is between 100 and 1000 on every configuration.
+        assert!((100..=1000).contains(&j));
+    }
+}

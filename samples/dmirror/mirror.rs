@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One mirror: a process address space seen by the device through its own
+//! device page table.
+//!
+//! The device reads and writes only through that table. A miss is a device
+//! page fault, served by `hmm_range_fault()` for the rest of the request and
+//! counted in `faults`, as `lib/test_hmm.c` does. Data goes through a
+//! bounce buffer, because the notifier lock is held while pages are copied
+//! and a user copy could fault and recurse into reclaim, which takes that
+//! lock.
+
+use super::uapi::*;
+use super::DmirrorDevice;
+use crate::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
+use crate::ffi;
+use crate::hmm::{Fault, HmmRange, Mode, MAX_RANGE_PAGES};
+use crate::mmu_notifier::{Event, IntervalNotifier, IntervalNotifierOps, NotifierRange};
+use kernel::{
+    alloc::flags::GFP_NOWAIT,
+    bindings,
+    mm::MmWithUser,
+    page::{PAGE_SHIFT, PAGE_SIZE},
+    prelude::*,
+    uaccess::{UserPtr, UserSlice},
+};
+
+/// Pages moved through the bounce buffer at a time.
+const CHUNK_PAGES: usize = MAX_RANGE_PAGES;
+
+/// Directories one [`HmmRange`] of `CHUNK_PAGES` pages may need: the range
+/// can straddle a boundary at every level.
+const CHUNK_DIRS: usize = 2 * DirReserve::PER_INSERT;
+
+/// Hands pages the device wrote back to the mm.
+struct PageDirtier;
+
+impl DirtySink for PageDirtier {
+    fn dirty(&mut self, pfn: u64) {
+        // SAFETY: The table holds only PFNs of pages that are still mapped
+        // by the mirrored process: every unmap reaches the notifier, which
+        // removes the entry (and lands here, or in `invalidate_finish`)
+        // before the CPU mapping goes and with it the page.
+        unsafe { bindings::set_page_dirty(ffi::rust_hmm_pfn_to_page(pfn as _)) };
+    }
+}
+
+/// Collects dirty pages in the first pass of a two-pass invalidation, so
+/// that `set_page_dirty()` runs in the second, without the notifier lock.
+/// Falls back to dirtying at once when it cannot grow without sleeping.
+struct DeferredDirtier(KVec<u64>);
+
+impl DirtySink for DeferredDirtier {
+    fn dirty(&mut self, pfn: u64) {
+        if self.0.push(pfn, GFP_NOWAIT).is_err() {
+            PageDirtier.dirty(pfn);
+        }
+    }
+}
+
+/// The notifier side of a mirror. `TWO_PASS` picks the kernel interface:
+/// device 0 uses the single-pass `invalidate`, device 1 the two-pass
+/// `invalidate_start`/`invalidate_finish`, so both stay exercised.
+pub(crate) struct MirrorOps<const TWO_PASS: bool> {
+    device: &'static DmirrorDevice,
+}
+
+/// What the notifier lock protects.
+pub(crate) struct MirrorState {
+    pt: DevicePageTable,
+}
+
+impl Drop for MirrorState {
+    fn drop(&mut self) {
+        self.pt.clear(&mut PageDirtier);
+    }
+}
+
+impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
+    type State = MirrorState;
+    /// Pages to dirty in the second pass.
+    type Finish = KVec<u64>;
+    const TWO_PASS: bool = TWO_PASS;
+
+    fn ignore(&self, range: &NotifierRange<'_>) -> bool {
+        // Our own migrations handle the device page table themselves.
+        range.event() == Event::Migrate && range.owner() == self.device.owner()
+    }
+
+    fn invalidate(&self, state: &mut MirrorState, range: &NotifierRange<'_>) -> KVec<u64> {
+        // Write-protection keeps read access; everything else drops it.
+        let mask = if range.event().keeps_read() { Entry::VALID } else { 0 };
+        if TWO_PASS {
+            let mut sink = DeferredDirtier(KVec::new());
+            state.pt.update(range.start(), range.end(), mask, &mut sink);
+            sink.0
+        } else {
+            state.pt.update(range.start(), range.end(), mask, &mut PageDirtier);
+            KVec::new()
+        }
+    }
+
+    fn invalidate_finish(&self, dirty: KVec<u64>) {
+        for pfn in dirty.iter() {
+            PageDirtier.dirty(*pfn);
+        }
+    }
+}
+
+/// A mirror of one process.
+#[pin_data]
+pub(crate) struct Mirror<const TWO_PASS: bool> {
+    #[pin]
+    notifier: IntervalNotifier<MirrorOps<TWO_PASS>>,
+}
+
+/// A bounce buffer for up to `CHUNK_PAGES` of a request of `npages`.
+fn bounce_buffer(npages: u64) -> Result<KVVec<u8>> {
+    let pages = npages.min(CHUNK_PAGES as u64) as usize;
+    Ok(KVVec::from_elem(0u8, pages * PAGE_SIZE, GFP_KERNEL)?)
+}
+
+/// Copies one page between a bounce buffer and a mapped page.
+fn copy_page(pfn: u64, buf: &mut [u8], to_page: bool) {
+    // SAFETY: `pfn` comes from a valid device page table entry, so the page
+    // is alive while the caller holds the notifier lock; `kmap_local_page`
+    // maps it for `PAGE_SIZE` bytes until `kunmap_local`.
+    unsafe {
+        let page = ffi::rust_hmm_pfn_to_page(pfn as _);
+        let va = bindings::kmap_local_page(page).cast::<u8>();
+        if to_page {
+            core::ptr::copy_nonoverlapping(buf.as_ptr(), va, PAGE_SIZE);
+        } else {
+            core::ptr::copy_nonoverlapping(va, buf.as_mut_ptr(), PAGE_SIZE);
+        }
+        bindings::kunmap_local(va.cast());
+    }
+}
+
+impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
+    /// Mirrors `mm` for `device`.
+    pub(crate) fn new(mm: &MmWithUser, device: &'static DmirrorDevice) -> Result<impl PinInit<Self, Error>> {
+        let state = MirrorState {
+            pt: DevicePageTable::new(GFP_KERNEL)?,
+        };
+        let notifier = IntervalNotifier::new(mm, 0, u64::MAX & !(PAGE_SIZE as u64 - 1), MirrorOps { device }, state);
+        Ok(try_pin_init!(Self { notifier <- notifier }))
+    }
+
+    fn owner(&self) -> *const core::ffi::c_void {
+        self.notifier.ops().device.owner()
+    }
+
+    /// Checks a command's range: page aligned, non-empty, no overflow
+    /// (`EINVAL`), and inside the user address space (`EFAULT`).
+    fn range(&self, c: &HmmDmirrorCmd) -> Result<(u64, u64)> {
+        if c.addr & (PAGE_SIZE as u64 - 1) != 0 || c.npages == 0 {
+            return Err(EINVAL);
+        }
+        let size = c.npages.checked_mul(PAGE_SIZE as u64).ok_or(EINVAL)?;
+        let end = c.addr.checked_add(size).ok_or(EINVAL)?;
+        // SAFETY: `task_size` is set at exec and never changes afterwards;
+        // the mm struct is kept alive by the notifier's `mmgrab`.
+        let task_size = unsafe { (*self.notifier.mm().as_raw()).__bindgen_anon_1.task_size } as u64;
+        if end > task_size {
+            return Err(EFAULT);
+        }
+        Ok((c.addr, end))
+    }
+
+    /// Device page fault: fills the device page table for `[start, end)`.
+    fn fault(&self, start: u64, end: u64, fault: Fault, mode: Mode) -> Result {
+        let mut reserve = DirReserve::new();
+        let mut addr = start;
+        while addr < end {
+            let next = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
+            reserve.fill(CHUNK_DIRS, GFP_KERNEL)?;
+            let mut range = HmmRange::new(&self.notifier, addr, next, self.owner())?;
+            let mut f = range.fault(fault, mode)?;
+            for (i, p) in f.pfns.iter().enumerate() {
+                if !p.is_valid() || p.is_error() {
+                    return Err(EFAULT);
+                }
+                let flags = if p.is_write() { Entry::WRITE } else { 0 };
+                let va = addr + ((i as u64) << PAGE_SHIFT);
+                f.state.pt.insert(va, Entry::new(p.pfn(), flags), &mut reserve, &mut PageDirtier)?;
+            }
+            addr = next;
+        }
+        Ok(())
+    }
+
+    /// HMM_DMIRROR_READ and HMM_DMIRROR_READ_UNLOCKED.
+    pub(crate) fn read(&self, c: &mut HmmDmirrorCmd, unlocked: bool) -> Result {
+        let (start, end) = self.range(c)?;
+        let mode = if unlocked {
+            Mode::Unlocked { timeout_ms: 0 }
+        } else {
+            Mode::Locked
+        };
+        let mut bounce = bounce_buffer(c.npages)?;
+        let mut addr = start;
+        while addr < end {
+            let chunk_end = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
+            let mut n = 0;
+            {
+                let st = self.notifier.lock();
+                let mut va = addr;
+                while va < chunk_end {
+                    let Some(e) = st.pt.lookup(va) else { break };
+                    copy_page(e.pfn(), &mut bounce[n * PAGE_SIZE..(n + 1) * PAGE_SIZE], false);
+                    n += 1;
+                    va += PAGE_SIZE as u64;
+                }
+            }
+            if n > 0 {
+                let uptr = UserPtr::from_addr(c.ptr.wrapping_add(addr - start) as usize);
+                UserSlice::new(uptr, n * PAGE_SIZE).writer().write_slice(&bounce[..n * PAGE_SIZE])?;
+                c.cpages += n as u64;
+                addr += (n as u64) << PAGE_SHIFT;
+            }
+            if addr < chunk_end {
+                self.fault(addr, end, Fault::Read, mode)?;
+                c.faults += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// HMM_DMIRROR_WRITE.
+    pub(crate) fn write(&self, c: &mut HmmDmirrorCmd) -> Result {
+        let (start, end) = self.range(c)?;
+        let mut bounce = bounce_buffer(c.npages)?;
+        let mut addr = start;
+        while addr < end {
+            let chunk_end = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
+            let len = (chunk_end - addr) as usize;
+            let uptr = UserPtr::from_addr(c.ptr.wrapping_add(addr - start) as usize);
+            UserSlice::new(uptr, len).reader().read_slice(&mut bounce[..len])?;
+            while addr < chunk_end {
+                let mut n = 0;
+                let off = len - (chunk_end - addr) as usize;
+                {
+                    let mut st = self.notifier.lock();
+                    let mut va = addr;
+                    while va < chunk_end {
+                        let Some(e) = st.pt.lookup(va) else { break };
+                        if !e.has(Entry::WRITE) {
+                            break;
+                        }
+                        let b = off + n * PAGE_SIZE;
+                        copy_page(e.pfn(), &mut bounce[b..b + PAGE_SIZE], true);
+                        st.pt.set_flags(va, Entry::DIRTY);
+                        n += 1;
+                        va += PAGE_SIZE as u64;
+                    }
+                }
+                c.cpages += n as u64;
+                addr += (n as u64) << PAGE_SHIFT;
+                if addr < chunk_end {
+                    self.fault(addr, end, Fault::Write, Mode::Locked)?;
+                    c.faults += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// HMM_DMIRROR_SNAPSHOT: the CPU's view of each page, one byte each.
+    pub(crate) fn snapshot(&self, c: &mut HmmDmirrorCmd) -> Result {
+        let (start, end) = self.range(c)?;
+        let mut perm = KVec::from_elem(0u8, CHUNK_PAGES, GFP_KERNEL)?;
+        let mut addr = start;
+        while addr < end {
+            let next = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
+            let n = ((next - addr) >> PAGE_SHIFT) as usize;
+            {
+                let mut range = HmmRange::new(&self.notifier, addr, next, self.owner())?;
+                let f = range.fault(Fault::None, Mode::Locked)?;
+                for (i, p) in f.pfns.iter().enumerate() {
+                    perm[i] = if p.is_error() {
+                        HMM_DMIRROR_PROT_ERROR
+                    } else if !p.is_valid() {
+                        HMM_DMIRROR_PROT_NONE
+                    } else {
+                        let mut v = if p.is_zero() { HMM_DMIRROR_PROT_ZERO } else { HMM_DMIRROR_PROT_NONE };
+                        v |= if p.is_write() { HMM_DMIRROR_PROT_WRITE } else { HMM_DMIRROR_PROT_READ };
+                        match p.order() + PAGE_SHIFT as u32 {
+                            21 => v |= HMM_DMIRROR_PROT_PMD,
+                            30 => v |= HMM_DMIRROR_PROT_PUD,
+                            _ => (),
+                        }
+                        v
+                    };
+                }
+            }
+            let uptr = UserPtr::from_addr(c.ptr.wrapping_add(c.cpages) as usize);
+            UserSlice::new(uptr, n).writer().write_slice(&perm[..n])?;
+            c.cpages += n as u64;
+            addr = next;
+        }
+        Ok(())
+    }
+}
+
+/// A mirror of either notifier form.
+pub(crate) enum AnyMirror {
+    /// Single-pass `invalidate`.
+    Single(Pin<KBox<Mirror<false>>>),
+    /// Two-pass `invalidate_start`/`invalidate_finish`.
+    TwoPass(Pin<KBox<Mirror<true>>>),
+}
+
+impl AnyMirror {
+    /// Mirrors `mm` for `device`; odd devices use the two-pass form.
+    pub(crate) fn new(mm: &MmWithUser, device: &'static DmirrorDevice) -> Result<Self> {
+        Ok(if device.index % 2 == 1 {
+            Self::TwoPass(KBox::pin_init(Mirror::new(mm, device)?, GFP_KERNEL)?)
+        } else {
+            Self::Single(KBox::pin_init(Mirror::new(mm, device)?, GFP_KERNEL)?)
+        })
+    }
+
+    /// HMM_DMIRROR_READ and HMM_DMIRROR_READ_UNLOCKED.
+    pub(crate) fn read(&self, c: &mut HmmDmirrorCmd, unlocked: bool) -> Result {
+        match self {
+            Self::Single(m) => m.read(c, unlocked),
+            Self::TwoPass(m) => m.read(c, unlocked),
+        }
+    }
+
+    /// HMM_DMIRROR_WRITE.
+    pub(crate) fn write(&self, c: &mut HmmDmirrorCmd) -> Result {
+        match self {
+            Self::Single(m) => m.write(c),
+            Self::TwoPass(m) => m.write(c),
+        }
+    }
+
+    /// HMM_DMIRROR_SNAPSHOT.
+    pub(crate) fn snapshot(&self, c: &mut HmmDmirrorCmd) -> Result {
+        match self {
+            Self::Single(m) => m.snapshot(c),
+            Self::TwoPass(m) => m.snapshot(c),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The ioctl ABI of `lib/test_hmm_uapi.h`, number for number.
+
+use kernel::ioctl::_IOWR;
+use kernel::transmute::{AsBytes, FromBytes};
+
+/// `struct hmm_dmirror_cmd`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HmmDmirrorCmd {
+    /// (in) user address the device reads or writes.
+    pub(crate) addr: u64,
+    /// (in) user buffer the data is copied to or from.
+    pub(crate) ptr: u64,
+    /// (in) number of pages.
+    pub(crate) npages: u64,
+    /// (out) pages copied.
+    pub(crate) cpages: u64,
+    /// (out) device page faults taken.
+    pub(crate) faults: u64,
+}
+
+// SAFETY: Plain integers, no padding; every bit pattern is valid.
+unsafe impl FromBytes for HmmDmirrorCmd {}
+// SAFETY: Plain integers, no padding.
+unsafe impl AsBytes for HmmDmirrorCmd {}
+
+const fn cmd(nr: u32) -> u32 {
+    _IOWR::<HmmDmirrorCmd>('H' as u32, nr)
+}
+
+pub(crate) const HMM_DMIRROR_READ: u32 = cmd(0x00);
+pub(crate) const HMM_DMIRROR_WRITE: u32 = cmd(0x01);
+pub(crate) const HMM_DMIRROR_MIGRATE_TO_DEV: u32 = cmd(0x02);
+pub(crate) const HMM_DMIRROR_MIGRATE_TO_SYS: u32 = cmd(0x03);
+pub(crate) const HMM_DMIRROR_SNAPSHOT: u32 = cmd(0x04);
+pub(crate) const HMM_DMIRROR_EXCLUSIVE: u32 = cmd(0x05);
+pub(crate) const HMM_DMIRROR_CHECK_EXCLUSIVE: u32 = cmd(0x06);
+pub(crate) const HMM_DMIRROR_RELEASE: u32 = cmd(0x07);
+pub(crate) const HMM_DMIRROR_FLAGS: u32 = cmd(0x08);
+pub(crate) const HMM_DMIRROR_READ_UNLOCKED: u32 = cmd(0x09);
+
+/// SNAPSHOT values, one byte per page.
+pub(crate) const HMM_DMIRROR_PROT_ERROR: u8 = 0xff;
+pub(crate) const HMM_DMIRROR_PROT_NONE: u8 = 0x00;
+pub(crate) const HMM_DMIRROR_PROT_READ: u8 = 0x01;
+pub(crate) const HMM_DMIRROR_PROT_WRITE: u8 = 0x02;
+pub(crate) const HMM_DMIRROR_PROT_PMD: u8 = 0x04;
+pub(crate) const HMM_DMIRROR_PROT_PUD: u8 = 0x08;
+pub(crate) const HMM_DMIRROR_PROT_ZERO: u8 = 0x10;

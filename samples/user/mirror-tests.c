@@ -1,0 +1,443 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Mirror tests beyond the upstream hmm-tests: bad input, fork and COW,
+ * mprotect and partial munmap while mirrored, two devices on one process,
+ * process exit with the file still open, and close during use. Every test
+ * checks what the device sees, not only return codes.
+ *
+ * Usage: mirror-tests [harness options]; DEV0/DEV1 name the devices
+ * (default /dev/hmm_dmirror0 and /dev/hmm_dmirror1).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "lib/test_hmm_uapi.h"
+
+#define PAGE 4096UL
+
+static const char *dev_path(int n)
+{
+	const char *e = getenv(n ? "DEV1" : "DEV0");
+
+	if (e)
+		return e;
+	return n ? "/dev/hmm_dmirror1" : "/dev/hmm_dmirror0";
+}
+
+static int dev_open(int n)
+{
+	return open(dev_path(n), O_RDWR | O_CLOEXEC);
+}
+
+/* Returns 0 or -errno, like the C selftest's hmm_dmirror_cmd(). */
+static int dcmd(int fd, unsigned long req, void *addr, void *buf,
+		unsigned long npages, struct hmm_dmirror_cmd *out)
+{
+	struct hmm_dmirror_cmd c = {
+		.addr = (uintptr_t)addr,
+		.ptr = (uintptr_t)buf,
+		.npages = npages,
+	};
+	int ret;
+
+	do {
+		ret = ioctl(fd, req, &c);
+	} while (ret == -1 && errno == EINTR);
+	if (out)
+		*out = c;
+	return ret ? -errno : 0;
+}
+
+static void *map_anon(unsigned long npages)
+{
+	void *p = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void fill(void *p, unsigned long npages, unsigned int seed)
+{
+	unsigned int *w = p;
+
+	for (unsigned long i = 0; i < npages * PAGE / sizeof(*w); i++)
+		w[i] = seed + i;
+}
+
+static int check(const void *p, unsigned long npages, unsigned int seed)
+{
+	const unsigned int *w = p;
+
+	for (unsigned long i = 0; i < npages * PAGE / sizeof(*w); i++)
+		if (w[i] != seed + i)
+			return 0;
+	return 1;
+}
+
+FIXTURE(mirror) {
+	int fd;
+	int fd1;
+};
+
+FIXTURE_SETUP(mirror)
+{
+	self->fd = dev_open(0);
+	ASSERT_GE(self->fd, 0) TH_LOG("open %s: %s", dev_path(0), strerror(errno));
+	self->fd1 = dev_open(1);
+	ASSERT_GE(self->fd1, 0);
+}
+
+FIXTURE_TEARDOWN(mirror)
+{
+	close(self->fd);
+	close(self->fd1);
+}
+
+/* Each kind of bad input gets its documented errno and changes nothing. */
+TEST_F(mirror, bad_input)
+{
+	unsigned long n = 4;
+	char *mem = map_anon(n);
+	/* n pages of buffer, then a guard page nothing can be copied to. */
+	char *buf = map_anon(n + 1);
+	struct hmm_dmirror_cmd c;
+
+	ASSERT_NE(mem, NULL);
+	ASSERT_NE(buf, NULL);
+	ASSERT_EQ(mprotect(buf + n * PAGE, PAGE, PROT_NONE), 0);
+	fill(mem, n, 7);
+	/* Unaligned address. */
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem + 1, buf, 1, NULL), -EINVAL);
+	/* No pages. */
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, 0, NULL), -EINVAL);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_SNAPSHOT, mem, buf, 0, NULL), -EINVAL);
+	/* npages * PAGE_SIZE overflows, and addr + size overflows. */
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, 1UL << 60, NULL), -EINVAL);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, (void *)(-PAGE), buf, 2, NULL), -EINVAL);
+	/* Kernel address, and a huge range running into kernel space. */
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, (void *)0xffff888000000000UL, buf, 1, NULL), -EFAULT);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, 1UL << 40, NULL), -EFAULT);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_SNAPSHOT, (void *)0xffff888000000000UL, buf, 1, NULL), -EFAULT);
+	/* Unmapped range. */
+	ASSERT_EQ(munmap(mem + 2 * PAGE, PAGE), 0);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, NULL), -EFAULT);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, mem + 2 * PAGE, buf, 1, NULL), -EFAULT);
+	/* NULL and short user buffers. */
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, NULL, 2, NULL), -EFAULT);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, mem, NULL, 2, NULL), -EFAULT);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_SNAPSHOT, mem, NULL, 2, NULL), -EFAULT);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf + 3 * PAGE, 2, NULL), -EFAULT);
+	/* A NULL command pointer and an unknown command. */
+	EXPECT_EQ(ioctl(self->fd, HMM_DMIRROR_READ, NULL), -1);
+	EXPECT_EQ(errno, EFAULT);
+	EXPECT_EQ(ioctl(self->fd, _IOWR('H', 0x7f, struct hmm_dmirror_cmd), &c), -1);
+	EXPECT_EQ(errno, ENOTTY);
+	/* Nothing above changed the memory, and good input still works. */
+	EXPECT_TRUE(check(mem, 2, 7));
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, 2, &c), 0);
+	EXPECT_EQ(c.cpages, 2);
+	EXPECT_TRUE(check(buf, 2, 7));
+	munmap(mem, n * PAGE);
+	munmap(buf, (n + 1) * PAGE);
+}
+
+/* A mirrored page is written by the CPU after fork: COW must be seen. */
+TEST_F(mirror, fork_cow)
+{
+	unsigned long n = 8;
+	char *mem = map_anon(n);
+	char *buf = map_anon(n);
+	struct hmm_dmirror_cmd c;
+	int status;
+	pid_t pid;
+
+	ASSERT_NE(mem, NULL);
+	fill(mem, n, 100);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.faults, 1);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		/* The child's writes must not reach the parent's mirror. */
+		fill(mem, n, 900);
+		_exit(check(mem, n, 900) ? 0 : 1);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	/* The parent writes after fork: its pages are COW now. */
+	fill(mem, n / 2, 300);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_TRUE(check(buf, n / 2, 300));
+	EXPECT_TRUE(check(buf + n / 2 * PAGE, n / 2, 100 + n / 2 * PAGE / 4));
+	/* A device write after fork lands in the parent's memory. */
+	fill(buf, n, 500);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.cpages, n);
+	EXPECT_TRUE(check(mem, n, 500));
+	munmap(mem, n * PAGE);
+	munmap(buf, n * PAGE);
+}
+
+/* The device must lose access when the CPU does, and get it back. */
+TEST_F(mirror, mprotect_while_mirrored)
+{
+	unsigned long n = 16;
+	char *mem = map_anon(n);
+	char *buf = map_anon(n);
+	struct hmm_dmirror_cmd c;
+
+	ASSERT_NE(mem, NULL);
+	fill(mem, n, 1);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, mem, mem, n, &c), 0);
+	/* Read-only: device reads work, device writes are refused. */
+	ASSERT_EQ(mprotect(mem, n * PAGE, PROT_READ), 0);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_TRUE(check(buf, n, 1));
+	fill(buf, n, 2);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, mem, buf, n, NULL), -EPERM);
+	EXPECT_TRUE(check(mem, n, 1));
+	/* No access at all: the mirror must not serve stale entries. */
+	ASSERT_EQ(mprotect(mem, n * PAGE, PROT_NONE), 0);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, NULL), -EFAULT);
+	/* Writable again: the device writes, the CPU sees it. */
+	ASSERT_EQ(mprotect(mem, n * PAGE, PROT_READ | PROT_WRITE), 0);
+	fill(buf, n, 3);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.cpages, n);
+	EXPECT_TRUE(check(mem, n, 3));
+	munmap(mem, n * PAGE);
+	munmap(buf, n * PAGE);
+}
+
+/* Unmapping part of a mirrored range drops exactly that part. */
+TEST_F(mirror, munmap_partial)
+{
+	unsigned long n = 16;
+	char *mem = map_anon(n);
+	char *buf = map_anon(n);
+	struct hmm_dmirror_cmd c;
+	void *p;
+
+	ASSERT_NE(mem, NULL);
+	fill(mem, n, 10);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	ASSERT_EQ(munmap(mem + 4 * PAGE, 4 * PAGE), 0);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, NULL), -EFAULT);
+	/* The rest is still mirrored: no new fault. */
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, 4, &c), 0);
+	EXPECT_EQ(c.faults, 0);
+	EXPECT_TRUE(check(buf, 4, 10));
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem + 8 * PAGE, buf, 8, &c), 0);
+	EXPECT_EQ(c.faults, 0);
+	EXPECT_TRUE(check(buf, 8, 10 + 8 * PAGE / 4));
+	/* New memory in the hole: the device sees it, not the old pages. */
+	p = mmap(mem + 4 * PAGE, 4 * PAGE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ASSERT_EQ(p, mem + 4 * PAGE);
+	fill(p, 4, 4000);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem + 4 * PAGE, buf, 4, &c), 0);
+	EXPECT_EQ(c.faults, 1);
+	EXPECT_TRUE(check(buf, 4, 4000));
+	munmap(mem, n * PAGE);
+	munmap(buf, n * PAGE);
+}
+
+/* Two devices on one process keep separate tables. */
+TEST_F(mirror, two_devices)
+{
+	unsigned long n = 8;
+	char *mem = map_anon(n);
+	char *buf = map_anon(n);
+	struct hmm_dmirror_cmd c;
+	int fd2;
+
+	ASSERT_NE(mem, NULL);
+	fill(mem, n, 20);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.faults, 1);
+	/* Device 1 has its own table: it faults for itself. */
+	ASSERT_EQ(dcmd(self->fd1, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.faults, 1);
+	EXPECT_TRUE(check(buf, n, 20));
+	/* Device 0's table is untouched by device 1's fault. */
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.faults, 0);
+	/* A device write by 1 is seen by the CPU and by device 0. */
+	fill(buf, n, 30);
+	ASSERT_EQ(dcmd(self->fd1, HMM_DMIRROR_WRITE, mem, buf, n, &c), 0);
+	EXPECT_TRUE(check(mem, n, 30));
+	memset(buf, 0, n * PAGE);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_TRUE(check(buf, n, 30));
+	/* Two opens of one device are two mirrors too. */
+	fd2 = dev_open(0);
+	ASSERT_GE(fd2, 0);
+	ASSERT_EQ(dcmd(fd2, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.faults, 1);
+	close(fd2);
+	munmap(mem, n * PAGE);
+	munmap(buf, n * PAGE);
+}
+
+/*
+ * A child mirrors itself and exits while the parent holds its file (taken
+ * with pidfd_getfd). The mirror sees the release: every command fails
+ * cleanly, and close works.
+ */
+TEST_F(mirror, exit_with_file_open)
+{
+	unsigned long n = 4;
+	char *buf = map_anon(n);
+	struct hmm_dmirror_cmd c;
+	struct { uintptr_t mem; int fd; } msg;
+	int to_parent[2], to_child[2], pidfd, fd, status;
+	char go = 'x';
+	pid_t pid;
+
+	ASSERT_EQ(pipe(to_parent), 0);
+	ASSERT_EQ(pipe(to_child), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		char *mem = map_anon(n);
+
+		msg.fd = dev_open(0);
+		msg.mem = (uintptr_t)mem;
+		fill(mem, n, 77);
+		if (msg.fd < 0 || dcmd(msg.fd, HMM_DMIRROR_READ, mem, buf, n, NULL))
+			_exit(1);
+		if (!check(buf, n, 77))
+			_exit(2);
+		if (write(to_parent[1], &msg, sizeof(msg)) != sizeof(msg))
+			_exit(3);
+		/* Exit once the parent holds the file. */
+		if (read(to_child[0], &go, 1) != 1)
+			_exit(4);
+		_exit(0);
+	}
+	ASSERT_EQ(read(to_parent[0], &msg, sizeof(msg)), sizeof(msg));
+	pidfd = syscall(SYS_pidfd_open, pid, 0);
+	ASSERT_GE(pidfd, 0);
+	fd = syscall(SYS_pidfd_getfd, pidfd, msg.fd, 0);
+	ASSERT_GE(fd, 0) TH_LOG("pidfd_getfd: %s", strerror(errno));
+	ASSERT_EQ(write(to_child[1], &go, 1), 1);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	/* The child's address space is gone: nothing may be read from it. */
+	memset(buf, 0, n * PAGE);
+	EXPECT_EQ(dcmd(fd, HMM_DMIRROR_READ, (void *)msg.mem, buf, n, &c), -EFAULT);
+	EXPECT_EQ(dcmd(fd, HMM_DMIRROR_WRITE, (void *)msg.mem, buf, n, &c), -EFAULT);
+	EXPECT_EQ(dcmd(fd, HMM_DMIRROR_SNAPSHOT, (void *)msg.mem, buf, n, &c), -EFAULT);
+	EXPECT_FALSE(check(buf, 1, 77));
+	EXPECT_EQ(close(fd), 0);
+	close(pidfd);
+	close(to_parent[0]);
+	close(to_parent[1]);
+	close(to_child[0]);
+	close(to_child[1]);
+	munmap(buf, n * PAGE);
+}
+
+struct reader_arg {
+	int fd;
+	char *mem;
+	char *buf;
+	unsigned long n;
+	volatile int stop;
+	int bad_errno;
+	long ok;
+};
+
+static void *reader(void *p)
+{
+	struct reader_arg *a = p;
+
+	while (!a->stop) {
+		int r = dcmd(a->fd, HMM_DMIRROR_READ, a->mem, a->buf, a->n, NULL);
+
+		if (r == 0)
+			a->ok++;
+		else if (r != -EFAULT && r != -EBADF)
+			a->bad_errno = r;
+	}
+	return NULL;
+}
+
+/*
+ * One thread reads through the device while another unmaps and remaps the
+ * range and finally closes the file: no stale data, only EFAULT/EBADF.
+ */
+TEST_F(mirror, close_during_use)
+{
+	struct reader_arg a = { .n = 64 };
+	pthread_t t;
+	int fd = dev_open(0);
+
+	ASSERT_GE(fd, 0);
+	a.fd = fd;
+	a.mem = map_anon(a.n);
+	a.buf = map_anon(a.n);
+	ASSERT_NE(a.mem, NULL);
+	fill(a.mem, a.n, 5);
+	ASSERT_EQ(pthread_create(&t, NULL, reader, &a), 0);
+	for (int i = 0; i < 50; i++) {
+		void *p;
+
+		ASSERT_EQ(munmap(a.mem, a.n * PAGE), 0);
+		p = mmap(a.mem, a.n * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		ASSERT_EQ(p, a.mem);
+		fill(a.mem, a.n, 5);
+	}
+	/* Close while the reader may be inside an ioctl. */
+	close(fd);
+	usleep(10000);
+	a.stop = 1;
+	pthread_join(t, NULL);
+	EXPECT_EQ(a.bad_errno, 0);
+	EXPECT_GT(a.ok, 0);
+	/* Afterwards the data read through a fresh mirror is right. */
+	fd = dev_open(0);
+	ASSERT_GE(fd, 0);
+	memset(a.buf, 0, a.n * PAGE);
+	ASSERT_EQ(dcmd(fd, HMM_DMIRROR_READ, a.mem, a.buf, a.n, NULL), 0);
+	EXPECT_TRUE(check(a.buf, a.n, 5));
+	close(fd);
+	munmap(a.mem, a.n * PAGE);
+	munmap(a.buf, a.n * PAGE);
+}
+
+/* A large read spans many bounce chunks and still counts one fault. */
+TEST_F(mirror, large_read_write)
+{
+	unsigned long n = 2048 + 3;
+	char *mem = map_anon(n);
+	char *buf = map_anon(n);
+	struct hmm_dmirror_cmd c;
+
+	ASSERT_NE(mem, NULL);
+	fill(mem, n, 42);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.cpages, n);
+	EXPECT_EQ(c.faults, 1);
+	EXPECT_TRUE(check(buf, n, 42));
+	fill(buf, n, 4242);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.cpages, n);
+	EXPECT_TRUE(check(mem, n, 4242));
+	munmap(mem, n * PAGE);
+	munmap(buf, n * PAGE);
+}
+
+TEST_HARNESS_MAIN

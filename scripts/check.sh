@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# make check: host-side unit tests, then one VM boot with KUnit (at module
+# load), our user-space tests, and the upstream hmm-tests against our
+# driver and against the C test_hmm.ko.  Ends with "N passed, N failed".
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+: "${KDIR:?KDIR must name the kernel build}"
+start=$(date +%s)
+mkdir -p "$TOP/out/check"
+
+log "host tests"
+host_log=$TOP/out/check/host.log
+python3 -m unittest discover -s "$TOP/scripts/tests" -t "$TOP/scripts" >"$host_log" 2>&1 || true
+tail -n 3 "$host_log"
+ran=$(sed -n 's/^Ran \([0-9]*\) tests\?.*/\1/p' "$host_log")
+bad=$(grep -oE '(failures|errors)=[0-9]+' "$host_log" | cut -d= -f2 | paste -sd+ | bc || true)
+export HOST_FAILED=${bad:-0} HOST_PASSED=$(( ${ran:-0} - ${bad:-0} ))
+[ -n "$ran" ] || export HOST_FAILED=1
+
+job=$TOP/out/check/job.sh
+cat >"$job" <<'JOB'
+. /lib/vm-lib.sh
+setup_mm
+# KUnit suites of the module run while it loads.
+section insmod:rust_hmm insmod /mod/rust_hmm.ko
+use_driver rust
+section user:mirror-tests:rust mirror-tests
+section hmm-tests:rust hmm-tests
+section rmmod:rust_hmm rmmod rust_hmm
+section insmod:test_hmm use_driver c
+section info:hmm-tests:c hmm-tests
+section rmmod:test_hmm rmmod test_hmm
+dump_kernel_log
+JOB
+log "booting the test kernel (TCG: several minutes)"
+rc=0
+"$TOP/scripts/vm-job.sh" check "$job" || rc=$?
+log "make check took $(( $(date +%s) - start )) s"
+exit $rc
