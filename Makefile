@@ -25,10 +25,11 @@ RUSTC ?= /usr/bin/rustc
 RUSTDOC ?= /usr/bin/rustdoc
 RUST_LIB_SRC ?= /usr/lib/rustlib/src/rust/library
 BINDGEN ?= $(HOME)/.cargo/bin/bindgen
-RUSTFMT ?= $(HOME)/.cargo/bin/rustfmt
+RUSTFMT ?= /usr/bin/rustfmt
+CLIPPY_DRIVER ?= /usr/bin/clippy-driver
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) \
 	RUSTDOC=$(RUSTDOC) RUST_LIB_SRC=$(RUST_LIB_SRC) BINDGEN=$(BINDGEN) \
-	RUSTFMT=$(RUSTFMT)
+	RUSTFMT=$(RUSTFMT) CLIPPY_DRIVER=$(CLIPPY_DRIVER)
 
 RUST_SRCS = $(shell find rust samples -name '*.rs')
 

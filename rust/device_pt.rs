@@ -24,7 +24,7 @@
 //! filled before the lock is taken, or from `GFP_NOWAIT`.
 
 use core::mem::MaybeUninit;
-use kernel::alloc::flags::{GFP_NOWAIT, __GFP_ZERO};
+use kernel::alloc::flags::{__GFP_ZERO, GFP_NOWAIT};
 use kernel::prelude::*;
 
 /// Bits of virtual address translated per level.
@@ -114,7 +114,6 @@ impl DirReserve {
 
     /// Directories a single [`DevicePageTable::insert`] may need at most.
     pub const PER_INSERT: usize = (LEVELS - 1) as usize;
-
 }
 
 impl Default for DirReserve {
@@ -281,7 +280,7 @@ impl DevicePageTable {
             }
             // The child's count lives in the low bits of `slot`; it is
             // updated through `counts_add` below once the leaf is known.
-            count = slot as *mut u64;
+            count = core::ptr::from_mut(slot);
             dir = child(*slot);
         }
         let idx = Self::index(addr, 0);
@@ -329,19 +328,17 @@ impl DevicePageTable {
     /// stays valid or writable, the page goes to `sink`. The cost is
     /// proportional to the directories present in the range, not to its
     /// size. Returns the number of entries changed.
-    pub fn update(
-        &mut self,
-        start: u64,
-        end: u64,
-        mask: u64,
-        sink: &mut impl DirtySink,
-    ) -> u64 {
+    pub fn update(&mut self, start: u64, end: u64, mask: u64, sink: &mut impl DirtySink) -> u64 {
         let end = end.min(VA_LIMIT);
         if start >= end {
             return 0;
         }
         // Removing VALID removes the entry whatever else the mask keeps.
-        let mask = if mask & Entry::VALID == 0 { 0 } else { mask | Entry::PFN_MASK };
+        let mask = if mask & Entry::VALID == 0 {
+            0
+        } else {
+            mask | Entry::PFN_MASK
+        };
         let root: *mut Dir = &mut *self.root;
         let mut removed_children = 0;
         // SAFETY: `root` is the live root directory, exclusively borrowed.
@@ -389,8 +386,13 @@ impl DevicePageTable {
         let mut changed = 0;
         // SAFETY: Per the function's safety requirements.
         let entries = unsafe { &mut (*dir).0 };
-        for i in first as usize..=last as usize {
-            let e = entries[i];
+        for (i, slot) in entries
+            .iter_mut()
+            .enumerate()
+            .take(last as usize + 1)
+            .skip(first as usize)
+        {
+            let e = *slot;
             if e == 0 {
                 continue;
             }
@@ -403,7 +405,7 @@ impl DevicePageTable {
                 if old.has(Entry::DIRTY) && new & Entry::DIRTY == 0 {
                     sink.dirty(old.pfn());
                 }
-                entries[i] = new;
+                *slot = new;
                 changed += 1;
                 if new == 0 {
                     stats.entries -= 1;
@@ -434,11 +436,11 @@ impl DevicePageTable {
                 // SAFETY: `sub` came from `KBox::into_raw` and nothing else
                 // refers to it once its parent entry is cleared.
                 drop(unsafe { KBox::from_raw(sub) });
-                entries[i] = 0;
+                *slot = 0;
                 stats.dirs -= 1;
                 *emptied += 1;
             } else {
-                entries[i] = sub as u64 | count;
+                *slot = sub as u64 | count;
             }
         }
         changed
@@ -453,7 +455,14 @@ impl DevicePageTable {
         }
     }
 
-    fn walk_dir(dir: &Dir, level: u32, base: u64, start: u64, end: u64, f: &mut impl FnMut(u64, Entry)) {
+    fn walk_dir(
+        dir: &Dir,
+        level: u32,
+        base: u64,
+        start: u64,
+        end: u64,
+        f: &mut impl FnMut(u64, Entry),
+    ) {
         let shift = level_shift(level);
         let first = (start.max(base) - base) >> shift;
         let last = ((end - 1 - base) >> shift).min(DIR_ENTRIES as u64 - 1);
@@ -518,8 +527,16 @@ mod tests {
         )
     }
 
-    fn put(pt: &mut DevicePageTable, r: &mut DirReserve, s: &mut Recorder, addr: u64, pfn: u64, f: u64) {
-        r.fill(DirReserve::PER_INSERT, GFP_KERNEL).expect("fill reserve");
+    fn put(
+        pt: &mut DevicePageTable,
+        r: &mut DirReserve,
+        s: &mut Recorder,
+        addr: u64,
+        pfn: u64,
+        f: u64,
+    ) {
+        r.fill(DirReserve::PER_INSERT, GFP_KERNEL)
+            .expect("fill reserve");
         pt.insert(addr, Entry::new(pfn, f), r, s).expect("insert");
     }
 
@@ -534,10 +551,22 @@ mod tests {
         assert!(!e.has(Entry::DIRTY));
         assert_eq!(pt.lookup(0x2000), None);
         assert_eq!(pt.lookup(0x0), None);
-        assert_eq!(pt.stats(), PtStats { entries: 1, dirs: 4 });
+        assert_eq!(
+            pt.stats(),
+            PtStats {
+                entries: 1,
+                dirs: 4
+            }
+        );
         // Unaligned and out-of-range addresses are refused.
-        assert_eq!(pt.insert(0x1001, Entry::new(1, 0), &mut r, &mut s), Err(EINVAL));
-        assert_eq!(pt.insert(VA_LIMIT, Entry::new(1, 0), &mut r, &mut s), Err(EFAULT));
+        assert_eq!(
+            pt.insert(0x1001, Entry::new(1, 0), &mut r, &mut s),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            pt.insert(VA_LIMIT, Entry::new(1, 0), &mut r, &mut s),
+            Err(EFAULT)
+        );
         assert_eq!(pt.lookup(0x1001), None);
     }
 
@@ -546,21 +575,54 @@ mod tests {
         let (mut pt, mut r, mut s) = table();
         // 1024 pages: two full leaf directories.
         for i in 0..1024u64 {
-            put(&mut pt, &mut r, &mut s, 0x4000_0000 + i * P, 1000 + i, Entry::WRITE);
+            put(
+                &mut pt,
+                &mut r,
+                &mut s,
+                0x4000_0000 + i * P,
+                1000 + i,
+                Entry::WRITE,
+            );
         }
-        assert_eq!(pt.stats(), PtStats { entries: 1024, dirs: 5 });
+        assert_eq!(
+            pt.stats(),
+            PtStats {
+                entries: 1024,
+                dirs: 5
+            }
+        );
         // Write-protect the second half.
-        let n = pt.update(0x4000_0000 + 512 * P, 0x4000_0000 + 1024 * P, Entry::VALID, &mut s);
+        let n = pt.update(
+            0x4000_0000 + 512 * P,
+            0x4000_0000 + 1024 * P,
+            Entry::VALID,
+            &mut s,
+        );
         assert_eq!(n, 512);
         assert!(pt.lookup(0x4000_0000).expect("first").has(Entry::WRITE));
-        assert!(!pt.lookup(0x4000_0000 + 600 * P).expect("second").has(Entry::WRITE));
+        assert!(!pt
+            .lookup(0x4000_0000 + 600 * P)
+            .expect("second")
+            .has(Entry::WRITE));
         // Unmap the first half: its leaf directory goes away.
         pt.update(0x4000_0000, 0x4000_0000 + 512 * P, 0, &mut s);
-        assert_eq!(pt.stats(), PtStats { entries: 512, dirs: 4 });
+        assert_eq!(
+            pt.stats(),
+            PtStats {
+                entries: 512,
+                dirs: 4
+            }
+        );
         assert_eq!(pt.lookup(0x4000_0000), None);
         // Unmap the rest: everything below the root is freed.
         pt.update(0, VA_LIMIT, 0, &mut s);
-        assert_eq!(pt.stats(), PtStats { entries: 0, dirs: 0 });
+        assert_eq!(
+            pt.stats(),
+            PtStats {
+                entries: 0,
+                dirs: 0
+            }
+        );
         assert_eq!(pt.root_count, 0);
         assert!(s.0.is_empty());
     }
@@ -568,12 +630,21 @@ mod tests {
     #[test]
     fn sparse_ranges() {
         let (mut pt, mut r, mut s) = table();
-        let addrs = [0u64, 0x20_0000, 0x4000_0000, 0x80_0000_0000, 0x7fff_ffff_f000, 0xff_ffff_ffff_f000];
+        let addrs = [
+            0u64,
+            0x20_0000,
+            0x4000_0000,
+            0x80_0000_0000,
+            0x7fff_ffff_f000,
+            0xff_ffff_ffff_f000,
+        ];
         for (i, a) in addrs.iter().enumerate() {
             put(&mut pt, &mut r, &mut s, *a, i as u64 + 1, 0);
         }
         let mut seen = KVec::new();
-        pt.for_each(0, VA_LIMIT, &mut |a, e| seen.push((a, e.pfn()), GFP_KERNEL).expect("push"));
+        pt.for_each(0, VA_LIMIT, &mut |a, e| {
+            seen.push((a, e.pfn()), GFP_KERNEL).expect("push")
+        });
         assert_eq!(seen.len(), addrs.len());
         for (i, a) in addrs.iter().enumerate() {
             assert_eq!(seen[i], (*a, i as u64 + 1));
@@ -637,8 +708,14 @@ mod tests {
         assert_eq!(pt.stats().entries, 2);
         assert_eq!(pt.update(top, u64::MAX, 0, &mut s), 1);
         assert_eq!(pt.lookup(top), None);
-        assert_eq!(pt.lookup(u64::MAX & !(P - 1)), None);
-        assert_eq!(pt.stats(), PtStats { entries: 1, dirs: 4 });
+        assert_eq!(pt.lookup(!(P - 1)), None);
+        assert_eq!(
+            pt.stats(),
+            PtStats {
+                entries: 1,
+                dirs: 4
+            }
+        );
         // Large PFNs survive the round trip.
         let big = (1u64 << 40) - 1;
         put(&mut pt, &mut r, &mut s, P, big, Entry::WRITE);

@@ -91,13 +91,13 @@ impl HmmPfn {
     /// The page is the shared zero page.
     pub fn is_zero(&self) -> bool {
         // SAFETY: `is_zero_pfn` only compares numbers.
-        self.is_valid() && unsafe { ffi::rust_hmm_is_zero_pfn(self.pfn() as _) }
+        self.is_valid() && unsafe { ffi::rust_hmm_is_zero_pfn(self.pfn() as usize) }
     }
 
     /// The page is device-private memory.
     pub fn is_device_private(&self) -> bool {
         // SAFETY: A valid HMM PFN names a page with a `struct page`.
-        self.is_valid() && unsafe { ffi::rust_hmm_is_device_private_pfn(self.pfn() as _) }
+        self.is_valid() && unsafe { ffi::rust_hmm_is_device_private_pfn(self.pfn() as usize) }
     }
 }
 
@@ -142,8 +142,8 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
             raw: ffi::hmm_range {
                 notifier: notifier.raw(),
                 notifier_seq: 0,
-                start: start as _,
-                end: end as _,
+                start: start as usize,
+                end: end as usize,
                 hmm_pfns: core::ptr::null_mut(),
                 default_flags: 0,
                 pfn_flags_mask: 0,
@@ -156,7 +156,7 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
     /// Sets what to demand of page `index` alone, over the default.
     pub fn set_page_fault(&mut self, index: usize, fault: Fault) -> Result {
         *self.pfns.get_mut(index).ok_or(EINVAL)? = fault.flags();
-        self.raw.pfn_flags_mask = (ffi::HMM_PFN_REQ_FAULT | ffi::HMM_PFN_REQ_WRITE) as _;
+        self.raw.pfn_flags_mask = (ffi::HMM_PFN_REQ_FAULT | ffi::HMM_PFN_REQ_WRITE) as usize;
         Ok(())
     }
 
@@ -170,7 +170,7 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
     pub fn fault(&mut self, fault: Fault, mode: Mode) -> Result<Faulted<'_, T::State>> {
         let notifier = self.notifier;
         let start = Instant::<Monotonic>::now();
-        self.raw.default_flags = fault.flags() as _;
+        self.raw.default_flags = fault.flags() as usize;
         let input: Option<KVec<u64>> = if self.raw.pfn_flags_mask != 0 {
             let mut v = KVec::with_capacity(self.pfns.len(), GFP_KERNEL)?;
             v.extend_from_slice(&self.pfns, GFP_KERNEL)?;
@@ -192,14 +192,14 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
             let seq = match mode {
                 Mode::Locked => {
                     let seq = notifier.read_begin();
-                    self.raw.notifier_seq = seq.raw() as _;
+                    self.raw.notifier_seq = seq.raw() as usize;
                     let _lock = mm.mmap_read_lock();
                     // SAFETY: `raw` describes a valid range whose PFN array
                     // has one entry per page; the notifier is inserted, and
                     // the mm has users and is read-locked.
                     let ret = unsafe { ffi::hmm_range_fault(&mut self.raw) };
                     if ret == EBUSY.to_errno() {
-                        if start.elapsed().as_millis() > ffi::HMM_RANGE_DEFAULT_TIMEOUT as i64 {
+                        if start.elapsed().as_millis() > i64::from(ffi::HMM_RANGE_DEFAULT_TIMEOUT) {
                             return Err(EBUSY);
                         }
                         continue;
@@ -212,7 +212,8 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
                     let timeout = unsafe { ffi::rust_hmm_msecs_to_jiffies(timeout_ms) };
                     // SAFETY: As above; this variant takes the mmap lock
                     // itself and must be called without it.
-                    let ret = unsafe { ffi::hmm_range_fault_unlocked_timeout(&mut self.raw, timeout) };
+                    let ret =
+                        unsafe { ffi::hmm_range_fault_unlocked_timeout(&mut self.raw, timeout) };
                     kernel::error::to_result(ret)?;
                     ReadSeq::from_kernel(notifier, self.raw.notifier_seq as u64)
                 }
@@ -221,7 +222,7 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
             if let Some(state) = notifier.lock_valid(seq) {
                 let pfns = self.pfns.as_slice();
                 // SAFETY: `HmmPfn` is a transparent `u64`.
-                let pfns = unsafe { &*(pfns as *const [u64] as *const [HmmPfn]) };
+                let pfns = unsafe { &*(core::ptr::from_ref(pfns) as *const [HmmPfn]) };
                 return Ok(Faulted { state, pfns });
             }
         }

@@ -11,11 +11,11 @@
 use kernel::prelude::*;
 
 pub mod device_pt;
+#[path = "../samples/dmirror/mod.rs"]
+mod dmirror;
 pub(crate) mod ffi;
 pub mod hmm;
 pub mod mmu_notifier;
-#[path = "../samples/dmirror/mod.rs"]
-mod dmirror;
 
 module! {
     type: RustHmm,
@@ -33,7 +33,10 @@ impl kernel::Module for RustHmm {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let mut devices = KVec::with_capacity(dmirror::NDEVICES, GFP_KERNEL)?;
         for i in 0..dmirror::NDEVICES {
-            devices.push(KBox::pin_init(dmirror::DmirrorDevice::new(i), GFP_KERNEL)?, GFP_KERNEL)?;
+            devices.push(
+                KBox::pin_init(dmirror::DmirrorDevice::new(i), GFP_KERNEL)?,
+                GFP_KERNEL,
+            )?;
         }
         pr_info!("rust_hmm: {} mirror devices ready\n", dmirror::NDEVICES);
         Ok(Self { _devices: devices })
@@ -50,7 +53,11 @@ mod tests {
         // SAFETY: These helpers only compute with PFNs.
         let (zero, is_zero, is_next) = unsafe {
             let z = ffi::rust_hmm_zero_pfn();
-            (z, ffi::rust_hmm_is_zero_pfn(z), ffi::rust_hmm_is_zero_pfn(z + 1))
+            (
+                z,
+                ffi::rust_hmm_is_zero_pfn(z),
+                ffi::rust_hmm_is_zero_pfn(z + 1),
+            )
         };
         assert_ne!(zero, 0);
         assert!(is_zero);

@@ -214,8 +214,8 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
                     bindings::mmu_interval_notifier_insert(
                         slot,
                         raw_mm,
-                        start as _,
-                        length as _,
+                        start as usize,
+                        length as usize,
                         OpsTable::<T>::build(),
                     )
                 })
@@ -260,7 +260,7 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
         let guard = self.state.lock();
         // SAFETY: `raw` is inserted; the lock that `set_seq` runs under is
         // held, as `mmu_interval_read_retry` requires.
-        if unsafe { ffi::rust_hmm_interval_read_retry(self.raw.get(), seq.seq as _) } {
+        if unsafe { ffi::rust_hmm_interval_read_retry(self.raw.get(), seq.seq as usize) } {
             return None;
         }
         Some(guard)
@@ -291,7 +291,7 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
             self.state.try_lock()?
         };
         // SAFETY: `raw` is inserted and its lock is held.
-        unsafe { ffi::rust_hmm_interval_set_seq(self.raw.get(), cur_seq as _) };
+        unsafe { ffi::rust_hmm_interval_set_seq(self.raw.get(), cur_seq as usize) };
         Some(Some(self.ops.invalidate(&mut guard, range)))
     }
 }
@@ -316,9 +316,21 @@ struct OpsTable<T>(PhantomData<T>);
 
 impl<T: IntervalNotifierOps> OpsTable<T> {
     const OPS: bindings::mmu_interval_notifier_ops = bindings::mmu_interval_notifier_ops {
-        invalidate: if T::TWO_PASS { None } else { Some(Self::invalidate) },
-        invalidate_start: if T::TWO_PASS { Some(Self::invalidate_start) } else { None },
-        invalidate_finish: if T::TWO_PASS { Some(Self::invalidate_finish) } else { None },
+        invalidate: if T::TWO_PASS {
+            None
+        } else {
+            Some(Self::invalidate)
+        },
+        invalidate_start: if T::TWO_PASS {
+            Some(Self::invalidate_start)
+        } else {
+            None
+        },
+        invalidate_finish: if T::TWO_PASS {
+            Some(Self::invalidate_finish)
+        } else {
+            None
+        },
     };
 
     const fn build() -> &'static bindings::mmu_interval_notifier_ops {

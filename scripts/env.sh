@@ -12,6 +12,6 @@ export PATH=$HOME/.cargo/bin:$PATH
 # source), clang 19 and bindgen from crates.io.
 KMAKE_VARS=(LLVM=-19 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
 	RUST_LIB_SRC=/usr/lib/rustlib/src/rust/library BINDGEN="$BINDGEN"
-	RUSTFMT="$HOME/.cargo/bin/rustfmt")
+	RUSTFMT=/usr/bin/rustfmt)
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

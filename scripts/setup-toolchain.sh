@@ -10,8 +10,12 @@ for p in clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev \
 	dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 dpkg -s qemu-system-x86 >/dev/null 2>&1 || need_apt+=(qemu-system-x86)
-dpkg -s rustc-web >/dev/null 2>&1 || need_apt+=(rustc-web)
-dpkg -s rust-web-src >/dev/null 2>&1 || need_apt+=(rust-web-src)
+# The kernel needs rustc and its library source of one version; clippy and
+# rustfmt must match it too (rustup's newer-or-older ones cannot read the
+# kernel's crates).
+for p in rustc-web rust-web-src rust-web-clippy rustfmt-web; do
+	dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
+done
 
 # The machine image carries qemu-utils from bookworm-backports, which breaks
 # bookworm's qemu-system 7.2; take qemu-system from the same backports.
@@ -55,7 +59,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 	fi
 	if printf '%s\n' "${need_apt[@]}" | grep -q '^rust'; then
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			-t bookworm-security rustc-web rust-web-src >/dev/null
+			-t bookworm-security rustc-web rust-web-src rust-web-clippy \
+			rustfmt-web >/dev/null
 	fi
 fi
 
@@ -68,7 +73,7 @@ mkdir -p "$CACHE"
 if [ ! -f "$KSRC_TARBALL" ]; then
 	log "fetching linux-source-$KVER_MAJOR"
 	tmp=$(mktemp -d)
-	(cd "$tmp" && apt-get download -qq "linux-source-$KVER_MAJOR" && \
+	(cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "linux-source-$KVER_MAJOR" && \
 		dpkg -x linux-source-*.deb x && \
 		mv x/usr/src/linux-source-$KVER_MAJOR.tar.xz "$KSRC_TARBALL.tmp")
 	mv "$KSRC_TARBALL.tmp" "$KSRC_TARBALL"

@@ -41,7 +41,7 @@ impl DirtySink for PageDirtier {
         // by the mirrored process: every unmap reaches the notifier, which
         // removes the entry (and lands here, or in `invalidate_finish`)
         // before the CPU mapping goes and with it the page.
-        unsafe { bindings::set_page_dirty(ffi::rust_hmm_pfn_to_page(pfn as _)) };
+        unsafe { bindings::set_page_dirty(ffi::rust_hmm_pfn_to_page(pfn as usize)) };
     }
 }
 
@@ -89,13 +89,19 @@ impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
 
     fn invalidate(&self, state: &mut MirrorState, range: &NotifierRange<'_>) -> KVec<u64> {
         // Write-protection keeps read access; everything else drops it.
-        let mask = if range.event().keeps_read() { Entry::VALID } else { 0 };
+        let mask = if range.event().keeps_read() {
+            Entry::VALID
+        } else {
+            0
+        };
         if TWO_PASS {
             let mut sink = DeferredDirtier(KVec::new());
             state.pt.update(range.start(), range.end(), mask, &mut sink);
             sink.0
         } else {
-            state.pt.update(range.start(), range.end(), mask, &mut PageDirtier);
+            state
+                .pt
+                .update(range.start(), range.end(), mask, &mut PageDirtier);
             KVec::new()
         }
     }
@@ -126,7 +132,7 @@ fn copy_page(pfn: u64, buf: &mut [u8], to_page: bool) {
     // is alive while the caller holds the notifier lock; `kmap_local_page`
     // maps it for `PAGE_SIZE` bytes until `kunmap_local`.
     unsafe {
-        let page = ffi::rust_hmm_pfn_to_page(pfn as _);
+        let page = ffi::rust_hmm_pfn_to_page(pfn as usize);
         let va = bindings::kmap_local_page(page).cast::<u8>();
         if to_page {
             core::ptr::copy_nonoverlapping(buf.as_ptr(), va, PAGE_SIZE);
@@ -139,11 +145,15 @@ fn copy_page(pfn: u64, buf: &mut [u8], to_page: bool) {
 
 impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// Mirrors `mm` for `device`.
-    pub(crate) fn new(mm: &MmWithUser, device: &'static DmirrorDevice) -> Result<impl PinInit<Self, Error>> {
+    pub(crate) fn new(
+        mm: &MmWithUser,
+        device: &'static DmirrorDevice,
+    ) -> Result<impl PinInit<Self, Error>> {
         let state = MirrorState {
             pt: DevicePageTable::new(GFP_KERNEL)?,
         };
-        let notifier = IntervalNotifier::new(mm, 0, u64::MAX & !(PAGE_SIZE as u64 - 1), MirrorOps { device }, state);
+        let notifier =
+            IntervalNotifier::new(mm, 0, !(PAGE_SIZE as u64 - 1), MirrorOps { device }, state);
         Ok(try_pin_init!(Self { notifier <- notifier }))
     }
 
@@ -183,7 +193,12 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                 }
                 let flags = if p.is_write() { Entry::WRITE } else { 0 };
                 let va = addr + ((i as u64) << PAGE_SHIFT);
-                f.state.pt.insert(va, Entry::new(p.pfn(), flags), &mut reserve, &mut PageDirtier)?;
+                f.state.pt.insert(
+                    va,
+                    Entry::new(p.pfn(), flags),
+                    &mut reserve,
+                    &mut PageDirtier,
+                )?;
             }
             addr = next;
         }
@@ -208,14 +223,20 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                 let mut va = addr;
                 while va < chunk_end {
                     let Some(e) = st.pt.lookup(va) else { break };
-                    copy_page(e.pfn(), &mut bounce[n * PAGE_SIZE..(n + 1) * PAGE_SIZE], false);
+                    copy_page(
+                        e.pfn(),
+                        &mut bounce[n * PAGE_SIZE..(n + 1) * PAGE_SIZE],
+                        false,
+                    );
                     n += 1;
                     va += PAGE_SIZE as u64;
                 }
             }
             if n > 0 {
                 let uptr = UserPtr::from_addr(c.ptr.wrapping_add(addr - start) as usize);
-                UserSlice::new(uptr, n * PAGE_SIZE).writer().write_slice(&bounce[..n * PAGE_SIZE])?;
+                UserSlice::new(uptr, n * PAGE_SIZE)
+                    .writer()
+                    .write_slice(&bounce[..n * PAGE_SIZE])?;
                 c.cpages += n as u64;
                 addr += (n as u64) << PAGE_SHIFT;
             }
@@ -236,7 +257,9 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             let chunk_end = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
             let len = (chunk_end - addr) as usize;
             let uptr = UserPtr::from_addr(c.ptr.wrapping_add(addr - start) as usize);
-            UserSlice::new(uptr, len).reader().read_slice(&mut bounce[..len])?;
+            UserSlice::new(uptr, len)
+                .reader()
+                .read_slice(&mut bounce[..len])?;
             while addr < chunk_end {
                 let mut n = 0;
                 let off = len - (chunk_end - addr) as usize;
@@ -283,8 +306,16 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     } else if !p.is_valid() {
                         HMM_DMIRROR_PROT_NONE
                     } else {
-                        let mut v = if p.is_zero() { HMM_DMIRROR_PROT_ZERO } else { HMM_DMIRROR_PROT_NONE };
-                        v |= if p.is_write() { HMM_DMIRROR_PROT_WRITE } else { HMM_DMIRROR_PROT_READ };
+                        let mut v = if p.is_zero() {
+                            HMM_DMIRROR_PROT_ZERO
+                        } else {
+                            HMM_DMIRROR_PROT_NONE
+                        };
+                        v |= if p.is_write() {
+                            HMM_DMIRROR_PROT_WRITE
+                        } else {
+                            HMM_DMIRROR_PROT_READ
+                        };
                         match p.order() + PAGE_SHIFT as u32 {
                             21 => v |= HMM_DMIRROR_PROT_PMD,
                             30 => v |= HMM_DMIRROR_PROT_PUD,

@@ -47,7 +47,7 @@ impl DmirrorDevice {
     /// The owner cookie for HMM: identifies this device's private pages and
     /// its own migrations in notifier callbacks.
     pub(crate) fn owner(&self) -> *const core::ffi::c_void {
-        (self as *const Self).cast()
+        core::ptr::from_ref(self).cast()
     }
 }
 
@@ -66,7 +66,8 @@ impl MiscDevice for DmirrorFile {
         // SAFETY: Every `MiscDeviceRegistration<DmirrorFile>` is the `misc`
         // field of a `DmirrorDevice`, which the module keeps pinned until
         // it unloads; an open file holds a module reference.
-        let device: &'static DmirrorDevice = unsafe { &*kernel::container_of!(misc, DmirrorDevice, misc) };
+        let device: &'static DmirrorDevice =
+            unsafe { &*kernel::container_of!(misc, DmirrorDevice, misc) };
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
         let mirror = AnyMirror::new(mm, device)?;
@@ -113,8 +114,11 @@ impl MiscDevice for DmirrorFile {
         if !known {
             return Err(ENOTTY);
         }
-        let (mut reader, mut writer) =
-            UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<HmmDmirrorCmd>()).reader_writer();
+        let (mut reader, mut writer) = UserSlice::new(
+            UserPtr::from_addr(arg),
+            core::mem::size_of::<HmmDmirrorCmd>(),
+        )
+        .reader_writer();
         let mut c: HmmDmirrorCmd = reader.read()?;
         c.cpages = 0;
         c.faults = 0;
