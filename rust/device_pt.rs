@@ -53,8 +53,10 @@ impl Entry {
     pub const WRITE: u64 = 1 << 1;
     /// The device has written the page since the entry was made.
     pub const DIRTY: u64 = 1 << 2;
+    /// The CPU cannot access the page: it is device-exclusive for atomics.
+    pub const EXCLUSIVE: u64 = 1 << 3;
     /// All flag bits.
-    pub const FLAGS: u64 = Self::VALID | Self::WRITE | Self::DIRTY;
+    pub const FLAGS: u64 = Self::VALID | Self::WRITE | Self::DIRTY | Self::EXCLUSIVE;
     const PFN_MASK: u64 = !((1 << PAGE_SHIFT) - 1);
 
     /// A valid entry for `pfn` with `flags` (`VALID` is implied).

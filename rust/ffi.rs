@@ -62,4 +62,14 @@ extern "C" {
     pub(crate) fn rust_hmm_is_zero_pfn(pfn: c_ulong) -> bool;
     pub(crate) fn rust_hmm_is_device_private_pfn(pfn: c_ulong) -> bool;
     pub(crate) fn rust_hmm_msecs_to_jiffies(ms: c_uint) -> c_ulong;
+    pub(crate) fn rust_hmm_page_to_pfn(page: *mut bindings::page) -> c_ulong;
+    pub(crate) fn rust_hmm_folio_put(folio: *mut bindings::folio);
+
+    /// `include/linux/rmap.h`.
+    pub(crate) fn make_device_exclusive(
+        mm: *mut bindings::mm_struct,
+        addr: c_ulong,
+        owner: *mut c_void,
+        foliop: *mut *mut bindings::folio,
+    ) -> *mut bindings::page;
 }

@@ -10,6 +10,7 @@
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
 #include <linux/pgtable.h>
+#include <linux/rmap.h>
 #include <linux/stddef.h>
 
 #include "helpers.h"
@@ -70,4 +71,14 @@ bool rust_hmm_is_device_private_pfn(unsigned long pfn)
 unsigned long rust_hmm_msecs_to_jiffies(unsigned int ms)
 {
 	return msecs_to_jiffies(ms);
+}
+
+unsigned long rust_hmm_page_to_pfn(struct page *page)
+{
+	return page_to_pfn(page);
+}
+
+void rust_hmm_folio_put(struct folio *folio)
+{
+	folio_put(folio);
 }

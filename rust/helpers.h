@@ -8,6 +8,7 @@
 struct mmu_interval_notifier;
 struct mmu_notifier_range;
 struct page;
+struct folio;
 
 bool rust_hmm_interval_read_retry(struct mmu_interval_notifier *sub,
 				  unsigned long seq);
@@ -19,5 +20,7 @@ unsigned long rust_hmm_zero_pfn(void);
 bool rust_hmm_is_zero_pfn(unsigned long pfn);
 bool rust_hmm_is_device_private_pfn(unsigned long pfn);
 unsigned long rust_hmm_msecs_to_jiffies(unsigned int ms);
+unsigned long rust_hmm_page_to_pfn(struct page *page);
+void rust_hmm_folio_put(struct folio *folio);
 
 #endif

@@ -10,6 +10,7 @@
 
 use kernel::prelude::*;
 
+pub mod device_exclusive;
 pub mod device_pt;
 #[path = "../samples/dmirror/mod.rs"]
 mod dmirror;

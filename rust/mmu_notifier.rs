@@ -233,6 +233,13 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
         &self.mm
     }
 
+    /// The owner cookie of this notifier: `MMU_NOTIFY_EXCLUSIVE` events that
+    /// carry it were started by this notifier's own device-exclusive
+    /// conversion (see [`crate::device_exclusive`]) and are filtered out.
+    pub fn owner(&self) -> *const core::ffi::c_void {
+        core::ptr::from_ref(self).cast()
+    }
+
     /// Takes the notifier lock, for work that only reads or removes state.
     pub fn lock(&self) -> Guard<'_, T::State, MutexBackend> {
         self.state.lock()
@@ -282,6 +289,11 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     /// First half of both callback forms: filter, lock, bump the sequence,
     /// invalidate. `None` means the lock could not be had without sleeping.
     fn start(&self, range: &NotifierRange<'_>, cur_seq: u64) -> Option<Option<T::Finish>> {
+        // Our own device-exclusive conversion: the caller is about to
+        // install the entry under a sequence this must not invalidate.
+        if range.event() == Event::Exclusive && range.owner() == self.owner() {
+            return Some(None);
+        }
         if self.ops.ignore(range) {
             return Some(None);
         }

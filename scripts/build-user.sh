@@ -14,7 +14,7 @@ cc=(gcc -static -O2 -g -D_GNU_SOURCE -I"$hdr" -I"$ksrc"
 
 build() { # OUT SRC...: rebuild when a source or the headers changed
 	local o=$1; shift
-	if [ ! -f "$o" ] || [ -n "$(find "$@" "$hdr" -newer "$o" -print -quit)" ]; then
+	if [ ! -f "$o" ] || [ -n "$(find "$@" "$hdr" "$TOP"/samples/user/*.h -newer "$o" -print -quit)" ]; then
 		"${cc[@]}" -o "$o" "$@" -lpthread
 	fi
 }

@@ -25,6 +25,7 @@ setup_mm
 section insmod:rust_hmm insmod /mod/rust_hmm.ko
 use_driver rust
 section user:mirror-tests:rust mirror-tests
+section user:exclusive-tests:rust exclusive-tests
 section hmm-tests:rust hmm-tests
 section rmmod:rust_hmm rmmod rust_hmm
 section insmod:test_hmm use_driver c

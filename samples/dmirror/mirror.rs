@@ -12,6 +12,7 @@
 
 use super::uapi::*;
 use super::DmirrorDevice;
+use crate::device_exclusive::map_exclusive;
 use crate::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
 use crate::ffi;
 use crate::hmm::{Fault, HmmRange, Mode, MAX_RANGE_PAGES};
@@ -140,6 +141,20 @@ fn copy_page(pfn: u64, buf: &mut [u8], to_page: bool) {
             core::ptr::copy_nonoverlapping(va, buf.as_mut_ptr(), PAGE_SIZE);
         }
         bindings::kunmap_local(va.cast());
+    }
+}
+
+/// Atomically adds `value` to the `u64` at byte `off` of page `pfn`.
+fn fetch_add(pfn: u64, off: usize, value: u64) -> u64 {
+    // SAFETY: As for `copy_page`; `off` is 8-byte aligned and below
+    // `PAGE_SIZE`, so the `u64` lies inside the mapped page.
+    unsafe {
+        let page = ffi::rust_hmm_pfn_to_page(pfn as usize);
+        let va = bindings::kmap_local_page(page).cast::<u8>();
+        let old = core::sync::atomic::AtomicU64::from_ptr(va.add(off).cast::<u64>())
+            .fetch_add(value, core::sync::atomic::Ordering::SeqCst);
+        bindings::kunmap_local(va.cast());
+        old
     }
 }
 
@@ -289,6 +304,78 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         Ok(())
     }
 
+    /// Takes device-exclusive access to the page at `addr` and runs `op` on
+    /// its PFN with the notifier lock held and the entry installed with
+    /// `extra` flags (`DIRTY` when `op` writes the page).
+    fn take_exclusive<R>(&self, addr: u64, extra: u64, op: impl FnOnce(u64) -> R) -> Result<R> {
+        let mut reserve = DirReserve::new();
+        reserve.fill(DirReserve::PER_INSERT, GFP_KERNEL)?;
+        map_exclusive(&self.notifier, addr, |st, pfn| {
+            let flags = Entry::WRITE | Entry::EXCLUSIVE | extra;
+            st.pt
+                .insert(addr, Entry::new(pfn, flags), &mut reserve, &mut PageDirtier)?;
+            Ok(op(pfn))
+        })
+    }
+
+    /// HMM_DMIRROR_EXCLUSIVE: make every page of the range exclusive to
+    /// this mirror, then read it back through the device.
+    pub(crate) fn exclusive(&self, c: &mut HmmDmirrorCmd) -> Result {
+        let (start, end) = self.range(c)?;
+        let mut addr = start;
+        while addr < end {
+            self.take_exclusive(addr, 0, |_| ())?;
+            addr += PAGE_SIZE as u64;
+        }
+        self.read(c, false)
+    }
+
+    /// HMM_DMIRROR_CHECK_EXCLUSIVE: `EPERM` while any page of the range is
+    /// still exclusive to this mirror.
+    pub(crate) fn check_exclusive(&self, c: &HmmDmirrorCmd) -> Result {
+        let (start, end) = self.range(c)?;
+        let mut held = false;
+        self.notifier
+            .lock()
+            .pt
+            .for_each(start, end, &mut |_, e| held |= e.has(Entry::EXCLUSIVE));
+        if held {
+            return Err(EPERM);
+        }
+        Ok(())
+    }
+
+    /// HMM_DMIRROR_ATOMIC_ADD: fetch-and-add on a `u64` by the device. It
+    /// runs only on a device-exclusive entry, taking one first if the CPU
+    /// (or another device) revoked it, so no update is ever lost.
+    pub(crate) fn atomic_add(&self, a: &mut HmmDmirrorAtomic) -> Result {
+        if a.addr % 8 != 0 {
+            return Err(EINVAL);
+        }
+        let page = a.addr & !(PAGE_SIZE as u64 - 1);
+        self.range(&HmmDmirrorCmd {
+            addr: page,
+            npages: 1,
+            ..Default::default()
+        })?;
+        let off = (a.addr - page) as usize;
+        a.faults = 0;
+        {
+            let mut st = self.notifier.lock();
+            if let Some(e) = st.pt.lookup(page) {
+                if e.has(Entry::EXCLUSIVE) {
+                    a.old = fetch_add(e.pfn(), off, a.value);
+                    st.pt.set_flags(page, Entry::DIRTY);
+                    return Ok(());
+                }
+            }
+        }
+        a.faults = 1;
+        let value = a.value;
+        a.old = self.take_exclusive(page, Entry::DIRTY, |pfn| fetch_add(pfn, off, value))?;
+        Ok(())
+    }
+
     /// HMM_DMIRROR_SNAPSHOT: the CPU's view of each page, one byte each.
     pub(crate) fn snapshot(&self, c: &mut HmmDmirrorCmd) -> Result {
         let (start, end) = self.range(c)?;
@@ -324,6 +411,14 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                         v
                     };
                 }
+                // The CPU sees a device-exclusive page as not present; say
+                // which of them this mirror holds.
+                f.state.pt.for_each(addr, next, &mut |va, e| {
+                    if e.has(Entry::EXCLUSIVE) {
+                        perm[((va - addr) >> PAGE_SHIFT) as usize] |=
+                            HMM_DMIRROR_PROT_DEV_EXCLUSIVE;
+                    }
+                });
             }
             let uptr = UserPtr::from_addr(c.ptr.wrapping_add(c.cpages) as usize);
             UserSlice::new(uptr, n).writer().write_slice(&perm[..n])?;
@@ -365,6 +460,30 @@ impl AnyMirror {
         match self {
             Self::Single(m) => m.write(c),
             Self::TwoPass(m) => m.write(c),
+        }
+    }
+
+    /// HMM_DMIRROR_EXCLUSIVE.
+    pub(crate) fn exclusive(&self, c: &mut HmmDmirrorCmd) -> Result {
+        match self {
+            Self::Single(m) => m.exclusive(c),
+            Self::TwoPass(m) => m.exclusive(c),
+        }
+    }
+
+    /// HMM_DMIRROR_CHECK_EXCLUSIVE.
+    pub(crate) fn check_exclusive(&self, c: &HmmDmirrorCmd) -> Result {
+        match self {
+            Self::Single(m) => m.check_exclusive(c),
+            Self::TwoPass(m) => m.check_exclusive(c),
+        }
+    }
+
+    /// HMM_DMIRROR_ATOMIC_ADD.
+    pub(crate) fn atomic_add(&self, a: &mut HmmDmirrorAtomic) -> Result {
+        match self {
+            Self::Single(m) => m.atomic_add(a),
+            Self::TwoPass(m) => m.atomic_add(a),
         }
     }
 

@@ -98,6 +98,17 @@ impl MiscDevice for DmirrorFile {
     }
 
     fn ioctl(me: Pin<&DmirrorFile>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        if cmd == HMM_DMIRROR_ATOMIC_ADD {
+            let (mut reader, mut writer) = UserSlice::new(
+                UserPtr::from_addr(arg),
+                core::mem::size_of::<HmmDmirrorAtomic>(),
+            )
+            .reader_writer();
+            let mut a: HmmDmirrorAtomic = reader.read()?;
+            me.mirror.atomic_add(&mut a)?;
+            writer.write(&a)?;
+            return Ok(0);
+        }
         let known = matches!(
             cmd,
             HMM_DMIRROR_READ
@@ -128,6 +139,8 @@ impl MiscDevice for DmirrorFile {
             HMM_DMIRROR_READ_UNLOCKED => m.read(&mut c, true)?,
             HMM_DMIRROR_WRITE => m.write(&mut c)?,
             HMM_DMIRROR_SNAPSHOT => m.snapshot(&mut c)?,
+            HMM_DMIRROR_EXCLUSIVE => m.exclusive(&mut c)?,
+            HMM_DMIRROR_CHECK_EXCLUSIVE => m.check_exclusive(&c)?,
             HMM_DMIRROR_FLAGS => me.flags.store(c.npages, Ordering::Relaxed),
             // No device memory yet, so there is nothing to release.
             HMM_DMIRROR_RELEASE => (),

@@ -41,6 +41,29 @@ pub(crate) const HMM_DMIRROR_RELEASE: u32 = cmd(0x07);
 pub(crate) const HMM_DMIRROR_FLAGS: u32 = cmd(0x08);
 pub(crate) const HMM_DMIRROR_READ_UNLOCKED: u32 = cmd(0x09);
 
+/// Our own: a device atomic operation on a `u64` of the mirrored process.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HmmDmirrorAtomic {
+    /// (in) user address of the `u64`, 8-byte aligned.
+    pub(crate) addr: u64,
+    /// (in) value to add.
+    pub(crate) value: u64,
+    /// (out) the value before the add.
+    pub(crate) old: u64,
+    /// (out) 1 if the device had to take exclusive access first, else 0.
+    pub(crate) faults: u64,
+}
+
+// SAFETY: Plain integers, no padding; every bit pattern is valid.
+unsafe impl FromBytes for HmmDmirrorAtomic {}
+// SAFETY: Plain integers, no padding.
+unsafe impl AsBytes for HmmDmirrorAtomic {}
+
+/// Fetch-and-add by the device, atomic against the CPU and other devices.
+/// Numbered apart from test_hmm's range so the two never collide.
+pub(crate) const HMM_DMIRROR_ATOMIC_ADD: u32 = _IOWR::<HmmDmirrorAtomic>('H' as u32, 0x40);
+
 /// SNAPSHOT values, one byte per page.
 pub(crate) const HMM_DMIRROR_PROT_ERROR: u8 = 0xff;
 pub(crate) const HMM_DMIRROR_PROT_NONE: u8 = 0x00;
@@ -49,3 +72,6 @@ pub(crate) const HMM_DMIRROR_PROT_WRITE: u8 = 0x02;
 pub(crate) const HMM_DMIRROR_PROT_PMD: u8 = 0x04;
 pub(crate) const HMM_DMIRROR_PROT_PUD: u8 = 0x08;
 pub(crate) const HMM_DMIRROR_PROT_ZERO: u8 = 0x10;
+/// Our own: this mirror holds the page device-exclusive (the CPU view of
+/// such a page is `NONE`: its PTE is a device-exclusive swap entry).
+pub(crate) const HMM_DMIRROR_PROT_DEV_EXCLUSIVE: u8 = 0x80;

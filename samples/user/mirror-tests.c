@@ -22,68 +22,7 @@
 #include <unistd.h>
 
 #include "kselftest_harness.h"
-#include "lib/test_hmm_uapi.h"
-
-#define PAGE 4096UL
-
-static const char *dev_path(int n)
-{
-	const char *e = getenv(n ? "DEV1" : "DEV0");
-
-	if (e)
-		return e;
-	return n ? "/dev/hmm_dmirror1" : "/dev/hmm_dmirror0";
-}
-
-static int dev_open(int n)
-{
-	return open(dev_path(n), O_RDWR | O_CLOEXEC);
-}
-
-/* Returns 0 or -errno, like the C selftest's hmm_dmirror_cmd(). */
-static int dcmd(int fd, unsigned long req, void *addr, void *buf,
-		unsigned long npages, struct hmm_dmirror_cmd *out)
-{
-	struct hmm_dmirror_cmd c = {
-		.addr = (uintptr_t)addr,
-		.ptr = (uintptr_t)buf,
-		.npages = npages,
-	};
-	int ret;
-
-	do {
-		ret = ioctl(fd, req, &c);
-	} while (ret == -1 && errno == EINTR);
-	if (out)
-		*out = c;
-	return ret ? -errno : 0;
-}
-
-static void *map_anon(unsigned long npages)
-{
-	void *p = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
-static void fill(void *p, unsigned long npages, unsigned int seed)
-{
-	unsigned int *w = p;
-
-	for (unsigned long i = 0; i < npages * PAGE / sizeof(*w); i++)
-		w[i] = seed + i;
-}
-
-static int check(const void *p, unsigned long npages, unsigned int seed)
-{
-	const unsigned int *w = p;
-
-	for (unsigned long i = 0; i < npages * PAGE / sizeof(*w); i++)
-		if (w[i] != seed + i)
-			return 0;
-	return 1;
-}
+#include "dmirror-util.h"
 
 FIXTURE(mirror) {
 	int fd;

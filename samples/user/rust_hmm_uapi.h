@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * rust_hmm's ioctl ABI: everything of lib/test_hmm_uapi.h, plus the
+ * commands and values below, numbered apart from test_hmm's.
+ */
+#ifndef _RUST_HMM_UAPI_H
+#define _RUST_HMM_UAPI_H
+
+#include <linux/types.h>
+#include <linux/ioctl.h>
+#include "lib/test_hmm_uapi.h"
+
+/*
+ * Device fetch-and-add on the __u64 at @addr (8-byte aligned) of the
+ * mirrored process. The device holds the page device-exclusive while it
+ * adds, taking it first if it does not (@faults = 1), so CPU and device
+ * updates are never lost.
+ */
+struct hmm_dmirror_atomic {
+	__u64 addr;	/* (in) */
+	__u64 value;	/* (in) value to add */
+	__u64 old;	/* (out) value before the add */
+	__u64 faults;	/* (out) 1 if exclusive access had to be taken */
+};
+
+#define HMM_DMIRROR_ATOMIC_ADD	_IOWR('H', 0x40, struct hmm_dmirror_atomic)
+
+/* SNAPSHOT: this mirror holds the page device-exclusive. */
+#define HMM_DMIRROR_PROT_DEV_EXCLUSIVE	0x80
+
+#endif
