@@ -7,6 +7,7 @@
 #   make             build rust_hmm.ko
 #   make demo        the main job: build, boot the test kernel, run the demo
 #   make check       every test; ends with "N passed, N failed"
+#   make check-debug the same on the debug kernel (KASAN, lockdep, ...)
 #   make hmm-tests DRIVER=c|rust   upstream hmm-tests against one driver
 #   make clippy      the module with CLIPPY=1
 #   make fmt         rustfmt the Rust sources (make fmt-check to verify)
@@ -33,7 +34,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) \
 
 RUST_SRCS = $(shell find rust samples -name '*.rs')
 
-.PHONY: all modules clean clippy fmt fmt-check user demo check hmm-tests
+.PHONY: all modules clean clippy fmt fmt-check user demo check check-debug hmm-tests
 
 all: modules
 
@@ -61,6 +62,9 @@ demo: modules user
 
 check: modules user
 	KDIR=$(KDIR) scripts/check.sh
+
+check-debug: user
+	VARIANT=debug scripts/check.sh
 
 hmm-tests: modules user
 	KDIR=$(KDIR) scripts/hmm-tests.sh $(DRIVER)

@@ -29,7 +29,11 @@ cat "${frags[@]}" >"$out/fragment"
 km olddefconfig >/dev/null
 # Every option asked for must have survived olddefconfig.
 missing=$(grep -h '^CONFIG_' "${frags[@]}" | while read -r line; do
-	grep -qxF "$line" "$out/.config" || echo "$line"; done)
+	case $line in
+	*=n) ! grep -q "^${line%=n}=" "$out/.config" || echo "$line" ;;
+	*) grep -qxF "$line" "$out/.config" || echo "$line" ;;
+	esac
+done)
 [ -z "$missing" ] || die "options lost in olddefconfig: $missing"
 start=$(date +%s)
 km -j"$(nproc)" bzImage modules >"$out/build.log" 2>&1 || {

@@ -2,14 +2,29 @@
 # make check: host-side unit tests, then one VM boot with KUnit (at module
 # load), our user-space tests, and the upstream hmm-tests against our
 # driver and against the C test_hmm.ko.  Ends with "N passed, N failed".
+#
+# VARIANT=debug (make check-debug) does the same on the debug kernel
+# (KASAN, lockdep, DEBUG_VM, DEBUG_PAGEALLOC, kmemleak, ...), with the
+# module built for that kernel, a kmemleak scan at the end, and a closing
+# "splats: N" line.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
-: "${KDIR:?KDIR must name the kernel build}"
 start=$(date +%s)
-mkdir -p "$TOP/out/check"
+name=check${VARIANT:+-$VARIANT}
+mkdir -p "$TOP/out/$name"
+
+if [ "${VARIANT:-}" = debug ]; then
+	KDIR=$(VARIANT=debug "$TOP/scripts/build-kernel.sh")
+	export MODULE=$TOP/out/$name/module/rust_hmm.ko
+	log "building rust_hmm.ko for the debug kernel"
+	make -s -C "$KDIR" M="$TOP" MO="$TOP/out/$name/module" "${KMAKE_VARS[@]}" modules
+	export VM_TIMEOUT=${VM_TIMEOUT:-4800}
+fi
+: "${KDIR:?KDIR must name the kernel build}"
+export KDIR
 
 log "host tests"
-host_log=$TOP/out/check/host.log
+host_log=$TOP/out/$name/host.log
 python3 -m unittest discover -s "$TOP/scripts/tests" -t "$TOP/scripts" >"$host_log" 2>&1 || true
 tail -n 3 "$host_log"
 ran=$(sed -n 's/^Ran \([0-9]*\) tests\?.*/\1/p' "$host_log")
@@ -17,7 +32,7 @@ bad=$(grep -oE '(failures|errors)=[0-9]+' "$host_log" | cut -d= -f2 | paste -sd+
 export HOST_FAILED=${bad:-0} HOST_PASSED=$(( ${ran:-0} - ${bad:-0} ))
 [ -n "$ran" ] || export HOST_FAILED=1
 
-job=$TOP/out/check/job.sh
+job=$TOP/out/$name/job.sh
 cat >"$job" <<'JOB'
 . /lib/vm-lib.sh
 setup_mm
@@ -31,10 +46,14 @@ section rmmod:rust_hmm rmmod rust_hmm
 section insmod:test_hmm use_driver c
 section info:hmm-tests:c hmm-tests
 section rmmod:test_hmm rmmod test_hmm
+kmemleak_scan
 dump_kernel_log
 JOB
-log "booting the test kernel (TCG: several minutes)"
+log "booting the test kernel (TCG)"
 rc=0
-"$TOP/scripts/vm-job.sh" check "$job" || rc=$?
-log "make check took $(( $(date +%s) - start )) s"
+"$TOP/scripts/vm-job.sh" "$name" "$job" | tee "$TOP/out/$name/result.txt" || rc=$?
+log "make $name took $(( $(date +%s) - start )) s"
+if [ "${VARIANT:-}" = debug ]; then
+	grep '^splats:' "$TOP/out/$name/result.txt" | tail -n 1
+fi
 exit $rc

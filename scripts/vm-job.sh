@@ -8,7 +8,7 @@ set -euo pipefail
 name=$1 job=$2
 dir=$TOP/out/$name
 mkdir -p "$dir"
-files=(--file "$TOP/rust_hmm.ko:/mod/rust_hmm.ko"
+files=(--file "${MODULE:-$TOP/rust_hmm.ko}:/mod/rust_hmm.ko"
 	--file "$KDIR/lib/test_hmm.ko:/mod/test_hmm.ko"
 	--file "$TOP/scripts/vm-lib.sh:/lib/vm-lib.sh"
 	--file "$TOP/out/hmm-tests:/bin/hmm-tests")

@@ -14,6 +14,16 @@ section() {
 	return 0
 }
 
+# With kmemleak in the kernel, scan twice (the second scan confirms) and
+# let the splat check see any report in the kernel log.
+kmemleak_scan() {
+	[ -e /sys/kernel/debug/kmemleak ] || return 0
+	echo scan >/sys/kernel/debug/kmemleak
+	sleep 1
+	echo scan >/sys/kernel/debug/kmemleak
+	cat /sys/kernel/debug/kmemleak
+}
+
 # The whole kernel log, for KTAP and splat checks, at the end of a job.
 dump_kernel_log() {
 	echo "@@BEGIN dmesg@@" >>$DATA
