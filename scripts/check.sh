@@ -33,8 +33,11 @@ export HOST_FAILED=${bad:-0} HOST_PASSED=$(( ${ran:-0} - ${bad:-0} ))
 [ -n "$ran" ] || export HOST_FAILED=1
 
 job=$TOP/out/$name/job.sh
-cat >"$job" <<'JOB'
+cat >"$job" <<JOB
 . /lib/vm-lib.sh
+FUZZ_SEED=${FUZZ_SEED:-1}
+JOB
+cat >>"$job" <<'JOB'
 setup_mm
 # KUnit suites of the module run while it loads.
 section insmod:rust_hmm insmod /mod/rust_hmm.ko
@@ -42,6 +45,7 @@ use_driver rust
 section user:mirror-tests:rust mirror-tests
 section user:exclusive-tests:rust exclusive-tests
 section hmm-tests:rust hmm-tests
+section user:ioctl-fuzz:rust ioctl-fuzz $FUZZ_SEED 600 1000000
 section rmmod:rust_hmm rmmod rust_hmm
 section insmod:test_hmm use_driver c
 section info:hmm-tests:c hmm-tests
