@@ -12,6 +12,7 @@ files=(--file "${MODULE:-$TOP/rust_hmm.ko}:/mod/rust_hmm.ko"
 	--file "$KDIR/lib/test_hmm.ko:/mod/test_hmm.ko"
 	--file "$TOP/scripts/vm-lib.sh:/lib/vm-lib.sh"
 	--file "$TOP/out/hmm-tests:/bin/hmm-tests")
+# Every user program, plus what the unload tests need.
 for src in "$TOP"/samples/user/*.c; do
 	files+=(--file "$TOP/out/$(basename "$src" .c)")
 done

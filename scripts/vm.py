@@ -111,7 +111,7 @@ def run(args):
            "-display", "none", "-monitor", "none", "-serial", "stdio",
            "-serial", "file:" + data, "-no-reboot", "-kernel", args.bzimage,
            "-initrd", initrd,
-           "-append", "console=ttyS0 panic=-1 oops=panic loglevel=7 "
+           "-append", "console=ttyS0 panic=-1 oops=panic loglevel=7 log_buf_len=16M "
            + args.append]
     cmd += ["-enable-kvm", "-cpu", "host"] if kvm else ["-cpu", "max"]
     start = time.time()

@@ -10,6 +10,7 @@
 //! and a user copy could fault and recurse into reclaim, which takes that
 //! lock.
 
+use super::bounce::Bounce;
 use super::uapi::*;
 use super::DmirrorDevice;
 use crate::device_exclusive::map_exclusive;
@@ -122,26 +123,8 @@ pub(crate) struct Mirror<const TWO_PASS: bool> {
 }
 
 /// A bounce buffer for up to `CHUNK_PAGES` of a request of `npages`.
-fn bounce_buffer(npages: u64) -> Result<KVVec<u8>> {
-    let pages = npages.min(CHUNK_PAGES as u64) as usize;
-    Ok(KVVec::from_elem(0u8, pages * PAGE_SIZE, GFP_KERNEL)?)
-}
-
-/// Copies one page between a bounce buffer and a mapped page.
-fn copy_page(pfn: u64, buf: &mut [u8], to_page: bool) {
-    // SAFETY: `pfn` comes from a valid device page table entry, so the page
-    // is alive while the caller holds the notifier lock; `kmap_local_page`
-    // maps it for `PAGE_SIZE` bytes until `kunmap_local`.
-    unsafe {
-        let page = ffi::rust_hmm_pfn_to_page(pfn as usize);
-        let va = bindings::kmap_local_page(page).cast::<u8>();
-        if to_page {
-            core::ptr::copy_nonoverlapping(buf.as_ptr(), va, PAGE_SIZE);
-        } else {
-            core::ptr::copy_nonoverlapping(va, buf.as_mut_ptr(), PAGE_SIZE);
-        }
-        bindings::kunmap_local(va.cast());
-    }
+fn bounce_for(npages: u64) -> Result<Bounce> {
+    Bounce::new(npages.min(CHUNK_PAGES as u64) as usize)
 }
 
 /// Atomically adds `value` to the `u64` at byte `off` of page `pfn`.
@@ -195,27 +178,38 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
 
     /// Device page fault: fills the device page table for `[start, end)`.
     fn fault(&self, start: u64, end: u64, fault: Fault, mode: Mode) -> Result {
+        // Directories come from GFP_NOWAIT under the lock; only when that
+        // fails is the reserve filled with GFP_KERNEL, outside the lock, and
+        // the chunk faulted again.
         let mut reserve = DirReserve::new();
         let mut addr = start;
         while addr < end {
             let next = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
-            reserve.fill(CHUNK_DIRS, GFP_KERNEL)?;
             let mut range = HmmRange::new(&self.notifier, addr, next, self.owner())?;
             let mut f = range.fault(fault, mode)?;
+            let mut res = Ok(());
             for (i, p) in f.pfns.iter().enumerate() {
                 if !p.is_valid() || p.is_error() {
                     return Err(EFAULT);
                 }
                 let flags = if p.is_write() { Entry::WRITE } else { 0 };
                 let va = addr + ((i as u64) << PAGE_SHIFT);
-                f.state.pt.insert(
+                res = f.state.pt.insert(
                     va,
                     Entry::new(p.pfn(), flags),
                     &mut reserve,
                     &mut PageDirtier,
-                )?;
+                );
+                if res.is_err() {
+                    break;
+                }
             }
-            addr = next;
+            drop(f);
+            match res {
+                Ok(()) => addr = next,
+                Err(e) if e == ENOMEM => reserve.fill(CHUNK_DIRS, GFP_KERNEL)?,
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -228,30 +222,25 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         } else {
             Mode::Locked
         };
-        let mut bounce = bounce_buffer(c.npages)?;
+        let mut bounce = bounce_for(c.npages)?;
         let mut addr = start;
         while addr < end {
             let chunk_end = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
-            let mut n = 0;
+            bounce.clear();
             {
                 let st = self.notifier.lock();
                 let mut va = addr;
                 while va < chunk_end {
                     let Some(e) = st.pt.lookup(va) else { break };
-                    copy_page(
-                        e.pfn(),
-                        &mut bounce[n * PAGE_SIZE..(n + 1) * PAGE_SIZE],
-                        false,
-                    );
-                    n += 1;
+                    // SAFETY: A valid entry under the notifier lock names a
+                    // page that stays mapped, so alive, until we unlock.
+                    unsafe { bounce.push_page(e.pfn())? };
                     va += PAGE_SIZE as u64;
                 }
             }
+            let n = bounce.filled().len() / PAGE_SIZE;
             if n > 0 {
-                let uptr = UserPtr::from_addr(c.ptr.wrapping_add(addr - start) as usize);
-                UserSlice::new(uptr, n * PAGE_SIZE)
-                    .writer()
-                    .write_slice(&bounce[..n * PAGE_SIZE])?;
+                bounce.copy_to_user(c.ptr.wrapping_add(addr - start))?;
                 c.cpages += n as u64;
                 addr += (n as u64) << PAGE_SHIFT;
             }
@@ -266,18 +255,17 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// HMM_DMIRROR_WRITE.
     pub(crate) fn write(&self, c: &mut HmmDmirrorCmd) -> Result {
         let (start, end) = self.range(c)?;
-        let mut bounce = bounce_buffer(c.npages)?;
+        let mut bounce = bounce_for(c.npages)?;
         let mut addr = start;
         while addr < end {
+            let chunk_start = addr;
             let chunk_end = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
-            let len = (chunk_end - addr) as usize;
-            let uptr = UserPtr::from_addr(c.ptr.wrapping_add(addr - start) as usize);
-            UserSlice::new(uptr, len)
-                .reader()
-                .read_slice(&mut bounce[..len])?;
+            bounce.fill_from_user(
+                c.ptr.wrapping_add(addr - start),
+                (chunk_end - addr) as usize,
+            )?;
             while addr < chunk_end {
                 let mut n = 0;
-                let off = len - (chunk_end - addr) as usize;
                 {
                     let mut st = self.notifier.lock();
                     let mut va = addr;
@@ -286,8 +274,9 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                         if !e.has(Entry::WRITE) {
                             break;
                         }
-                        let b = off + n * PAGE_SIZE;
-                        copy_page(e.pfn(), &mut bounce[b..b + PAGE_SIZE], true);
+                        let off = (va - chunk_start) as usize;
+                        // SAFETY: As in `read`; the entry is writable.
+                        unsafe { bounce.copy_to_page(off, e.pfn())? };
                         st.pt.set_flags(va, Entry::DIRTY);
                         n += 1;
                         va += PAGE_SIZE as u64;

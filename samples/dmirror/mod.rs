@@ -4,6 +4,7 @@
 //! the ioctl ABI of `lib/test_hmm_uapi.h`. Each open file mirrors the
 //! opening process through its own [`Mirror`].
 
+mod bounce;
 mod mirror;
 pub(crate) mod uapi;
 

@@ -181,12 +181,15 @@ static void *racer(void *arg)
 	uint64_t s = (uintptr_t)arg;
 
 	while (!stop) {
+		struct timespec t0, t1;
+		long us;
 		unsigned long first = rnd(&s) % REGION_PAGES;
 		unsigned long len = 1 + rnd(&s) % (REGION_PAGES - first);
 		char *p = region + first * PAGE;
 		int status;
 		pid_t pid;
 
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		switch (rnd(&s) % 7) {
 		case 0:
 			munmap(p, len * PAGE);
@@ -224,6 +227,14 @@ static void *racer(void *arg)
 			touch(p, len);
 			break;
 		}
+		/*
+		 * Race often, but leave the workers most of the CPU: on a debug
+		 * kernel a fork or munmap costs a hundred times more than an
+		 * ioctl, so sleep four times as long as the operation took.
+		 */
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		us = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+		usleep(us * 4 > 500 ? us * 4 : 500);
 	}
 	return NULL;
 }

@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Bounce buffers between user memory and mirrored pages.
+//!
+//! The device copies pages while holding the notifier lock, and user copies
+//! may fault, so data goes through a kernel buffer. The buffer is written
+//! before it is read, so it is never zeroed: it tracks how much of it holds
+//! data, and only that part can be read.
+
+use crate::ffi;
+use core::mem::MaybeUninit;
+use kernel::{
+    bindings,
+    page::PAGE_SIZE,
+    prelude::*,
+    uaccess::{UserPtr, UserSlice},
+};
+
+/// Copies the contents of page `pfn` to `dst`.
+///
+/// # Safety
+///
+/// `pfn` must be a page kept alive by the caller (a device page table entry
+/// under the notifier lock) and `dst` valid for `PAGE_SIZE` bytes of writes.
+unsafe fn copy_from_page(pfn: u64, dst: *mut u8) {
+    // SAFETY: Per the requirements; `kmap_local_page` maps the page for
+    // `PAGE_SIZE` bytes until `kunmap_local`.
+    unsafe {
+        let va = bindings::kmap_local_page(ffi::rust_hmm_pfn_to_page(pfn as usize));
+        core::ptr::copy_nonoverlapping(va.cast::<u8>(), dst, PAGE_SIZE);
+        bindings::kunmap_local(va);
+    }
+}
+
+/// A bounce buffer of up to `pages` pages.
+///
+/// # Invariants
+///
+/// The first `filled` bytes of `buf` are initialised, and `filled <=
+/// buf.len()`.
+pub(crate) struct Bounce {
+    buf: KVVec<MaybeUninit<u8>>,
+    filled: usize,
+}
+
+impl Bounce {
+    /// A buffer for `pages` pages.
+    pub(crate) fn new(pages: usize) -> Result<Self> {
+        let len = pages * PAGE_SIZE;
+        let mut buf = KVVec::with_capacity(len, GFP_KERNEL)?;
+        // SAFETY: The capacity is at least `len`, and a `MaybeUninit<u8>`
+        // needs no initialisation.
+        unsafe { buf.inc_len(len) };
+        // INVARIANT: nothing is filled yet.
+        Ok(Self { buf, filled: 0 })
+    }
+
+    /// Forgets the contents.
+    pub(crate) fn clear(&mut self) {
+        self.filled = 0;
+    }
+
+    /// Appends a copy of page `pfn`; `ENOSPC` if the buffer is full.
+    ///
+    /// # Safety
+    ///
+    /// `pfn` must be kept alive by the caller, as for [`copy_from_page`].
+    pub(crate) unsafe fn push_page(&mut self, pfn: u64) -> Result {
+        let dst = self
+            .buf
+            .get_mut(self.filled..self.filled + PAGE_SIZE)
+            .ok_or(ENOSPC)?;
+        // SAFETY: `dst` is `PAGE_SIZE` bytes of our buffer; the caller keeps
+        // the page alive.
+        unsafe { copy_from_page(pfn, dst.as_mut_ptr().cast()) };
+        // INVARIANT: the page just copied initialised these bytes.
+        self.filled += PAGE_SIZE;
+        Ok(())
+    }
+
+    /// Replaces the contents with `len` bytes read from user address `uptr`.
+    pub(crate) fn fill_from_user(&mut self, uptr: u64, len: usize) -> Result {
+        self.filled = 0;
+        let dst = self.buf.get_mut(..len).ok_or(ENOSPC)?;
+        UserSlice::new(UserPtr::from_addr(uptr as usize), len)
+            .reader()
+            .read_raw(dst)?;
+        // INVARIANT: `read_raw` initialised all `len` bytes on success.
+        self.filled = len;
+        Ok(())
+    }
+
+    /// The bytes filled so far.
+    pub(crate) fn filled(&self) -> &[u8] {
+        // SAFETY: The first `filled` bytes are initialised (type invariant).
+        unsafe { core::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), self.filled) }
+    }
+
+    /// Copies `PAGE_SIZE` filled bytes at `off` into page `pfn`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::push_page`]; the page must be writable by the device.
+    pub(crate) unsafe fn copy_to_page(&self, off: usize, pfn: u64) -> Result {
+        let src = self.filled().get(off..off + PAGE_SIZE).ok_or(EINVAL)?;
+        // SAFETY: Per the requirements; the mapping covers `PAGE_SIZE`.
+        unsafe {
+            let va = bindings::kmap_local_page(ffi::rust_hmm_pfn_to_page(pfn as usize));
+            core::ptr::copy_nonoverlapping(src.as_ptr(), va.cast::<u8>(), PAGE_SIZE);
+            bindings::kunmap_local(va);
+        }
+        Ok(())
+    }
+
+    /// Writes the filled bytes to user address `uptr`.
+    pub(crate) fn copy_to_user(&self, uptr: u64) -> Result {
+        let data = self.filled();
+        UserSlice::new(UserPtr::from_addr(uptr as usize), data.len())
+            .writer()
+            .write_slice(data)
+    }
+}

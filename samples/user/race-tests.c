@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Race stress: threads read and write through the device while others
+ * munmap and remap, mprotect, fork, take pages device-exclusive, and
+ * mirror short-lived processes that exit. Each page word carries the
+ * generation of the mapping it was written in, so a device read can be
+ * checked: it may fail with EFAULT, but it must never return data of a
+ * mapping that was already unmapped when the read began, nor a forked
+ * child's writes. After each round the device's view must equal the CPU's.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "kselftest_harness.h"
+#include "dmirror-util.h"
+
+#define SLOTS 8
+#define SLOT_PAGES 8
+#define WORDS (SLOT_PAGES * PAGE / 8)
+#define ROUNDS 5
+#define ROUND_SECONDS 4
+#define CHILD_MARK 0xdeadULL
+
+static char *region;
+static atomic_ulong gen[SLOTS];		/* generation now mapped */
+static atomic_ulong gone[SLOTS];	/* newest generation unmapped */
+static pthread_rwlock_t slot_lock[SLOTS];
+static atomic_int stop;
+
+static uint64_t *slot(int s)
+{
+	return (uint64_t *)(region + (size_t)s * SLOT_PAGES * PAGE);
+}
+
+static void stamp(int s, unsigned long g)
+{
+	uint64_t *w = slot(s);
+
+	for (unsigned long i = 0; i < WORDS; i++)
+		w[i] = (g << 32) | i;
+}
+
+/* 0 if @buf is a legal device view of slot @s read when @gone_before was
+ * the newest unmapped generation; else the offending word index + 1. */
+static unsigned long bad_word(const uint64_t *buf, unsigned long gone_before)
+{
+	for (unsigned long i = 0; i < WORDS; i++) {
+		uint64_t g = buf[i] >> 32;
+
+		if (buf[i] == 0)	/* a fresh page, not yet stamped */
+			continue;
+		if ((buf[i] & 0xffffffff) != i || g == CHILD_MARK || g <= gone_before)
+			return i + 1;
+	}
+	return 0;
+}
+
+struct worker {
+	int fd;
+	unsigned int seed;
+	unsigned long reads, faults_seen, bad;
+	int err;
+};
+
+static void *reader(void *p)
+{
+	struct worker *w = p;
+	uint64_t *buf = map_anon(SLOT_PAGES);
+
+	while (!stop) {
+		int s = rand_r(&w->seed) % SLOTS;
+		unsigned long before = gone[s];
+		int r = dcmd(w->fd, rand_r(&w->seed) % 4 ? HMM_DMIRROR_READ :
+			     HMM_DMIRROR_READ_UNLOCKED, slot(s), buf, SLOT_PAGES, NULL);
+
+		if (r == 0) {
+			w->reads++;
+			if (bad_word(buf, before))
+				w->bad++;
+		} else if (r == -EFAULT || r == -EBUSY) {
+			w->faults_seen++;
+		} else {
+			w->err = r;
+		}
+	}
+	munmap(buf, SLOT_PAGES * PAGE);
+	return NULL;
+}
+
+/* Device writes: copy the slot's own current contents back through the
+ * device, under the slot's read lock so the generation cannot change. */
+static void *writer(void *p)
+{
+	struct worker *w = p;
+	uint64_t *buf = map_anon(SLOT_PAGES);
+
+	while (!stop) {
+		int s = rand_r(&w->seed) % SLOTS;
+		int r;
+
+		pthread_rwlock_rdlock(&slot_lock[s]);
+		memcpy(buf, slot(s), SLOT_PAGES * PAGE);
+		r = rand_r(&w->seed) % 8 ?
+			dcmd(w->fd, HMM_DMIRROR_WRITE, slot(s), buf, SLOT_PAGES, NULL) :
+			dcmd(w->fd, HMM_DMIRROR_EXCLUSIVE, slot(s), buf, SLOT_PAGES, NULL);
+		pthread_rwlock_unlock(&slot_lock[s]);
+		if (r && r != -EPERM && r != -EFAULT && r != -EBUSY)
+			w->err = r;
+	}
+	munmap(buf, SLOT_PAGES * PAGE);
+	return NULL;
+}
+
+static void *mutator(void *p)
+{
+	struct worker *w = p;
+
+	while (!stop) {
+		int s = rand_r(&w->seed) % SLOTS;
+		int status;
+		pid_t pid;
+
+		pthread_rwlock_wrlock(&slot_lock[s]);
+		switch (rand_r(&w->seed) % 4) {
+		case 0: {	/* unmap, then a new generation */
+			unsigned long g = gen[s];
+
+			munmap(slot(s), SLOT_PAGES * PAGE);
+			gone[s] = g;
+			mmap(slot(s), SLOT_PAGES * PAGE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+			stamp(s, g + 1);
+			gen[s] = g + 1;
+			break;
+		}
+		case 1:		/* protection changes, same data */
+			mprotect(slot(s), SLOT_PAGES * PAGE, PROT_READ);
+			usleep(200);
+			mprotect(slot(s), SLOT_PAGES * PAGE, PROT_READ | PROT_WRITE);
+			break;
+		case 2:		/* a child writes its COW copy */
+			pid = fork();
+			if (pid == 0) {
+				for (unsigned long i = 0; i < WORDS; i += 64)
+					slot(s)[i] = (CHILD_MARK << 32) | i;
+				_exit(0);
+			}
+			if (pid > 0)
+				waitpid(pid, &status, 0);
+			break;
+		default:	/* the CPU touches: revokes device-exclusive */
+			stamp(s, gen[s]);
+			break;
+		}
+		pthread_rwlock_unlock(&slot_lock[s]);
+	}
+	return NULL;
+}
+
+/* Short-lived processes that mirror themselves and exit mid-use. */
+static void *exiter(void *p)
+{
+	struct worker *w = p;
+
+	while (!stop) {
+		int status;
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			char *m = map_anon(16), *b = map_anon(16);
+			int fd = dev_open(rand_r(&w->seed) % 2);
+
+			fill(m, 16, 1);
+			if (fork() == 0) {	/* shares the file, exits at once */
+				_exit(0);
+			}
+			dcmd(fd, HMM_DMIRROR_READ, m, b, 16, NULL);
+			dcmd(fd, HMM_DMIRROR_EXCLUSIVE, m, b, 4, NULL);
+			_exit(0);	/* exit with the mirror populated */
+		}
+		if (pid > 0)
+			waitpid(pid, &status, 0);
+		while (waitpid(-1, &status, WNOHANG) > 0)
+			;
+	}
+	return NULL;
+}
+
+FIXTURE(race) {
+	int unused;
+};
+
+FIXTURE_SETUP(race)
+{
+}
+
+FIXTURE_TEARDOWN(race)
+{
+}
+
+TEST_F_TIMEOUT(race, stress, ROUNDS * ROUND_SECONDS * 10 + 60)
+{
+	struct worker w[6];
+	pthread_t t[6];
+	void *(*fn[6])(void *) = { reader, reader, writer, mutator, mutator, exiter };
+	uint64_t *buf = map_anon(SLOTS * SLOT_PAGES);
+	int fd0 = dev_open(0), fd1 = dev_open(1);
+	unsigned long reads = 0, faults = 0;
+
+	ASSERT_GE(fd0, 0);
+	ASSERT_GE(fd1, 0);
+	region = map_anon(SLOTS * SLOT_PAGES);
+	ASSERT_NE(region, NULL);
+	for (int s = 0; s < SLOTS; s++) {
+		pthread_rwlock_init(&slot_lock[s], NULL);
+		gen[s] = 1;
+		stamp(s, 1);
+	}
+	for (int round = 0; round < ROUNDS; round++) {
+		stop = 0;
+		for (int i = 0; i < 6; i++) {
+			w[i] = (struct worker){ .fd = i % 2 ? fd1 : fd0,
+						.seed = 1000 * round + i };
+			ASSERT_EQ(pthread_create(&t[i], NULL, fn[i], &w[i]), 0);
+		}
+		sleep(ROUND_SECONDS);
+		stop = 1;
+		for (int i = 0; i < 6; i++) {
+			pthread_join(t[i], NULL);
+			EXPECT_EQ(w[i].err, 0);
+			EXPECT_EQ(w[i].bad, 0) TH_LOG("round %d: %lu stale or foreign reads",
+						      round, w[i].bad);
+			reads += w[i].reads;
+			faults += w[i].faults_seen;
+		}
+		/* Quiescent: both devices must see exactly what the CPU sees. */
+		for (int d = 0; d < 2; d++) {
+			memset(buf, 0, SLOTS * SLOT_PAGES * PAGE);
+			ASSERT_EQ(dcmd(d ? fd1 : fd0, HMM_DMIRROR_READ, region, buf,
+				       SLOTS * SLOT_PAGES, NULL), 0);
+			EXPECT_EQ(memcmp(buf, region, SLOTS * SLOT_PAGES * PAGE), 0);
+		}
+	}
+	TH_LOG("%lu checked device reads, %lu EFAULT/EBUSY during races", reads, faults);
+	EXPECT_GT(reads, 0);
+	close(fd0);
+	close(fd1);
+}
+
+TEST_HARNESS_MAIN
