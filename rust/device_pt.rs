@@ -197,11 +197,9 @@ impl DevicePageTable {
         ((addr >> level_shift(level)) as usize) & (DIR_ENTRIES - 1)
     }
 
-    /// The leaf entry for `addr`, if one is present.
-    pub fn lookup(&self, addr: u64) -> Option<Entry> {
-        if Self::check_addr(addr).is_err() {
-            return None;
-        }
+    /// The leaf directory covering `addr`, if one exists.
+    fn leaf(&self, addr: u64) -> Option<&Dir> {
+        Self::check_addr(addr).ok()?;
         let mut dir: &Dir = &self.root;
         for level in (1..LEVELS).rev() {
             let e = dir.0[Self::index(addr, level)];
@@ -212,8 +210,33 @@ impl DevicePageTable {
             // owned by `self` (type invariant); `&self` keeps them alive.
             dir = unsafe { &*child(e) };
         }
-        let e = dir.0[Self::index(addr, 0)];
+        Some(dir)
+    }
+
+    /// The leaf entry for `addr`, if one is present.
+    pub fn lookup(&self, addr: u64) -> Option<Entry> {
+        let e = self.leaf(addr)?.0[Self::index(addr, 0)];
         (e != 0).then_some(Entry(e))
+    }
+
+    /// Calls `f(addr, entry)` for the present entries from `start` on, in
+    /// order, up to `end`, the first missing entry, or the first `false`
+    /// from `f`. Returns the address where it stopped. One descent per
+    /// leaf directory: the device's sequential access path.
+    pub fn run(&self, start: u64, end: u64, f: &mut impl FnMut(u64, Entry) -> bool) -> u64 {
+        let mut addr = start;
+        while addr < end {
+            let Some(leaf) = self.leaf(addr) else {
+                return addr;
+            };
+            for e in leaf.0[Self::index(addr, 0)..].iter() {
+                if addr >= end || *e == 0 || !f(addr, Entry(*e)) {
+                    return addr;
+                }
+                addr += 1 << PAGE_SHIFT;
+            }
+        }
+        addr
     }
 
     /// Number of directories an insert at `addr` would allocate.
@@ -692,6 +715,34 @@ mod tests {
         pt.clear(&mut s);
         assert_eq!(s.0.last(), Some(&51));
         assert_eq!(pt.stats(), PtStats::default());
+    }
+
+    #[test]
+    fn sequential_run() {
+        let (mut pt, mut r, mut s) = table();
+        // 600 pages across a leaf boundary, then a hole, then more.
+        let base = 0x7000_0000 - 100 * P;
+        for i in 0..600u64 {
+            put(&mut pt, &mut r, &mut s, base + i * P, i, 0);
+        }
+        put(&mut pt, &mut r, &mut s, base + 601 * P, 601, 0);
+        let mut seen = 0u64;
+        let stop = pt.run(base, base + 1000 * P, &mut |a, e| {
+            seen += u64::from(e.pfn() == (a - base) / P);
+            true
+        });
+        assert_eq!(stop, base + 600 * P);
+        assert_eq!(seen, 600);
+        // Bounded by `end`, and by the closure.
+        assert_eq!(pt.run(base, base + 10 * P, &mut |_, _| true), base + 10 * P);
+        assert_eq!(
+            pt.run(base, base + 10 * P, &mut |a, _| a < base + 3 * P),
+            base + 3 * P
+        );
+        // Nothing there, or unaligned: stops at once.
+        assert_eq!(pt.run(0, P, &mut |_, _| true), 0);
+        assert_eq!(pt.run(base + 1, base + P, &mut |_, _| true), base + 1);
+        pt.clear(&mut s);
     }
 
     #[test]

@@ -72,7 +72,7 @@ section info:hmm-tests:c hmm-tests
 section rmmod:test_hmm rmmod test_hmm
 JOB
 cat >>"$job" <<'JOB'
-kmemleak_scan
+section info:kmemleak kmemleak_scan
 dump_kernel_log
 JOB
 log "booting the test kernel (TCG)"

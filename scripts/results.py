@@ -103,7 +103,8 @@ def main():
             continue
         c = vmlog.harness_cases(s.text)
         tot = vmlog.TOTALS.search(s.text)
-        totals = tot.group(0) if tot else "no Totals line"
+        last = s.text.strip().splitlines()[-1:] or ["(no output)"]
+        totals = tot.group(0) if tot else ("no Totals line" if name.startswith(("user:", "hmm-tests:")) else last[0])
         counted = not name.startswith("info:")
         xf = [n for n in c.failed if n in xfail] if name.endswith(":rust") else []
         real_fail = [n for n in c.failed if n not in xf]

@@ -22,6 +22,7 @@ kmemleak_scan() {
 	sleep 1
 	echo scan >/sys/kernel/debug/kmemleak
 	cat /sys/kernel/debug/kmemleak
+	echo "kmemleak: scanned twice, $(grep -c '^unreferenced object' /sys/kernel/debug/kmemleak) objects reported"
 }
 
 # tap N OK NAME: one kselftest-style result line.

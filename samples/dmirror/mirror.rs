@@ -229,14 +229,11 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             bounce.clear();
             {
                 let st = self.notifier.lock();
-                let mut va = addr;
-                while va < chunk_end {
-                    let Some(e) = st.pt.lookup(va) else { break };
+                st.pt.run(addr, chunk_end, &mut |_, e| {
                     // SAFETY: A valid entry under the notifier lock names a
                     // page that stays mapped, so alive, until we unlock.
-                    unsafe { bounce.push_page(e.pfn())? };
-                    va += PAGE_SIZE as u64;
-                }
+                    unsafe { bounce.push_page(e.pfn()).is_ok() }
+                });
             }
             let n = bounce.filled().len() / PAGE_SIZE;
             if n > 0 {

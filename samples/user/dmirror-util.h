@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "rust_hmm_uapi.h"
@@ -88,6 +90,72 @@ static inline int check(const void *p, unsigned long npages, unsigned int seed)
 		if (w[i] != seed + i)
 			return 0;
 	return 1;
+}
+
+/*
+ * A child process that mirrors its own memory and exits while the parent
+ * holds its file: child_mirror_start() forks a child that maps @npages
+ * filled with @seed, opens device 0 and runs @req on them (READ, EXCLUSIVE,
+ * ...) into its copy of @buf; the parent then takes the file with
+ * pidfd_getfd(). child_mirror_exit() lets the child exit and returns its
+ * exit status.
+ */
+struct child_mirror {
+	pid_t pid;
+	int pidfd;
+	int fd;			/* the child's file, in the parent */
+	uintptr_t mem;		/* the child's mirrored range */
+	int to_parent[2], to_child[2];
+};
+
+static inline int child_mirror_start(struct child_mirror *cm, unsigned long req,
+				     unsigned long npages, unsigned int seed, void *buf)
+{
+	struct { uintptr_t mem; int fd; } msg;
+	char go;
+
+	if (pipe(cm->to_parent) || pipe(cm->to_child))
+		return -1;
+	cm->pid = fork();
+	if (cm->pid < 0)
+		return -1;
+	if (cm->pid == 0) {
+		char *mem = map_anon(npages);
+
+		msg.fd = dev_open(0);
+		msg.mem = (uintptr_t)mem;
+		fill(mem, npages, seed);
+		if (msg.fd < 0 || dcmd(msg.fd, req, mem, buf, npages, NULL))
+			_exit(1);
+		if (write(cm->to_parent[1], &msg, sizeof(msg)) != sizeof(msg))
+			_exit(2);
+		/* Exit once the parent holds the file. */
+		if (read(cm->to_child[0], &go, 1) != 1)
+			_exit(3);
+		_exit(0);
+	}
+	if (read(cm->to_parent[0], &msg, sizeof(msg)) != sizeof(msg))
+		return -1;
+	cm->mem = msg.mem;
+	cm->pidfd = syscall(SYS_pidfd_open, cm->pid, 0);
+	if (cm->pidfd < 0)
+		return -1;
+	cm->fd = syscall(SYS_pidfd_getfd, cm->pidfd, msg.fd, 0);
+	return cm->fd < 0 ? -1 : 0;
+}
+
+static inline int child_mirror_exit(struct child_mirror *cm)
+{
+	int status = -1;
+
+	if (write(cm->to_child[1], "x", 1) != 1 || waitpid(cm->pid, &status, 0) != cm->pid)
+		return -1;
+	close(cm->pidfd);
+	for (int i = 0; i < 2; i++) {
+		close(cm->to_parent[i]);
+		close(cm->to_child[i]);
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 #endif

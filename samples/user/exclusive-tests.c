@@ -209,42 +209,17 @@ TEST_F(excl, two_devices_one_page)
 /* The mirrored process exits while pages are exclusive. */
 TEST_F(excl, exit_while_exclusive)
 {
-	struct { uintptr_t mem; int fd; } msg;
-	int to_parent[2], to_child[2], pidfd, fd, status;
-	char go = 'x';
-	pid_t pid;
+	struct child_mirror cm;
+	void *mem;
 
-	ASSERT_EQ(pipe(to_parent), 0);
-	ASSERT_EQ(pipe(to_child), 0);
-	pid = fork();
-	ASSERT_GE(pid, 0);
-	if (pid == 0) {
-		char *mem = map_anon(4);
-
-		msg.fd = dev_open(0);
-		msg.mem = (uintptr_t)mem;
-		if (msg.fd < 0 || dcmd(msg.fd, HMM_DMIRROR_EXCLUSIVE, mem, self->buf, 4, NULL))
-			_exit(1);
-		if (write(to_parent[1], &msg, sizeof(msg)) != sizeof(msg))
-			_exit(2);
-		if (read(to_child[0], &go, 1) != 1)
-			_exit(3);
-		_exit(0);
-	}
-	ASSERT_EQ(read(to_parent[0], &msg, sizeof(msg)), sizeof(msg));
-	pidfd = syscall(SYS_pidfd_open, pid, 0);
-	ASSERT_GE(pidfd, 0);
-	fd = syscall(SYS_pidfd_getfd, pidfd, msg.fd, 0);
-	ASSERT_GE(fd, 0);
-	EXPECT_EQ(dcmd(fd, HMM_DMIRROR_CHECK_EXCLUSIVE, (void *)msg.mem, NULL, 4, NULL), -EPERM);
-	ASSERT_EQ(write(to_child[1], &go, 1), 1);
-	ASSERT_EQ(waitpid(pid, &status, 0), pid);
-	EXPECT_EQ(WEXITSTATUS(status), 0);
-	EXPECT_EQ(dcmd(fd, HMM_DMIRROR_CHECK_EXCLUSIVE, (void *)msg.mem, NULL, 4, NULL), 0);
-	EXPECT_EQ(datomic(fd, (uint64_t *)msg.mem, 1, NULL), -EFAULT);
-	EXPECT_EQ(dcmd(fd, HMM_DMIRROR_EXCLUSIVE, (void *)msg.mem, self->buf, 4, NULL), -EFAULT);
-	EXPECT_EQ(close(fd), 0);
-	close(pidfd);
+	ASSERT_EQ(child_mirror_start(&cm, HMM_DMIRROR_EXCLUSIVE, 4, 5, self->buf), 0);
+	mem = (void *)cm.mem;
+	EXPECT_EQ(dcmd(cm.fd, HMM_DMIRROR_CHECK_EXCLUSIVE, mem, NULL, 4, NULL), -EPERM);
+	ASSERT_EQ(child_mirror_exit(&cm), 0);
+	EXPECT_EQ(dcmd(cm.fd, HMM_DMIRROR_CHECK_EXCLUSIVE, mem, NULL, 4, NULL), 0);
+	EXPECT_EQ(datomic(cm.fd, (uint64_t *)mem, 1, NULL), -EFAULT);
+	EXPECT_EQ(dcmd(cm.fd, HMM_DMIRROR_EXCLUSIVE, mem, self->buf, 4, NULL), -EFAULT);
+	EXPECT_EQ(close(cm.fd), 0);
 }
 
 #define STRESS_CPU_THREADS 2

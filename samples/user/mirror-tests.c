@@ -238,53 +238,20 @@ TEST_F(mirror, exit_with_file_open)
 {
 	unsigned long n = 4;
 	char *buf = map_anon(n);
+	struct child_mirror cm;
 	struct hmm_dmirror_cmd c;
-	struct { uintptr_t mem; int fd; } msg;
-	int to_parent[2], to_child[2], pidfd, fd, status;
-	char go = 'x';
-	pid_t pid;
+	void *mem;
 
-	ASSERT_EQ(pipe(to_parent), 0);
-	ASSERT_EQ(pipe(to_child), 0);
-	pid = fork();
-	ASSERT_GE(pid, 0);
-	if (pid == 0) {
-		char *mem = map_anon(n);
-
-		msg.fd = dev_open(0);
-		msg.mem = (uintptr_t)mem;
-		fill(mem, n, 77);
-		if (msg.fd < 0 || dcmd(msg.fd, HMM_DMIRROR_READ, mem, buf, n, NULL))
-			_exit(1);
-		if (!check(buf, n, 77))
-			_exit(2);
-		if (write(to_parent[1], &msg, sizeof(msg)) != sizeof(msg))
-			_exit(3);
-		/* Exit once the parent holds the file. */
-		if (read(to_child[0], &go, 1) != 1)
-			_exit(4);
-		_exit(0);
-	}
-	ASSERT_EQ(read(to_parent[0], &msg, sizeof(msg)), sizeof(msg));
-	pidfd = syscall(SYS_pidfd_open, pid, 0);
-	ASSERT_GE(pidfd, 0);
-	fd = syscall(SYS_pidfd_getfd, pidfd, msg.fd, 0);
-	ASSERT_GE(fd, 0) TH_LOG("pidfd_getfd: %s", strerror(errno));
-	ASSERT_EQ(write(to_child[1], &go, 1), 1);
-	ASSERT_EQ(waitpid(pid, &status, 0), pid);
-	ASSERT_EQ(WEXITSTATUS(status), 0);
+	ASSERT_EQ(child_mirror_start(&cm, HMM_DMIRROR_READ, n, 77, buf), 0);
+	mem = (void *)cm.mem;
+	ASSERT_EQ(child_mirror_exit(&cm), 0);
 	/* The child's address space is gone: nothing may be read from it. */
 	memset(buf, 0, n * PAGE);
-	EXPECT_EQ(dcmd(fd, HMM_DMIRROR_READ, (void *)msg.mem, buf, n, &c), -EFAULT);
-	EXPECT_EQ(dcmd(fd, HMM_DMIRROR_WRITE, (void *)msg.mem, buf, n, &c), -EFAULT);
-	EXPECT_EQ(dcmd(fd, HMM_DMIRROR_SNAPSHOT, (void *)msg.mem, buf, n, &c), -EFAULT);
+	EXPECT_EQ(dcmd(cm.fd, HMM_DMIRROR_READ, mem, buf, n, &c), -EFAULT);
+	EXPECT_EQ(dcmd(cm.fd, HMM_DMIRROR_WRITE, mem, buf, n, &c), -EFAULT);
+	EXPECT_EQ(dcmd(cm.fd, HMM_DMIRROR_SNAPSHOT, mem, buf, n, &c), -EFAULT);
 	EXPECT_FALSE(check(buf, 1, 77));
-	EXPECT_EQ(close(fd), 0);
-	close(pidfd);
-	close(to_parent[0]);
-	close(to_parent[1]);
-	close(to_child[0]);
-	close(to_child[1]);
+	EXPECT_EQ(close(cm.fd), 0);
 	munmap(buf, n * PAGE);
 }
 
