@@ -9,6 +9,7 @@
 #   make check       every test; ends with "N passed, N failed"
 #   make check-debug the same on the debug kernel (KASAN, lockdep, ...)
 #   make hmm-tests DRIVER=c|rust   upstream hmm-tests against one driver
+#   make bench       our module and test_hmm.ko side by side, ratios + chart
 #   make clippy      the module with CLIPPY=1
 #   make fmt         rustfmt the Rust sources (make fmt-check to verify)
 
@@ -34,7 +35,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) \
 
 RUST_SRCS = $(shell find rust samples -name '*.rs')
 
-.PHONY: all modules clean clippy fmt fmt-check user demo check check-debug hmm-tests
+.PHONY: all modules clean clippy fmt fmt-check user demo check check-debug bench hmm-tests
 
 all: modules
 
@@ -65,6 +66,9 @@ check: modules user
 
 check-debug: user
 	VARIANT=debug scripts/check.sh
+
+bench: modules user
+	KDIR=$(KDIR) scripts/bench.sh
 
 hmm-tests: modules user
 	KDIR=$(KDIR) scripts/hmm-tests.sh $(DRIVER)

@@ -69,6 +69,16 @@ def kvm_works(cache, bzimage):
     return ok
 
 
+def host_tsc_khz():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("cpu MHz"):
+                return int(float(line.split(":")[1]) * 1000)
+    except OSError:
+        pass
+    return None
+
+
 def build_initramfs(path, files, job):
     root = tempfile.mkdtemp(prefix="hmm-initramfs-")
     try:
@@ -114,6 +124,14 @@ def run(args):
            "-append", "console=ttyS0 panic=-1 oops=panic loglevel=7 log_buf_len=16M "
            + args.append]
     cmd += ["-enable-kvm", "-cpu", "host"] if kvm else ["-cpu", "max"]
+    if not kvm:
+        # Without ACPI the guest cannot calibrate its TSC and falls back to
+        # jiffies (4 ms) for time. Under TCG the guest TSC runs at the host
+        # TSC's rate, so hand that over.
+        khz = host_tsc_khz()
+        if khz:
+            cmd[cmd.index("-append") + 1] += (
+                f" tsc_early_khz={khz} tsc=reliable clocksource=tsc")
     start = time.time()
     timed_out = False
     with open(args.log, "wb") as log:

@@ -18,6 +18,8 @@ use crate::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
 use crate::ffi;
 use crate::hmm::{Fault, HmmRange, Mode, MAX_RANGE_PAGES};
 use crate::mmu_notifier::{Event, IntervalNotifier, IntervalNotifierOps, NotifierRange};
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::time::{Instant, Monotonic};
 use kernel::{
     alloc::flags::GFP_NOWAIT,
     bindings,
@@ -65,6 +67,9 @@ impl DirtySink for DeferredDirtier {
 /// `invalidate_start`/`invalidate_finish`, so both stay exercised.
 pub(crate) struct MirrorOps<const TWO_PASS: bool> {
     device: &'static DmirrorDevice,
+    /// Invalidations handled, and nanoseconds spent in them (first pass).
+    invalidations: AtomicU64,
+    invalidate_ns: AtomicU64,
 }
 
 /// What the notifier lock protects.
@@ -90,13 +95,14 @@ impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
     }
 
     fn invalidate(&self, state: &mut MirrorState, range: &NotifierRange<'_>) -> KVec<u64> {
+        let start = Instant::<Monotonic>::now();
         // Write-protection keeps read access; everything else drops it.
         let mask = if range.event().keeps_read() {
             Entry::VALID
         } else {
             0
         };
-        if TWO_PASS {
+        let dirty = if TWO_PASS {
             let mut sink = DeferredDirtier(KVec::new());
             state.pt.update(range.start(), range.end(), mask, &mut sink);
             sink.0
@@ -105,7 +111,11 @@ impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
                 .pt
                 .update(range.start(), range.end(), mask, &mut PageDirtier);
             KVec::new()
-        }
+        };
+        self.invalidations.fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
+        self.invalidate_ns.fetch_add(ns, Ordering::Relaxed);
+        dirty
     }
 
     fn invalidate_finish(&self, dirty: KVec<u64>) {
@@ -150,8 +160,12 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let state = MirrorState {
             pt: DevicePageTable::new(GFP_KERNEL)?,
         };
-        let notifier =
-            IntervalNotifier::new(mm, 0, !(PAGE_SIZE as u64 - 1), MirrorOps { device }, state);
+        let ops = MirrorOps {
+            device,
+            invalidations: AtomicU64::new(0),
+            invalidate_ns: AtomicU64::new(0),
+        };
+        let notifier = IntervalNotifier::new(mm, 0, !(PAGE_SIZE as u64 - 1), ops, state);
         Ok(try_pin_init!(Self { notifier <- notifier }))
     }
 
@@ -293,24 +307,44 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// Takes device-exclusive access to the page at `addr` and runs `op` on
     /// its PFN with the notifier lock held and the entry installed with
     /// `extra` flags (`DIRTY` when `op` writes the page).
-    fn take_exclusive<R>(&self, addr: u64, extra: u64, op: impl FnOnce(u64) -> R) -> Result<R> {
-        let mut reserve = DirReserve::new();
-        reserve.fill(DirReserve::PER_INSERT, GFP_KERNEL)?;
-        map_exclusive(&self.notifier, addr, |st, pfn| {
-            let flags = Entry::WRITE | Entry::EXCLUSIVE | extra;
-            st.pt
-                .insert(addr, Entry::new(pfn, flags), &mut reserve, &mut PageDirtier)?;
-            Ok(op(pfn))
-        })
+    ///
+    /// Directories come from `reserve` or `GFP_NOWAIT` under the lock; only
+    /// if both fail is `reserve` filled with `GFP_KERNEL` and the page taken
+    /// again, so a run of pages allocates only what it needs.
+    fn take_exclusive<R>(
+        &self,
+        addr: u64,
+        extra: u64,
+        reserve: &mut DirReserve,
+        op: impl FnOnce(u64) -> R,
+    ) -> Result<R> {
+        let mut op = Some(op);
+        let mut filled = false;
+        loop {
+            let res = map_exclusive(&self.notifier, addr, |st, pfn| {
+                let flags = Entry::WRITE | Entry::EXCLUSIVE | extra;
+                st.pt
+                    .insert(addr, Entry::new(pfn, flags), reserve, &mut PageDirtier)?;
+                op.take().map(|op| op(pfn)).ok_or(EINVAL)
+            });
+            match res {
+                Err(e) if e == ENOMEM && !filled => {
+                    reserve.fill(DirReserve::PER_INSERT, GFP_KERNEL)?;
+                    filled = true;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// HMM_DMIRROR_EXCLUSIVE: make every page of the range exclusive to
     /// this mirror, then read it back through the device.
     pub(crate) fn exclusive(&self, c: &mut HmmDmirrorCmd) -> Result {
         let (start, end) = self.range(c)?;
+        let mut reserve = DirReserve::new();
         let mut addr = start;
         while addr < end {
-            self.take_exclusive(addr, 0, |_| ())?;
+            self.take_exclusive(addr, 0, &mut reserve, |_| ())?;
             addr += PAGE_SIZE as u64;
         }
         self.read(c, false)
@@ -358,8 +392,27 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         }
         a.faults = 1;
         let value = a.value;
-        a.old = self.take_exclusive(page, Entry::DIRTY, |pfn| fetch_add(pfn, off, value))?;
+        let mut reserve = DirReserve::new();
+        a.old = self.take_exclusive(page, Entry::DIRTY, &mut reserve, |pfn| {
+            fetch_add(pfn, off, value)
+        })?;
         Ok(())
+    }
+
+    /// HMM_DMIRROR_STATS.
+    pub(crate) fn stats(&self) -> HmmDmirrorStats {
+        let ops = self.notifier.ops();
+        let pt = {
+            let st = self.notifier.lock();
+            (st.pt.stats(), st.pt.bytes())
+        };
+        HmmDmirrorStats {
+            invalidations: ops.invalidations.load(Ordering::Relaxed),
+            invalidate_ns: ops.invalidate_ns.load(Ordering::Relaxed),
+            entries: pt.0.entries,
+            dirs: pt.0.dirs,
+            table_bytes: pt.1,
+        }
     }
 
     /// HMM_DMIRROR_SNAPSHOT: the CPU's view of each page, one byte each.
@@ -470,6 +523,14 @@ impl AnyMirror {
         match self {
             Self::Single(m) => m.atomic_add(a),
             Self::TwoPass(m) => m.atomic_add(a),
+        }
+    }
+
+    /// HMM_DMIRROR_STATS.
+    pub(crate) fn stats(&self) -> HmmDmirrorStats {
+        match self {
+            Self::Single(m) => m.stats(),
+            Self::TwoPass(m) => m.stats(),
         }
     }
 

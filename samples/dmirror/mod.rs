@@ -99,6 +99,15 @@ impl MiscDevice for DmirrorFile {
     }
 
     fn ioctl(me: Pin<&DmirrorFile>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        if cmd == HMM_DMIRROR_STATS {
+            let mut writer = UserSlice::new(
+                UserPtr::from_addr(arg),
+                core::mem::size_of::<HmmDmirrorStats>(),
+            )
+            .writer();
+            writer.write(&me.mirror.stats())?;
+            return Ok(0);
+        }
         if cmd == HMM_DMIRROR_ATOMIC_ADD {
             let (mut reader, mut writer) = UserSlice::new(
                 UserPtr::from_addr(arg),

@@ -2,7 +2,7 @@
 
 //! The ioctl ABI of `lib/test_hmm_uapi.h`, number for number.
 
-use kernel::ioctl::_IOWR;
+use kernel::ioctl::{_IOR, _IOWR};
 use kernel::transmute::{AsBytes, FromBytes};
 
 /// `struct hmm_dmirror_cmd`.
@@ -63,6 +63,30 @@ unsafe impl AsBytes for HmmDmirrorAtomic {}
 /// Fetch-and-add by the device, atomic against the CPU and other devices.
 /// Numbered apart from test_hmm's range so the two never collide.
 pub(crate) const HMM_DMIRROR_ATOMIC_ADD: u32 = _IOWR::<HmmDmirrorAtomic>('H' as u32, 0x40);
+
+/// Our own: counters of one mirror.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HmmDmirrorStats {
+    /// Invalidations the notifier handled.
+    pub(crate) invalidations: u64,
+    /// Nanoseconds spent in them (first pass, lock held).
+    pub(crate) invalidate_ns: u64,
+    /// Valid entries in the device page table.
+    pub(crate) entries: u64,
+    /// Directories below the root.
+    pub(crate) dirs: u64,
+    /// Bytes of directories, the root included.
+    pub(crate) table_bytes: u64,
+}
+
+// SAFETY: Plain integers, no padding; every bit pattern is valid.
+unsafe impl FromBytes for HmmDmirrorStats {}
+// SAFETY: Plain integers, no padding.
+unsafe impl AsBytes for HmmDmirrorStats {}
+
+/// Reads the mirror's counters.
+pub(crate) const HMM_DMIRROR_STATS: u32 = _IOR::<HmmDmirrorStats>('H' as u32, 0x41);
 
 /// SNAPSHOT values, one byte per page.
 pub(crate) const HMM_DMIRROR_PROT_ERROR: u8 = 0xff;

@@ -25,6 +25,17 @@ struct hmm_dmirror_atomic {
 
 #define HMM_DMIRROR_ATOMIC_ADD	_IOWR('H', 0x40, struct hmm_dmirror_atomic)
 
+/* Counters of one mirror (one open file). */
+struct hmm_dmirror_stats {
+	__u64 invalidations;	/* notifier invalidations handled */
+	__u64 invalidate_ns;	/* time spent in them, lock held */
+	__u64 entries;		/* valid device page table entries */
+	__u64 dirs;		/* directories below the root */
+	__u64 table_bytes;	/* bytes of directories, root included */
+};
+
+#define HMM_DMIRROR_STATS	_IOR('H', 0x41, struct hmm_dmirror_stats)
+
 /* SNAPSHOT: this mirror holds the page device-exclusive. */
 #define HMM_DMIRROR_PROT_DEV_EXCLUSIVE	0x80
 

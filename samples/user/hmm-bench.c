@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * hmm-bench WORKLOAD MIB DEVICE: one measurement of one workload against
+ * one driver, through the test_hmm ioctl ABI both drivers speak. Prints
+ * "result WORKLOAD MIB VALUE UNIT". scripts/bench.sh runs it for both
+ * drivers in one boot, repeats, and compares medians.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "dmirror-util.h"
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* Slab memory in bytes, from /proc/meminfo. */
+static long slab_bytes(void)
+{
+	char line[128];
+	long kb = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Slab: %ld kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb * 1024;
+}
+
+static void result(const char *w, unsigned long mib, double v, const char *unit)
+{
+	printf("result %s %lu %.3f %s\n", w, mib, v, unit);
+}
+
+static int die(const char *what)
+{
+	fprintf(stderr, "hmm-bench: %s failed: %s\n", what, strerror(errno));
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	const char *w;
+	unsigned long mib, n;
+	char *mem, *buf;
+	double t;
+	int fd, r;
+
+	if (argc != 4)
+		return fprintf(stderr, "usage: %s WORKLOAD MIB DEVICE\n", argv[0]), 2;
+	w = argv[1];
+	mib = strtoul(argv[2], NULL, 0);
+	n = mib * 256;
+	fd = open(argv[3], O_RDWR);
+	if (fd < 0)
+		return die("open");
+	mem = map_anon(n);
+	buf = map_anon(n);
+	if (!mem || !buf)
+		return die("mmap");
+	memset(buf, 1, n * PAGE);	/* fault the bounce target in */
+
+	if (!strcmp(w, "read_fault")) {
+		/* First device READ of untouched anonymous memory. */
+		t = now();
+		r = dcmd(fd, HMM_DMIRROR_READ, mem, buf, n, NULL);
+		t = now() - t;
+		if (r)
+			return errno = -r, die("READ");
+		result(w, mib, n / t, "pages/s");
+	} else if (!strcmp(w, "warm_read")) {
+		memset(mem, 2, n * PAGE);
+		if ((r = dcmd(fd, HMM_DMIRROR_READ, mem, buf, n, NULL)))
+			return errno = -r, die("READ");
+		t = now();
+		r = dcmd(fd, HMM_DMIRROR_READ, mem, buf, n, NULL);
+		t = now() - t;
+		if (r)
+			return errno = -r, die("READ");
+		result(w, mib, n / t, "pages/s");
+	} else if (!strcmp(w, "munmap") || !strcmp(w, "mprotect")) {
+		struct hmm_dmirror_stats s0 = { 0 }, s1 = { 0 };
+		int have_stats;
+
+		memset(mem, 3, n * PAGE);
+		if ((r = dcmd(fd, HMM_DMIRROR_READ, mem, buf, n, NULL)))
+			return errno = -r, die("READ");
+		have_stats = !ioctl(fd, HMM_DMIRROR_STATS, &s0);
+		t = now();
+		r = !strcmp(w, "munmap") ? munmap(mem, n * PAGE) :
+			mprotect(mem, n * PAGE, PROT_READ);
+		t = now() - t;
+		if (r)
+			return die(w);
+		result(w, mib, t * 1e6, "us");
+		if (have_stats && !ioctl(fd, HMM_DMIRROR_STATS, &s1))
+			printf("notifier %s %lu %.3f us\n", w, mib,
+			       (s1.invalidate_ns - s0.invalidate_ns) / 1e3);
+	} else if (!strcmp(w, "snapshot_dense") || !strcmp(w, "snapshot_sparse")) {
+		int dense = !strcmp(w, "snapshot_dense");
+
+		for (unsigned long i = 0; i < n; i += dense ? 1 : 100)
+			mem[i * PAGE] = 1;
+		t = now();
+		r = dcmd(fd, HMM_DMIRROR_SNAPSHOT, mem, buf, n, NULL);
+		t = now() - t;
+		if (r)
+			return errno = -r, die("SNAPSHOT");
+		result(w, mib, n / t, "pages/s");
+	} else if (!strcmp(w, "exclusive")) {
+		memset(mem, 4, n * PAGE);
+		t = now();
+		r = dcmd(fd, HMM_DMIRROR_EXCLUSIVE, mem, buf, n, NULL);
+		t = now() - t;
+		if (r)
+			return errno = -r, die("EXCLUSIVE");
+		result(w, mib, n / t, "pages/s");
+	} else if (!strcmp(w, "mem_dense") || !strcmp(w, "mem_sparse")) {
+		/* Slab growth per mirrored page: both drivers keep their device
+		 * page tables in slab memory (xarray nodes, our directories). */
+		int dense = !strcmp(w, "mem_dense");
+		unsigned long step = dense ? 1 : 512, mirrored = 0;
+		long before;
+
+		memset(mem, 5, n * PAGE);
+		before = slab_bytes();
+		for (unsigned long i = 0; i < n; i += dense ? n : step) {
+			unsigned long cnt = dense ? n : 1;
+
+			if ((r = dcmd(fd, HMM_DMIRROR_READ, mem + i * PAGE, buf, cnt, NULL)))
+				return errno = -r, die("READ");
+			mirrored += cnt;
+		}
+		result(w, mib, (double)(slab_bytes() - before) / mirrored, "bytes/page");
+	} else {
+		return fprintf(stderr, "unknown workload %s\n", w), 2;
+	}
+	return 0;
+}

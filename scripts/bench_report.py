@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Medians and ratios of a `make bench` run; CSV and a PNG chart."""
+import csv
+import os
+import statistics
+import sys
+from collections import defaultdict
+
+# Units where a smaller number is better.
+LOWER_IS_BETTER = {"us", "bytes/page"}
+
+
+def main():
+    data, outdir = sys.argv[1], sys.argv[2]
+    runs = defaultdict(list)
+    notifier = defaultdict(list)
+    for line in open(data, errors="replace"):
+        f = line.split()
+        if len(f) == 6 and f[1] == "result":
+            runs[(f[2], int(f[3]), f[5], f[0])].append(float(f[4]))
+        elif len(f) == 6 and f[1] == "notifier":
+            notifier[(f[2], int(f[3]), f[0])].append(float(f[4]))
+    rows = []
+    keys = sorted({(w, s, u) for (w, s, u, _) in runs})
+    for w, s, u in keys:
+        rust = runs.get((w, s, u, "rust"))
+        c = runs.get((w, s, u, "c"))
+        if not rust or not c:
+            continue
+        r, cc = statistics.median(rust), statistics.median(c)
+        ratio = (cc / r if u in LOWER_IS_BETTER else r / cc) if r and cc else float("nan")
+        name = f"{w}_{s}MiB"
+        rows.append((name, r, cc, u, ratio, len(rust)))
+        print(f"bench: {name} rust={r:.4g} c={cc:.4g} unit={u} ratio={ratio:.2f}")
+    for (w, s, d), v in sorted(notifier.items()):
+        if d == "rust":
+            print(f"bench: {w}_{s}MiB_notifier_time rust={statistics.median(v):.4g} "
+                  f"unit=us (time in our invalidate callback; no C counterpart)")
+    with open(os.path.join(outdir, "bench.csv"), "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(["workload", "rust", "c", "unit", "ratio", "runs"])
+        wr.writerows(rows)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.5))
+    names = [r[0] for r in rows]
+    ratios = [r[4] for r in rows]
+    colors = ["tab:green" if x >= 1 else "tab:red" for x in ratios]
+    ax.barh(names, ratios, color=colors)
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_xlabel("ratio, rust_hmm vs test_hmm (> 1: rust_hmm better)")
+    ax.set_title("make bench: medians, one VM boot (TCG)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(os.path.join(outdir, "bench.png"), dpi=90)
+
+
+if __name__ == "__main__":
+    main()
