@@ -41,10 +41,9 @@ struct PageDirtier;
 
 impl DirtySink for PageDirtier {
     fn dirty(&mut self, pfn: u64) {
-        // SAFETY: The table holds only PFNs of pages that are still mapped
-        // by the mirrored process: every unmap reaches the notifier, which
-        // removes the entry (and lands here, or in `invalidate_finish`)
-        // before the CPU mapping goes and with it the page.
+        // Every unmap reaches the notifier, which removes the entry (and
+        // lands here, or in `invalidate_finish`) before the page can go.
+        // SAFETY: So the table only holds PFNs of pages still mapped.
         unsafe { bindings::set_page_dirty(ffi::rust_hmm_pfn_to_page(pfn as usize)) };
     }
 }

@@ -64,10 +64,10 @@ impl MiscDevice for DmirrorFile {
 
     fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
         let misc: *const MiscDeviceRegistration<Self> = misc;
-        // SAFETY: Every `MiscDeviceRegistration<DmirrorFile>` is the `misc`
-        // field of a `DmirrorDevice`, which the module keeps pinned until
-        // it unloads; an open file holds a module reference.
+        // Every registration of ours is the `misc` field of a pinned
+        // `DmirrorDevice` that lives until the module unloads.
         let device: &'static DmirrorDevice =
+            // SAFETY: See above; an open file holds a module reference.
             unsafe { &*kernel::container_of!(misc, DmirrorDevice, misc) };
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;

@@ -45,6 +45,20 @@ static int die(const char *what)
 	return 1;
 }
 
+/* Seconds one command took; exits on failure. */
+static double timed(int fd, unsigned long req, void *mem, void *buf,
+		    unsigned long n, const char *what)
+{
+	double t = now();
+	int r = dcmd(fd, req, mem, buf, n, NULL);
+
+	if (r) {
+		errno = -r;
+		exit(die(what));
+	}
+	return now() - t;
+}
+
 int main(int argc, char **argv)
 {
 	const char *w;
@@ -69,29 +83,17 @@ int main(int argc, char **argv)
 
 	if (!strcmp(w, "read_fault")) {
 		/* First device READ of untouched anonymous memory. */
-		t = now();
-		r = dcmd(fd, HMM_DMIRROR_READ, mem, buf, n, NULL);
-		t = now() - t;
-		if (r)
-			return errno = -r, die("READ");
-		result(w, mib, n / t, "pages/s");
+		result(w, mib, n / timed(fd, HMM_DMIRROR_READ, mem, buf, n, "READ"), "pages/s");
 	} else if (!strcmp(w, "warm_read")) {
 		memset(mem, 2, n * PAGE);
-		if ((r = dcmd(fd, HMM_DMIRROR_READ, mem, buf, n, NULL)))
-			return errno = -r, die("READ");
-		t = now();
-		r = dcmd(fd, HMM_DMIRROR_READ, mem, buf, n, NULL);
-		t = now() - t;
-		if (r)
-			return errno = -r, die("READ");
-		result(w, mib, n / t, "pages/s");
+		timed(fd, HMM_DMIRROR_READ, mem, buf, n, "READ");
+		result(w, mib, n / timed(fd, HMM_DMIRROR_READ, mem, buf, n, "READ"), "pages/s");
 	} else if (!strcmp(w, "munmap") || !strcmp(w, "mprotect")) {
 		struct hmm_dmirror_stats s0 = { 0 }, s1 = { 0 };
 		int have_stats;
 
 		memset(mem, 3, n * PAGE);
-		if ((r = dcmd(fd, HMM_DMIRROR_READ, mem, buf, n, NULL)))
-			return errno = -r, die("READ");
+		timed(fd, HMM_DMIRROR_READ, mem, buf, n, "READ");
 		have_stats = !ioctl(fd, HMM_DMIRROR_STATS, &s0);
 		t = now();
 		r = !strcmp(w, "munmap") ? munmap(mem, n * PAGE) :
@@ -108,20 +110,12 @@ int main(int argc, char **argv)
 
 		for (unsigned long i = 0; i < n; i += dense ? 1 : 100)
 			mem[i * PAGE] = 1;
-		t = now();
-		r = dcmd(fd, HMM_DMIRROR_SNAPSHOT, mem, buf, n, NULL);
-		t = now() - t;
-		if (r)
-			return errno = -r, die("SNAPSHOT");
-		result(w, mib, n / t, "pages/s");
+		result(w, mib, n / timed(fd, HMM_DMIRROR_SNAPSHOT, mem, buf, n, "SNAPSHOT"),
+		       "pages/s");
 	} else if (!strcmp(w, "exclusive")) {
 		memset(mem, 4, n * PAGE);
-		t = now();
-		r = dcmd(fd, HMM_DMIRROR_EXCLUSIVE, mem, buf, n, NULL);
-		t = now() - t;
-		if (r)
-			return errno = -r, die("EXCLUSIVE");
-		result(w, mib, n / t, "pages/s");
+		result(w, mib, n / timed(fd, HMM_DMIRROR_EXCLUSIVE, mem, buf, n, "EXCLUSIVE"),
+		       "pages/s");
 	} else if (!strcmp(w, "mem_dense") || !strcmp(w, "mem_sparse")) {
 		/* Slab growth per mirrored page: both drivers keep their device
 		 * page tables in slab memory (xarray nodes, our directories). */
@@ -134,8 +128,7 @@ int main(int argc, char **argv)
 		for (unsigned long i = 0; i < n; i += dense ? n : step) {
 			unsigned long cnt = dense ? n : 1;
 
-			if ((r = dcmd(fd, HMM_DMIRROR_READ, mem + i * PAGE, buf, cnt, NULL)))
-				return errno = -r, die("READ");
+			timed(fd, HMM_DMIRROR_READ, mem + i * PAGE, buf, cnt, "READ");
 			mirrored += cnt;
 		}
 		result(w, mib, (double)(slab_bytes() - before) / mirrored, "bytes/page");
