@@ -124,7 +124,7 @@ def run(args):
            "-append", "console=ttyS0 panic=-1 oops=panic loglevel=7 log_buf_len=16M "
            + args.append]
     cmd += ["-enable-kvm", "-cpu", "host"] if kvm else ["-cpu", "max"]
-    if not kvm:
+    if not kvm and args.clock == "tsc":
         # Without ACPI the guest cannot calibrate its TSC and falls back to
         # jiffies (4 ms) for time. Under TCG the guest TSC runs at the host
         # TSC's rate, so hand that over.
@@ -184,6 +184,8 @@ def main():
     ap.add_argument("--timeout", type=int, default=1200)
     ap.add_argument("--mem", default="2G")
     ap.add_argument("--append", default="")
+    ap.add_argument("--clock", choices=("tsc", "jiffies"), default="tsc",
+                    help="guest clocksource under TCG (default: tsc)")
     ap.add_argument("--cache", default=os.environ.get("HMM_CACHE", "/tmp"))
     ap.add_argument("--verbose", action="store_true")
     sys.exit(run(ap.parse_args()))
