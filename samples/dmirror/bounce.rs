@@ -16,19 +16,21 @@ use kernel::{
     uaccess::{UserPtr, UserSlice},
 };
 
-/// Copies the contents of page `pfn` to `dst`.
+/// Runs `f` on the kernel address of page `pfn`, mapped for `PAGE_SIZE`
+/// bytes for the duration of the call.
 ///
 /// # Safety
 ///
 /// `pfn` must be a page kept alive by the caller (a device page table entry
-/// under the notifier lock) and `dst` valid for `PAGE_SIZE` bytes of writes.
-unsafe fn copy_from_page(pfn: u64, dst: *mut u8) {
-    // SAFETY: Per the requirements; `kmap_local_page` maps the page for
-    // `PAGE_SIZE` bytes until `kunmap_local`.
+/// under the notifier lock), and `f` must stay inside the page.
+pub(crate) unsafe fn with_page<R>(pfn: u64, f: impl FnOnce(*mut u8) -> R) -> R {
+    // SAFETY: The page is alive (caller); `kmap_local_page` maps it until
+    // `kunmap_local`, which gets the address it returned.
     unsafe {
         let va = bindings::kmap_local_page(ffi::rust_hmm_pfn_to_page(pfn as usize));
-        core::ptr::copy_nonoverlapping(va.cast::<u8>(), dst, PAGE_SIZE);
+        let r = f(va.cast());
         bindings::kunmap_local(va);
+        r
     }
 }
 
@@ -69,15 +71,19 @@ impl Bounce {
     ///
     /// # Safety
     ///
-    /// `pfn` must be kept alive by the caller, as for [`copy_from_page`].
+    /// `pfn` must be kept alive by the caller, as for [`with_page`].
     pub(crate) unsafe fn push_page(&mut self, pfn: u64) -> Result {
         let dst = self
             .buf
             .get_mut(self.filled..self.filled + PAGE_SIZE)
             .ok_or(ENOSPC)?;
-        // SAFETY: `dst` is `PAGE_SIZE` bytes of our buffer; the caller keeps
-        // the page alive.
-        unsafe { copy_from_page(pfn, dst.as_mut_ptr().cast()) };
+        // SAFETY: The caller keeps the page alive; `dst` is `PAGE_SIZE`
+        // bytes of our buffer.
+        unsafe {
+            with_page(pfn, |va| {
+                core::ptr::copy_nonoverlapping(va, dst.as_mut_ptr().cast(), PAGE_SIZE)
+            })
+        };
         // INVARIANT: the page just copied initialised these bytes.
         self.filled += PAGE_SIZE;
         Ok(())
@@ -108,12 +114,12 @@ impl Bounce {
     /// As for [`Self::push_page`]; the page must be writable by the device.
     pub(crate) unsafe fn copy_to_page(&self, off: usize, pfn: u64) -> Result {
         let src = self.filled().get(off..off + PAGE_SIZE).ok_or(EINVAL)?;
-        // SAFETY: Per the requirements; the mapping covers `PAGE_SIZE`.
+        // SAFETY: Per the requirements; `src` is `PAGE_SIZE` long.
         unsafe {
-            let va = bindings::kmap_local_page(ffi::rust_hmm_pfn_to_page(pfn as usize));
-            core::ptr::copy_nonoverlapping(src.as_ptr(), va.cast::<u8>(), PAGE_SIZE);
-            bindings::kunmap_local(va);
-        }
+            with_page(pfn, |va| {
+                core::ptr::copy_nonoverlapping(src.as_ptr(), va, PAGE_SIZE)
+            })
+        };
         Ok(())
     }
 

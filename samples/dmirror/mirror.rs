@@ -10,7 +10,7 @@
 //! and a user copy could fault and recurse into reclaim, which takes that
 //! lock.
 
-use super::bounce::Bounce;
+use super::bounce::{with_page, Bounce};
 use super::uapi::*;
 use super::DmirrorDevice;
 use crate::device_exclusive::map_exclusive;
@@ -138,15 +138,13 @@ fn bounce_for(npages: u64) -> Result<Bounce> {
 
 /// Atomically adds `value` to the `u64` at byte `off` of page `pfn`.
 fn fetch_add(pfn: u64, off: usize, value: u64) -> u64 {
-    // SAFETY: As for `copy_page`; `off` is 8-byte aligned and below
-    // `PAGE_SIZE`, so the `u64` lies inside the mapped page.
+    // SAFETY: The caller holds the notifier lock over a valid entry, so the
+    // page is alive; `off` is 8-byte aligned and below `PAGE_SIZE`, so the
+    // `u64` lies inside the mapped page.
     unsafe {
-        let page = ffi::rust_hmm_pfn_to_page(pfn as usize);
-        let va = bindings::kmap_local_page(page).cast::<u8>();
-        let old = core::sync::atomic::AtomicU64::from_ptr(va.add(off).cast::<u64>())
-            .fetch_add(value, core::sync::atomic::Ordering::SeqCst);
-        bindings::kunmap_local(va.cast());
-        old
+        with_page(pfn, |va| {
+            AtomicU64::from_ptr(va.add(off).cast::<u64>()).fetch_add(value, Ordering::SeqCst)
+        })
     }
 }
 
