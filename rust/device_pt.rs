@@ -55,8 +55,12 @@ impl Entry {
     pub const DIRTY: u64 = 1 << 2;
     /// The CPU cannot access the page: it is device-exclusive for atomics.
     pub const EXCLUSIVE: u64 = 1 << 3;
+    /// The page is in device memory: the PFN names where the device keeps
+    /// its data, a page the CPU never maps, so it is never passed to
+    /// `set_page_dirty()`.
+    pub const DEVICE: u64 = 1 << 5;
     /// All flag bits.
-    pub const FLAGS: u64 = Self::VALID | Self::WRITE | Self::DIRTY | Self::EXCLUSIVE;
+    pub const FLAGS: u64 = Self::VALID | Self::WRITE | Self::DIRTY | Self::EXCLUSIVE | Self::DEVICE;
     const PFN_MASK: u64 = !((1 << PAGE_SHIFT) - 1);
 
     /// A valid entry for `pfn` with `flags` (`VALID` is implied).
@@ -358,11 +362,12 @@ impl DevicePageTable {
         if start >= end {
             return 0;
         }
-        // Removing VALID removes the entry whatever else the mask keeps.
+        // Removing VALID removes the entry whatever else the mask keeps;
+        // an entry that stays keeps its page and where that page lives.
         let mask = if mask & Entry::VALID == 0 {
             0
         } else {
-            mask | Entry::PFN_MASK
+            mask | Entry::PFN_MASK | Entry::DEVICE
         };
         let root: *mut Dir = &mut *self.root;
         let mut removed_children = 0;

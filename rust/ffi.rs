@@ -26,6 +26,34 @@ pub(crate) struct hmm_range {
 const _: () = assert!(core::mem::size_of::<hmm_range>() == 64);
 const _: () = assert!(core::mem::offset_of!(hmm_range, dev_private_owner) == 56);
 
+/// `struct migrate_vma` from `include/linux/migrate.h`.
+#[repr(C)]
+pub(crate) struct migrate_vma {
+    pub(crate) vma: *mut bindings::vm_area_struct,
+    pub(crate) dst: *mut c_ulong,
+    pub(crate) src: *mut c_ulong,
+    pub(crate) cpages: c_ulong,
+    pub(crate) npages: c_ulong,
+    pub(crate) start: c_ulong,
+    pub(crate) end: c_ulong,
+    pub(crate) pgmap_owner: *mut c_void,
+    pub(crate) flags: c_ulong,
+    pub(crate) fault_page: *mut bindings::page,
+}
+
+const _: () = assert!(core::mem::size_of::<migrate_vma>() == 80);
+const _: () = assert!(core::mem::offset_of!(migrate_vma, fault_page) == 72);
+
+/// `MIGRATE_PFN_*` and `enum migrate_vma_direction`.
+pub(crate) const MIGRATE_PFN_VALID: u64 = 1 << 0;
+pub(crate) const MIGRATE_PFN_MIGRATE: u64 = 1 << 1;
+pub(crate) const MIGRATE_PFN_WRITE: u64 = 1 << 3;
+pub(crate) const MIGRATE_PFN_COMPOUND: u64 = 1 << 4;
+pub(crate) const MIGRATE_PFN_SHIFT: u32 = 6;
+pub(crate) const MIGRATE_VMA_SELECT_SYSTEM: u64 = 1 << 0;
+pub(crate) const MIGRATE_VMA_SELECT_DEVICE_PRIVATE: u64 = 1 << 1;
+pub(crate) const MIGRATE_VMA_SELECT_COMPOUND: u64 = 1 << 3;
+
 /// `enum hmm_pfn_flags` (64-bit).
 pub(crate) const HMM_PFN_VALID: u64 = 1 << 63;
 pub(crate) const HMM_PFN_WRITE: u64 = 1 << 62;
@@ -64,6 +92,49 @@ extern "C" {
     pub(crate) fn rust_hmm_msecs_to_jiffies(ms: c_uint) -> c_ulong;
     pub(crate) fn rust_hmm_page_to_pfn(page: *mut bindings::page) -> c_ulong;
     pub(crate) fn rust_hmm_folio_put(folio: *mut bindings::folio);
+
+    pub(crate) fn rust_hmm_page_pgmap(page: *mut bindings::page) -> *mut bindings::dev_pagemap;
+    pub(crate) fn rust_hmm_page_order(page: *mut bindings::page) -> c_uint;
+    pub(crate) fn rust_hmm_zone_device_folio_init(
+        page: *mut bindings::page,
+        pgmap: *mut bindings::dev_pagemap,
+        order: c_uint,
+    );
+    pub(crate) fn rust_hmm_alloc_data_page() -> *mut bindings::page;
+    pub(crate) fn rust_hmm_free_data_page(page: *mut bindings::page);
+    pub(crate) fn rust_hmm_alloc_migrate_folio(
+        vma: *mut bindings::vm_area_struct,
+        addr: c_ulong,
+        order: c_uint,
+    ) -> *mut bindings::page;
+    pub(crate) fn rust_hmm_unlock_put_page(page: *mut bindings::page);
+    pub(crate) fn rust_hmm_copy_highpage(to: *mut bindings::page, from: *mut bindings::page);
+    pub(crate) fn rust_hmm_clear_highpage(page: *mut bindings::page);
+    pub(crate) fn rust_hmm_request_free_mem_region(
+        size: c_ulong,
+        name: *const kernel::ffi::c_char,
+    ) -> *mut bindings::resource;
+    pub(crate) fn rust_hmm_release_mem_region(start: u64, n: u64);
+    pub(crate) fn rust_hmm_numa_node_id() -> kernel::ffi::c_int;
+
+    /// `include/linux/migrate.h`.
+    pub(crate) fn migrate_vma_setup(args: *mut migrate_vma) -> kernel::ffi::c_int;
+    pub(crate) fn migrate_vma_pages(migrate: *mut migrate_vma);
+    pub(crate) fn migrate_vma_finalize(migrate: *mut migrate_vma);
+    pub(crate) fn migrate_device_pfns(
+        src_pfns: *mut c_ulong,
+        npages: c_ulong,
+    ) -> kernel::ffi::c_int;
+    pub(crate) fn migrate_device_pages(
+        src_pfns: *mut c_ulong,
+        dst_pfns: *mut c_ulong,
+        npages: c_ulong,
+    );
+    pub(crate) fn migrate_device_finalize(
+        src_pfns: *mut c_ulong,
+        dst_pfns: *mut c_ulong,
+        npages: c_ulong,
+    );
 
     /// `include/linux/rmap.h`.
     pub(crate) fn make_device_exclusive(

@@ -6,7 +6,11 @@
  */
 #include <linux/build_bug.h>
 #include <linux/hmm.h>
+#include <linux/highmem.h>
+#include <linux/huge_mm.h>
+#include <linux/ioport.h>
 #include <linux/memremap.h>
+#include <linux/migrate.h>
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
 #include <linux/pgtable.h>
@@ -81,4 +85,114 @@ unsigned long rust_hmm_page_to_pfn(struct page *page)
 void rust_hmm_folio_put(struct folio *folio)
 {
 	folio_put(folio);
+}
+
+/* ffi.rs declares `struct migrate_vma` by hand as well. */
+static_assert(sizeof(struct migrate_vma) == 80);
+static_assert(offsetof(struct migrate_vma, vma) == 0);
+static_assert(offsetof(struct migrate_vma, dst) == 8);
+static_assert(offsetof(struct migrate_vma, src) == 16);
+static_assert(offsetof(struct migrate_vma, cpages) == 24);
+static_assert(offsetof(struct migrate_vma, npages) == 32);
+static_assert(offsetof(struct migrate_vma, start) == 40);
+static_assert(offsetof(struct migrate_vma, end) == 48);
+static_assert(offsetof(struct migrate_vma, pgmap_owner) == 56);
+static_assert(offsetof(struct migrate_vma, flags) == 64);
+static_assert(offsetof(struct migrate_vma, fault_page) == 72);
+static_assert(MIGRATE_PFN_VALID == 1UL << 0);
+static_assert(MIGRATE_PFN_MIGRATE == 1UL << 1);
+static_assert(MIGRATE_PFN_WRITE == 1UL << 3);
+static_assert(MIGRATE_PFN_COMPOUND == 1UL << 4);
+static_assert(MIGRATE_PFN_SHIFT == 6);
+static_assert(MIGRATE_VMA_SELECT_SYSTEM == 1 << 0);
+static_assert(MIGRATE_VMA_SELECT_DEVICE_PRIVATE == 1 << 1);
+static_assert(MIGRATE_VMA_SELECT_COMPOUND == 1 << 3);
+static_assert(HPAGE_PMD_ORDER == 9);
+
+struct dev_pagemap *rust_hmm_page_pgmap(struct page *page)
+{
+	return page_pgmap(page);
+}
+
+unsigned int rust_hmm_page_order(struct page *page)
+{
+	return folio_order(page_folio(page));
+}
+
+/*
+ * Makes the free device page @page the head of a folio of @order: locked,
+ * one reference, as migration wants its destination pages.
+ */
+void rust_hmm_zone_device_folio_init(struct page *page,
+				     struct dev_pagemap *pgmap,
+				     unsigned int order)
+{
+	zone_device_folio_init((struct folio *)page, pgmap, order);
+}
+
+/* A page of plain memory for the device to keep data in (not mapped by users). */
+struct page *rust_hmm_alloc_data_page(void)
+{
+	return alloc_page(GFP_HIGHUSER | __GFP_NOWARN);
+}
+
+void rust_hmm_free_data_page(struct page *page)
+{
+	__free_page(page);
+}
+
+/*
+ * A locked folio of @order to migrate a page of @vma at @addr back into, or
+ * with no @vma one for eviction, where no mapping tells the NUMA policy.
+ */
+struct page *rust_hmm_alloc_migrate_folio(struct vm_area_struct *vma,
+					  unsigned long addr,
+					  unsigned int order)
+{
+	struct folio *folio;
+
+	if (vma)
+		folio = vma_alloc_folio(GFP_HIGHUSER_MOVABLE | __GFP_NOWARN,
+					order, vma, addr);
+	else
+		folio = folio_alloc(GFP_HIGHUSER_MOVABLE | __GFP_NOWARN, order);
+	if (!folio)
+		return NULL;
+	folio_lock(folio);
+	return &folio->page;
+}
+
+/* Undoes the above, or drops a locked device folio nobody migrated into. */
+void rust_hmm_unlock_put_page(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	folio_unlock(folio);
+	folio_put(folio);
+}
+
+void rust_hmm_copy_highpage(struct page *to, struct page *from)
+{
+	copy_highpage(to, from);
+}
+
+void rust_hmm_clear_highpage(struct page *page)
+{
+	clear_highpage(page);
+}
+
+struct resource *rust_hmm_request_free_mem_region(unsigned long size,
+						  const char *name)
+{
+	return request_free_mem_region(&iomem_resource, size, name);
+}
+
+void rust_hmm_release_mem_region(resource_size_t start, resource_size_t n)
+{
+	release_mem_region(start, n);
+}
+
+int rust_hmm_numa_node_id(void)
+{
+	return numa_node_id();
 }

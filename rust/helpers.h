@@ -9,6 +9,9 @@ struct mmu_interval_notifier;
 struct mmu_notifier_range;
 struct page;
 struct folio;
+struct dev_pagemap;
+struct vm_area_struct;
+struct resource;
 
 bool rust_hmm_interval_read_retry(struct mmu_interval_notifier *sub,
 				  unsigned long seq);
@@ -22,5 +25,23 @@ bool rust_hmm_is_device_private_pfn(unsigned long pfn);
 unsigned long rust_hmm_msecs_to_jiffies(unsigned int ms);
 unsigned long rust_hmm_page_to_pfn(struct page *page);
 void rust_hmm_folio_put(struct folio *folio);
+
+struct dev_pagemap *rust_hmm_page_pgmap(struct page *page);
+unsigned int rust_hmm_page_order(struct page *page);
+void rust_hmm_zone_device_folio_init(struct page *page,
+				     struct dev_pagemap *pgmap,
+				     unsigned int order);
+struct page *rust_hmm_alloc_data_page(void);
+void rust_hmm_free_data_page(struct page *page);
+struct page *rust_hmm_alloc_migrate_folio(struct vm_area_struct *vma,
+					  unsigned long addr,
+					  unsigned int order);
+void rust_hmm_unlock_put_page(struct page *page);
+void rust_hmm_copy_highpage(struct page *to, struct page *from);
+void rust_hmm_clear_highpage(struct page *page);
+struct resource *rust_hmm_request_free_mem_region(unsigned long size,
+						  const char *name);
+void rust_hmm_release_mem_region(resource_size_t start, resource_size_t n);
+int rust_hmm_numa_node_id(void);
 
 #endif

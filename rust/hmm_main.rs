@@ -12,10 +12,12 @@ use kernel::prelude::*;
 
 pub mod device_exclusive;
 pub mod device_pt;
+pub mod devmem;
 #[path = "../samples/dmirror/mod.rs"]
 mod dmirror;
 pub(crate) mod ffi;
 pub mod hmm;
+pub mod migrate;
 pub mod mmu_notifier;
 
 module! {

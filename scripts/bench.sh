@@ -8,6 +8,9 @@ set -euo pipefail
 : "${KDIR:?KDIR must name the kernel build}"
 reps=${BENCH_REPS:-3}
 sizes=${BENCH_SIZES:-"1 16 256 1024"}
+workloads=${BENCH_WORKLOADS:-"read_fault warm_read munmap mprotect snapshot_dense
+	snapshot_sparse exclusive migrate_to_dev migrate_to_sys migrate_cpu_fault
+	mem_dense mem_sparse"}
 dir=$TOP/out/bench
 mkdir -p "$dir"
 job=$dir/job.sh
@@ -15,6 +18,8 @@ cat >"$job" <<JOB
 . /lib/vm-lib.sh
 REPS=$reps
 SIZES="$sizes"
+WORKLOADS="$(echo $workloads)"
+THP_BENCH=${BENCH_THP:-1}
 JOB
 cat >>"$job" <<'JOB'
 insmod /mod/test_hmm.ko
@@ -27,17 +32,28 @@ run() { # WORKLOAD MIB
 	done
 }
 bench() {
-	for w in read_fault warm_read munmap mprotect snapshot_dense \
-		snapshot_sparse exclusive mem_dense mem_sparse; do
+	for w in $WORKLOADS; do
 		for s in $SIZES; do
-			# Device-exclusive conversion is per page and slow: cap it.
-			[ $w = exclusive ] && [ $s -gt 256 ] && continue
+			# Device-exclusive conversion is per page and slow: cap it;
+			# migration needs device, data and buffer memory: cap it too.
+			case $w in exclusive|migrate_*) [ $s -gt 256 ] && continue ;; esac
 			i=0
 			while [ $i -lt $REPS ]; do run $w $s; i=$((i + 1)); done
 		done
 	done
 }
 section info:bench bench
+# The upstream suite's own THP migration benchmark, for both drivers.
+thp_bench() {
+	for d in rust c; do
+		[ $d = c ] && rmmod test_hmm
+		use_driver $d
+		echo "## $d"
+		hmm-tests -t benchmark_thp_migration 2>&1 |
+			grep -E '^(===|Sys|Dev|S->D|D->S|ok|not ok)'
+	done
+}
+[ "$THP_BENCH" = 0 ] || section info:thp-bench thp_bench
 dump_kernel_log
 JOB
 log "booting the test kernel for the benchmark (TCG; several minutes)"
@@ -45,7 +61,7 @@ python3 "$TOP/scripts/vm.py" --bzimage "$KDIR/arch/x86/boot/bzImage" \
 	--job "$job" --file "$TOP/rust_hmm.ko:/mod/rust_hmm.ko" \
 	--file "$KDIR/lib/test_hmm.ko:/mod/test_hmm.ko" \
 	--file "$TOP/scripts/vm-lib.sh:/lib/vm-lib.sh" \
-	--file "$TOP/out/hmm-bench" --mem 4G \
+	--file "$TOP/out/hmm-bench" --file "$TOP/out/hmm-tests:/bin/hmm-tests" --mem 4G \
 	--log "$dir/console.log" --cache "$CACHE" --timeout "${VM_TIMEOUT:-3600}"
 python3 -c 'import matplotlib' 2>/dev/null ||
 	pip install -q matplotlib >/dev/null 2>&1 ||

@@ -64,9 +64,10 @@ use_driver rust
 section user:mirror-tests:rust mirror-tests
 section user:exclusive-tests:rust exclusive-tests
 section user:race-tests:rust race-tests
+section user:migrate-tests:rust migrate-tests
 section hmm-tests:rust hmm-tests
 section user:ioctl-fuzz:rust ioctl-fuzz $FUZZ_SEED $FUZZ_SECONDS $FUZZ_CALLS
-section rmmod:rust_hmm rmmod rust_hmm
+section user:devmem-unload devmem_unload_test
 section user:unload unload_tests $SLAB_CHECK
 JOB
 # The C driver for comparison; not on the debug kernel, where it only

@@ -75,6 +75,18 @@ def kunit(ksrc, dmesg_text):
     return passed, len(names), names
 
 
+def parity(ours, theirs):
+    """Problems with the upstream suite's results for our driver against the
+    C driver's in the same boot: every case C passes must pass for us, and
+    we must pass at least as many."""
+    problems = [f"{n} passes for test_hmm.ko only" for n in theirs.passed
+                if n not in ours.passed]
+    if len(ours.passed) < len(theirs.passed):
+        problems.append(f"{len(ours.passed)} passes against test_hmm.ko's "
+                        f"{len(theirs.passed)}")
+    return problems
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True)
@@ -123,6 +135,15 @@ def main():
         fixed = [n for n in c.passed if n in xfail] if name.endswith(":rust") else []
         for n in fixed:
             print(f"{name}: {n} passes now: drop it from the xfail list")
+
+    if "hmm-tests:rust" in secs and "info:hmm-tests:c" in secs:
+        problems = parity(vmlog.harness_cases(secs["hmm-tests:rust"].text),
+                          vmlog.harness_cases(secs["info:hmm-tests:c"].text))
+        print("parity: hmm-tests, rust_hmm.ko against test_hmm.ko: " +
+              ("; ".join(problems) if problems else "every C pass passes for us"))
+        passed += not problems
+        failed += bool(problems)
+        failures += ["parity: " + p for p in problems]
 
     if "dmesg" in secs and "insmod:rust_hmm" not in secs:
         print("kunit: not run (the job did not load rust_hmm)")

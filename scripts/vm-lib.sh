@@ -73,6 +73,22 @@ unload_tests() {
 	return $fail
 }
 
+# Unload with data still in device memory (no file open): rmmod must move
+# it back to system memory, and the process must find every byte.  Expects
+# the module loaded and leaves it unloaded.
+devmem_unload_test() {
+	echo "1..1"
+	devmem-hold /dev/rust_hmm_dmirror0 >/tmp/dh & pid=$!
+	while ! grep -q -e holding -e "not ok" /tmp/dh; do sleep 0.1; done
+	grep "not ok" /tmp/dh && { kill $pid; wait $pid; return 1; }
+	rmmod rust_hmm || echo "# rmmod failed"
+	kill -USR1 $pid
+	wait $pid; r=$?
+	grep "ok" /tmp/dh
+	echo "# Totals: pass:$((r == 0)) fail:$((r != 0)) xfail:0 xpass:0 skip:0 error:0"
+	return $r
+}
+
 # The whole kernel log, for KTAP and splat checks, at the end of a job.
 dump_kernel_log() {
 	echo "@@BEGIN dmesg@@" >>$DATA

@@ -11,19 +11,21 @@
 //! lock.
 
 use super::bounce::{with_page, Bounce};
+use super::devmem::{self as sim, Devmem};
 use super::uapi::*;
 use super::DmirrorDevice;
 use crate::device_exclusive::map_exclusive;
 use crate::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
 use crate::ffi;
 use crate::hmm::{Fault, HmmRange, Mode, MAX_RANGE_PAGES};
-use crate::mmu_notifier::{Event, IntervalNotifier, IntervalNotifierOps, NotifierRange};
-use core::sync::atomic::{AtomicU64, Ordering};
+use crate::migrate::{Migration, Select};
+use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::time::{Instant, Monotonic};
 use kernel::{
     alloc::flags::GFP_NOWAIT,
     bindings,
-    mm::MmWithUser,
+    mm::{virt::flags::READ as VM_READ, MmWithUser},
     page::{PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
     uaccess::{UserPtr, UserSlice},
@@ -88,11 +90,6 @@ impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
     type Finish = KVec<u64>;
     const TWO_PASS: bool = TWO_PASS;
 
-    fn ignore(&self, range: &NotifierRange<'_>) -> bool {
-        // Our own migrations handle the device page table themselves.
-        range.event() == Event::Migrate && range.owner() == self.device.owner()
-    }
-
     fn invalidate(&self, state: &mut MirrorState, range: &NotifierRange<'_>) -> KVec<u64> {
         let start = Instant::<Monotonic>::now();
         // Write-protection keeps read access; everything else drops it.
@@ -125,10 +122,31 @@ impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
 }
 
 /// A mirror of one process.
-#[pin_data]
+#[pin_data(PinnedDrop)]
 pub(crate) struct Mirror<const TWO_PASS: bool> {
     #[pin]
     notifier: IntervalNotifier<MirrorOps<TWO_PASS>>,
+    /// Names this mirror as the owner of the device pages it migrated.
+    id: u64,
+    /// `HMM_DMIRROR_FLAG_FAIL_ALLOC`: the next device or system page
+    /// allocation of a migration fails.
+    fail_alloc: AtomicBool,
+    /// `HMM_DMIRROR_FLAG_KEEP_ON_CLOSE`.
+    keep_on_close: AtomicBool,
+}
+
+/// Source of [`Mirror::id`]s; 0 means "no owner".
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+#[pinned_drop]
+impl<const TWO_PASS: bool> PinnedDrop for Mirror<TWO_PASS> {
+    fn drop(self: Pin<&mut Self>) {
+        // Pages this file moved to the device go back with it. What cannot
+        // move now (busy for a moment) goes at the latest on unload.
+        if !self.keep_on_close.load(Ordering::Relaxed) {
+            let _ = sim::evict(self.devmem(), Some(self.id));
+        }
+    }
 }
 
 /// A bounce buffer for up to `CHUNK_PAGES` of a request of `npages`.
@@ -163,11 +181,30 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             invalidate_ns: AtomicU64::new(0),
         };
         let notifier = IntervalNotifier::new(mm, 0, !(PAGE_SIZE as u64 - 1), ops, state);
-        Ok(try_pin_init!(Self { notifier <- notifier }))
+        Ok(try_pin_init!(Self {
+            notifier <- notifier,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            fail_alloc: AtomicBool::new(false),
+            keep_on_close: AtomicBool::new(false),
+        }))
     }
 
     fn owner(&self) -> *const core::ffi::c_void {
         self.notifier.ops().device.owner()
+    }
+
+    fn devmem(&self) -> &Devmem {
+        &self.notifier.ops().device.devmem
+    }
+
+    /// HMM_DMIRROR_FLAGS.
+    pub(crate) fn set_flags(&self, flags: u64) {
+        self.fail_alloc
+            .store(flags & HMM_DMIRROR_FLAG_FAIL_ALLOC != 0, Ordering::Relaxed);
+        self.keep_on_close.store(
+            flags & HMM_DMIRROR_FLAG_KEEP_ON_CLOSE != 0,
+            Ordering::Relaxed,
+        );
     }
 
     /// Checks a command's range: page aligned, non-empty, no overflow
@@ -201,16 +238,22 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             let mut res = Ok(());
             for (i, p) in f.pfns.iter().enumerate() {
                 if !p.is_valid() || p.is_error() {
-                    return Err(EFAULT);
+                    // Only device pages are asked for without faulting.
+                    return Err(if fault == Fault::None { ENOENT } else { EFAULT });
                 }
                 let flags = if p.is_write() { Entry::WRITE } else { 0 };
+                // HMM reports device-private pages of our owner only, so
+                // they are ours; the device reads them through their data.
+                let entry = if p.is_device_private() {
+                    let data = sim::data_pfn(self.devmem(), p.pfn()).ok_or(EFAULT)?;
+                    Entry::new(data, flags | Entry::DEVICE)
+                } else if fault == Fault::None {
+                    return Err(ENOENT);
+                } else {
+                    Entry::new(p.pfn(), flags)
+                };
                 let va = addr + ((i as u64) << PAGE_SHIFT);
-                res = f.state.pt.insert(
-                    va,
-                    Entry::new(p.pfn(), flags),
-                    &mut reserve,
-                    &mut PageDirtier,
-                );
+                res = f.state.pt.insert(va, entry, &mut reserve, &mut PageDirtier);
                 if res.is_err() {
                     break;
                 }
@@ -285,7 +328,10 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                         let off = (va - chunk_start) as usize;
                         // SAFETY: As in `read`; the entry is writable.
                         unsafe { bounce.copy_to_page(off, e.pfn())? };
-                        st.pt.set_flags(va, Entry::DIRTY);
+                        // Device memory has no CPU mapping to dirty.
+                        if !e.has(Entry::DEVICE) {
+                            st.pt.set_flags(va, Entry::DIRTY);
+                        }
                         n += 1;
                         va += PAGE_SIZE as u64;
                     }
@@ -396,6 +442,69 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         Ok(())
     }
 
+    /// HMM_DMIRROR_MIGRATE_TO_DEV: moves the range into device memory,
+    /// then reads it back through the device. `ENOENT` if a page did not
+    /// end up in this device's memory (for example, it is in another's).
+    pub(crate) fn migrate_to_device(&self, c: &mut HmmDmirrorCmd) -> Result {
+        let (start, end) = self.range(c)?;
+        self.migrate(start, end, Select::System)?;
+        self.fault(start, end, Fault::None, Mode::Locked)?;
+        self.read(c, false)?;
+        c.faults = 0;
+        Ok(())
+    }
+
+    /// HMM_DMIRROR_MIGRATE_TO_SYS: moves this device's pages of the range
+    /// back to system memory. `cpages` counts the pages moved.
+    pub(crate) fn migrate_to_system(&self, c: &mut HmmDmirrorCmd) -> Result {
+        let (start, end) = self.range(c)?;
+        c.cpages = self.migrate(start, end, Select::DevicePrivate)?;
+        Ok(())
+    }
+
+    /// Migrates `[start, end)` one PMD-aligned window at a time, each inside
+    /// one VMA. `EINVAL` for a hole or an unreadable VMA, as test_hmm.
+    fn migrate(&self, start: u64, end: u64, select: Select) -> Result<u64> {
+        let pool = self.devmem();
+        let mm = self.notifier.mm().mmget_not_zero().ok_or(EINVAL)?;
+        let lock = mm.mmap_read_lock();
+        // Check the whole range before moving anything.
+        let mut addr = start;
+        while addr < end {
+            let vma = lock.vma_lookup(addr as usize).ok_or(EINVAL)?;
+            if vma.flags() & VM_READ == 0 {
+                return Err(EINVAL);
+            }
+            addr = vma.end() as u64;
+        }
+        let mut moved = 0;
+        let mut addr = start;
+        while addr < end {
+            let vma = lock.vma_lookup(addr as usize).ok_or(EINVAL)?;
+            let pmd = 1u64 << (PAGE_SHIFT + crate::devmem::PMD_ORDER as usize);
+            let next = end.min(vma.end() as u64).min((addr & !(pmd - 1)) + pmd);
+            let mut m = Migration::vma(vma, addr, next, self.owner(), select, true, None)?;
+            match select {
+                Select::System => sim::copy_to_device(pool, &mut m, self.id, &self.fail_alloc),
+                Select::DevicePrivate => {
+                    sim::copy_to_system(pool, &mut m, Some(vma), Some(&self.fail_alloc))?
+                }
+            }
+            m.pages();
+            moved += sim::migrated_pages(&m);
+            drop(m);
+            addr = next;
+        }
+        Ok(moved)
+    }
+
+    /// HMM_DMIRROR_RELEASE: moves every page of the device, whoever
+    /// migrated it, back to system memory.
+    pub(crate) fn release(&self) -> Result {
+        sim::evict(self.devmem(), None)?;
+        Ok(())
+    }
+
     /// HMM_DMIRROR_STATS.
     pub(crate) fn stats(&self) -> HmmDmirrorStats {
         let ops = self.notifier.ops();
@@ -403,12 +512,15 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             let st = self.notifier.lock();
             (st.pt.stats(), st.pt.bytes())
         };
+        let dev = self.devmem().stats();
         HmmDmirrorStats {
             invalidations: ops.invalidations.load(Ordering::Relaxed),
             invalidate_ns: ops.invalidate_ns.load(Ordering::Relaxed),
             entries: pt.0.entries,
             dirs: pt.0.dirs,
             table_bytes: pt.1,
+            devmem_pages: dev.pages,
+            devmem_in_use: dev.in_use,
         }
     }
 
@@ -429,7 +541,11 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     } else if !p.is_valid() {
                         HMM_DMIRROR_PROT_NONE
                     } else {
-                        let mut v = if p.is_zero() {
+                        // HMM reports only our own device-private pages;
+                        // another device's show as not present.
+                        let mut v = if p.is_device_private() {
+                            HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL
+                        } else if p.is_zero() {
                             HMM_DMIRROR_PROT_ZERO
                         } else {
                             HMM_DMIRROR_PROT_NONE
@@ -536,6 +652,38 @@ impl AnyMirror {
         match self {
             Self::Single(m) => m.snapshot(c),
             Self::TwoPass(m) => m.snapshot(c),
+        }
+    }
+
+    /// HMM_DMIRROR_MIGRATE_TO_DEV.
+    pub(crate) fn migrate_to_device(&self, c: &mut HmmDmirrorCmd) -> Result {
+        match self {
+            Self::Single(m) => m.migrate_to_device(c),
+            Self::TwoPass(m) => m.migrate_to_device(c),
+        }
+    }
+
+    /// HMM_DMIRROR_MIGRATE_TO_SYS.
+    pub(crate) fn migrate_to_system(&self, c: &mut HmmDmirrorCmd) -> Result {
+        match self {
+            Self::Single(m) => m.migrate_to_system(c),
+            Self::TwoPass(m) => m.migrate_to_system(c),
+        }
+    }
+
+    /// HMM_DMIRROR_RELEASE.
+    pub(crate) fn release(&self) -> Result {
+        match self {
+            Self::Single(m) => m.release(),
+            Self::TwoPass(m) => m.release(),
+        }
+    }
+
+    /// HMM_DMIRROR_FLAGS.
+    pub(crate) fn set_flags(&self, flags: u64) {
+        match self {
+            Self::Single(m) => m.set_flags(flags),
+            Self::TwoPass(m) => m.set_flags(flags),
         }
     }
 }

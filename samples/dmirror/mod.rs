@@ -5,10 +5,10 @@
 //! opening process through its own [`Mirror`].
 
 mod bounce;
+mod devmem;
 mod mirror;
 pub(crate) mod uapi;
 
-use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
     alloc::flags::__GFP_ZERO,
     fs::File,
@@ -34,6 +34,9 @@ pub(crate) struct DmirrorDevice {
     index: usize,
     #[pin]
     misc: MiscDeviceRegistration<DmirrorFile>,
+    /// Dropped after `misc`: no file can be open by then.
+    #[pin]
+    devmem: devmem::Devmem,
 }
 
 impl DmirrorDevice {
@@ -42,20 +45,19 @@ impl DmirrorDevice {
         try_pin_init!(Self {
             index,
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: NAMES[*index] }),
+            devmem <- devmem::new_pool(),
         })
     }
 
-    /// The owner cookie for HMM: identifies this device's private pages and
-    /// its own migrations in notifier callbacks.
+    /// The owner cookie for HMM and migration: that of the device memory.
     pub(crate) fn owner(&self) -> *const core::ffi::c_void {
-        core::ptr::from_ref(self).cast()
+        self.devmem.owner()
     }
 }
 
 /// An open file: one mirror of the opening process.
 pub(crate) struct DmirrorFile {
     mirror: AnyMirror,
-    flags: AtomicU64,
 }
 
 #[vtable]
@@ -72,13 +74,7 @@ impl MiscDevice for DmirrorFile {
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
         let mirror = AnyMirror::new(mm, device)?;
-        Ok(KBox::pin(
-            Self {
-                mirror,
-                flags: AtomicU64::new(0),
-            },
-            GFP_KERNEL,
-        )?)
+        Ok(KBox::pin(Self { mirror }, GFP_KERNEL)?)
     }
 
     /// Maps fresh zeroed pages, as test_hmm does: a VM_MIXEDMAP mapping of
@@ -151,10 +147,11 @@ impl MiscDevice for DmirrorFile {
             HMM_DMIRROR_SNAPSHOT => m.snapshot(&mut c)?,
             HMM_DMIRROR_EXCLUSIVE => m.exclusive(&mut c)?,
             HMM_DMIRROR_CHECK_EXCLUSIVE => m.check_exclusive(&c)?,
-            HMM_DMIRROR_FLAGS => me.flags.store(c.npages, Ordering::Relaxed),
-            // No device memory yet, so there is nothing to release.
-            HMM_DMIRROR_RELEASE => (),
-            _ => return Err(EOPNOTSUPP),
+            HMM_DMIRROR_MIGRATE_TO_DEV => m.migrate_to_device(&mut c)?,
+            HMM_DMIRROR_MIGRATE_TO_SYS => m.migrate_to_system(&mut c)?,
+            HMM_DMIRROR_RELEASE => m.release()?,
+            HMM_DMIRROR_FLAGS => m.set_flags(c.npages),
+            _ => return Err(ENOTTY),
         }
         writer.write(&c)?;
         Ok(0)

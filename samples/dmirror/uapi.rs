@@ -78,6 +78,10 @@ pub(crate) struct HmmDmirrorStats {
     pub(crate) dirs: u64,
     /// Bytes of directories, the root included.
     pub(crate) table_bytes: u64,
+    /// Pages of device memory the device has registered.
+    pub(crate) devmem_pages: u64,
+    /// Of those, pages in use (holding migrated data).
+    pub(crate) devmem_in_use: u64,
 }
 
 // SAFETY: Plain integers, no padding; every bit pattern is valid.
@@ -96,6 +100,12 @@ pub(crate) const HMM_DMIRROR_PROT_WRITE: u8 = 0x02;
 pub(crate) const HMM_DMIRROR_PROT_PMD: u8 = 0x04;
 pub(crate) const HMM_DMIRROR_PROT_PUD: u8 = 0x08;
 pub(crate) const HMM_DMIRROR_PROT_ZERO: u8 = 0x10;
+pub(crate) const HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL: u8 = 0x20;
+/// `HMM_DMIRROR_FLAGS` bit: fail the next allocation of a migration.
+pub(crate) const HMM_DMIRROR_FLAG_FAIL_ALLOC: u64 = 1 << 0;
+/// Our own `HMM_DMIRROR_FLAGS` bit: pages this file migrated stay in
+/// device memory when it is closed.
+pub(crate) const HMM_DMIRROR_FLAG_KEEP_ON_CLOSE: u64 = 1 << 1;
 /// Our own: this mirror holds the page device-exclusive (the CPU view of
 /// such a page is `NONE`: its PTE is a device-exclusive swap entry).
 pub(crate) const HMM_DMIRROR_PROT_DEV_EXCLUSIVE: u8 = 0x80;

@@ -79,6 +79,8 @@ int main(int argc, char **argv)
 	buf = map_anon(n);
 	if (!mem || !buf)
 		return die("mmap");
+	/* Small pages for both drivers, whatever the THP default. */
+	madvise(mem, n * PAGE, MADV_NOHUGEPAGE);
 	memset(buf, 1, n * PAGE);	/* fault the bounce target in */
 
 	if (!strcmp(w, "read_fault")) {
@@ -116,6 +118,28 @@ int main(int argc, char **argv)
 		memset(mem, 4, n * PAGE);
 		result(w, mib, n / timed(fd, HMM_DMIRROR_EXCLUSIVE, mem, buf, n, "EXCLUSIVE"),
 		       "pages/s");
+	} else if (!strcmp(w, "migrate_to_dev")) {
+		memset(mem, 6, n * PAGE);
+		result(w, mib, n / timed(fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, buf, n,
+					 "MIGRATE_TO_DEV"), "pages/s");
+	} else if (!strcmp(w, "migrate_to_sys")) {
+		memset(mem, 7, n * PAGE);
+		timed(fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, buf, n, "MIGRATE_TO_DEV");
+		result(w, mib, n / timed(fd, HMM_DMIRROR_MIGRATE_TO_SYS, mem, buf, n,
+					 "MIGRATE_TO_SYS"), "pages/s");
+	} else if (!strcmp(w, "migrate_cpu_fault")) {
+		/* The CPU touching device pages: one migrate_to_ram() each. */
+		volatile char sink = 0;
+
+		memset(mem, 8, n * PAGE);
+		timed(fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, buf, n, "MIGRATE_TO_DEV");
+		t = now();
+		for (unsigned long i = 0; i < n; i++)
+			sink += mem[i * PAGE];
+		t = now() - t;
+		if (sink != (char)(8 * n))
+			return fprintf(stderr, "hmm-bench: wrong data after migration\n"), 1;
+		result(w, mib, n / t, "pages/s");
 	} else if (!strcmp(w, "mem_dense") || !strcmp(w, "mem_sparse")) {
 		/* Slab growth per mirrored page: both drivers keep their device
 		 * page tables in slab memory (xarray nodes, our directories). */

@@ -39,7 +39,7 @@ static unsigned long max_calls;
 static time_t deadline;
 
 static const int documented[] = {
-	0, EINVAL, EFAULT, EPERM, EBUSY, ENOMEM, EINTR, ENOTTY, EOPNOTSUPP,
+	0, EINVAL, EFAULT, EPERM, EBUSY, ENOMEM, EINTR, ENOTTY, EOPNOTSUPP, ENOENT,
 	EBADF,
 };
 

@@ -2,7 +2,8 @@
 /*
  * Race stress: threads read and write through the device while others
  * munmap and remap, mprotect, fork, take pages device-exclusive, and
- * mirror short-lived processes that exit. Each page word carries the
+ * mirror short-lived processes that exit, and pages migrate to device
+ * memory and back (by ioctl and by CPU faults). Each page word carries the
  * generation of the mapping it was written in, so a device read can be
  * checked: it may fail with EFAULT, but it must never return data of a
  * mapping that was already unmapped when the read began, nor a forked
@@ -115,6 +116,38 @@ static void *writer(void *p)
 	return NULL;
 }
 
+/* Migration to either device's memory and back; the data the device reads
+ * back after migrating must be the slot's, like any device read. */
+static void *migrator(void *p)
+{
+	struct worker *w = p;
+	uint64_t *buf = map_anon(SLOT_PAGES);
+
+	while (!stop) {
+		int s = rand_r(&w->seed) % SLOTS;
+		unsigned long before = gone[s];
+		int to_sys = rand_r(&w->seed) % 3 == 0;
+		int r;
+
+		pthread_rwlock_rdlock(&slot_lock[s]);
+		r = dcmd(w->fd, to_sys ? HMM_DMIRROR_MIGRATE_TO_SYS : HMM_DMIRROR_MIGRATE_TO_DEV,
+			 slot(s), buf, SLOT_PAGES, NULL);
+		pthread_rwlock_unlock(&slot_lock[s]);
+		if (r == 0 && !to_sys) {
+			w->reads++;
+			if (bad_word(buf, before))
+				w->bad++;
+		} else if (r == -EFAULT || r == -EBUSY || r == -ENOENT) {
+			/* Another device holds a page, or the CPU took it back. */
+			w->faults_seen++;
+		} else if (r) {
+			w->err = r;
+		}
+	}
+	munmap(buf, SLOT_PAGES * PAGE);
+	return NULL;
+}
+
 static void *mutator(void *p)
 {
 	struct worker *w = p;
@@ -180,6 +213,7 @@ static void *exiter(void *p)
 			}
 			dcmd(fd, HMM_DMIRROR_READ, m, b, 16, NULL);
 			dcmd(fd, HMM_DMIRROR_EXCLUSIVE, m, b, 4, NULL);
+			dcmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, m + 4 * PAGE, b, 8, NULL);
 			_exit(0);	/* exit with the mirror populated */
 		}
 		if (pid > 0)
@@ -204,9 +238,10 @@ FIXTURE_TEARDOWN(race)
 
 TEST_F_TIMEOUT(race, stress, ROUNDS * ROUND_SECONDS * 10 + 60)
 {
-	struct worker w[6];
-	pthread_t t[6];
-	void *(*fn[6])(void *) = { reader, reader, writer, mutator, mutator, exiter };
+	struct worker w[8];
+	pthread_t t[8];
+	void *(*fn[8])(void *) = { reader, reader, writer, mutator, mutator, exiter,
+				   migrator, migrator };
 	uint64_t *buf = map_anon(SLOTS * SLOT_PAGES);
 	int fd0 = dev_open(0), fd1 = dev_open(1);
 	unsigned long reads = 0, faults = 0;
@@ -222,14 +257,14 @@ TEST_F_TIMEOUT(race, stress, ROUNDS * ROUND_SECONDS * 10 + 60)
 	}
 	for (int round = 0; round < ROUNDS; round++) {
 		stop = 0;
-		for (int i = 0; i < 6; i++) {
+		for (int i = 0; i < 8; i++) {
 			w[i] = (struct worker){ .fd = i % 2 ? fd1 : fd0,
 						.seed = 1000 * round + i };
 			ASSERT_EQ(pthread_create(&t[i], NULL, fn[i], &w[i]), 0);
 		}
 		sleep(ROUND_SECONDS);
 		stop = 1;
-		for (int i = 0; i < 6; i++) {
+		for (int i = 0; i < 8; i++) {
 			pthread_join(t[i], NULL);
 			EXPECT_EQ(w[i].err, 0);
 			EXPECT_EQ(w[i].bad, 0) TH_LOG("round %d: %lu stale or foreign reads",

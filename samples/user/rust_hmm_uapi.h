@@ -32,9 +32,18 @@ struct hmm_dmirror_stats {
 	__u64 entries;		/* valid device page table entries */
 	__u64 dirs;		/* directories below the root */
 	__u64 table_bytes;	/* bytes of directories, root included */
+	__u64 devmem_pages;	/* device memory registered, in pages (device-wide) */
+	__u64 devmem_in_use;	/* of which in use by migrated data (device-wide) */
 };
 
 #define HMM_DMIRROR_STATS	_IOR('H', 0x41, struct hmm_dmirror_stats)
+
+/*
+ * HMM_DMIRROR_FLAGS bit: pages this file migrated stay in device memory
+ * when it is closed, until RELEASE, a CPU access or module unload moves
+ * them back. Without it, closing the file moves them back.
+ */
+#define HMM_DMIRROR_FLAG_KEEP_ON_CLOSE	(1ULL << 1)
 
 /* SNAPSHOT: this mirror holds the page device-exclusive. */
 #define HMM_DMIRROR_PROT_DEV_EXCLUSIVE	0x80

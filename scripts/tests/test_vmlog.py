@@ -90,3 +90,21 @@ class Parse(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Parity(unittest.TestCase):
+    def _cases(self, text):
+        return vmlog.harness_cases(text)
+
+    def test_a_case_only_c_passes_is_a_problem(self):
+        import results
+        c = self._cases("ok 1 hmm.a\nok 2 hmm.b\nok 3 hmm.c # SKIP x\n")
+        ours = self._cases("ok 1 hmm.a\nnot ok 2 hmm.b\nok 3 hmm.c # SKIP x\n")
+        problems = results.parity(ours, c)
+        self.assertTrue(any("hmm.b" in p for p in problems), problems)
+
+    def test_same_passes_is_parity(self):
+        import results
+        c = self._cases("ok 1 hmm.a\nok 2 hmm.b # SKIP x\n")
+        ours = self._cases("ok 1 hmm.a\nok 2 hmm.b # SKIP x\n")
+        self.assertEqual(results.parity(ours, c), [])

@@ -1,0 +1,582 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Device-private memory (`MEMORY_DEVICE_PRIVATE`, `include/linux/memremap.h`).
+//!
+//! A [`DevicePrivatePool`] gives a device `struct page`s for memory the CPU
+//! cannot address: chunks of physical address space that no RAM uses
+//! (`request_free_mem_region()`), registered with `memremap_pages()`, and
+//! a free-page allocator over them that hands out single pages and
+//! PMD-sized folios. The pool is the `dev_pagemap` owner: its address is
+//! the cookie for `hmm_range::dev_private_owner` and
+//! `migrate_vma::pgmap_owner`, so HMM reports and migrates only its pages.
+//!
+//! The driver implements [`DevmemOps`]: what to release when a folio is
+//! freed, how to bring a page back when the CPU touches it, and how to
+//! evict everything before the memory goes away. Per page the pool keeps a
+//! driver-defined [`DevmemOps::PageData`].
+
+use crate::ffi;
+use core::ffi::c_void;
+use core::marker::PhantomPinned;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use kernel::{
+    alloc::{flags::GFP_KERNEL, VVec},
+    bindings, new_mutex, new_spinlock,
+    prelude::*,
+    sync::{Mutex, SpinLock},
+    types::Opaque,
+};
+
+/// Order of a PMD-sized folio.
+pub const PMD_ORDER: u32 = 9;
+const PMD_PAGES: u64 = 1 << PMD_ORDER;
+
+/// What a driver of device-private memory provides.
+pub trait DevmemOps: Send + Sync + Sized + 'static {
+    /// Kept for every device page, from pool creation to unload.
+    type PageData: Default + Send + Sync;
+
+    /// The folio of `order` at `pfn` was freed: release what the driver
+    /// holds for it. May run in atomic context.
+    fn folio_free(pool: &DevicePrivatePool<Self>, pfn: u64, order: u32);
+
+    /// The CPU faulted on a device page: migrate it to system memory.
+    /// Returns a `vm_fault_t`.
+    fn migrate_to_ram(pool: &DevicePrivatePool<Self>, fault: &DeviceFault<'_>) -> u32;
+
+    /// Moves every page still in use back to system memory; runs before the
+    /// memory is unregistered, which waits until every page is free.
+    fn evict_all(pool: &DevicePrivatePool<Self>);
+}
+
+/// A CPU fault on a device-private page (`struct vm_fault`), valid for the
+/// duration of [`DevmemOps::migrate_to_ram`].
+pub struct DeviceFault<'a> {
+    raw: &'a bindings::vm_fault,
+}
+
+impl DeviceFault<'_> {
+    /// Faulting address.
+    pub fn address(&self) -> u64 {
+        self.raw.__bindgen_anon_1.address as u64
+    }
+
+    /// The VMA, locked by the fault path.
+    pub fn vma(&self) -> &kernel::mm::virt::VmaRef {
+        // SAFETY: The fault handler holds the mmap lock or the VMA lock for
+        // the duration of the callback, which bounds `'_`.
+        unsafe { kernel::mm::virt::VmaRef::from_raw(self.raw.__bindgen_anon_1.vma) }
+    }
+
+    /// The device page the CPU touched.
+    pub fn page(&self) -> *mut bindings::page {
+        self.raw.page
+    }
+
+    /// Whether the fault came through a PTE: the folio may then be mapped
+    /// only in part and must be migrated page by page.
+    pub fn through_pte(&self) -> bool {
+        !self.raw.pte.is_null()
+    }
+}
+
+/// One `memremap_pages()` registration.
+///
+/// # Invariants
+///
+/// `res` is a region reserved for this chunk until drop, and if
+/// `registered`, `pagemap` is registered over it; `pool` outlives the chunk.
+#[repr(C)]
+struct Chunk<T: DevmemOps> {
+    /// First, so that a `dev_pagemap` pointer is a `Chunk` pointer.
+    pagemap: Opaque<bindings::dev_pagemap>,
+    pool: *const DevicePrivatePool<T>,
+    res: *mut bindings::resource,
+    first_pfn: u64,
+    npages: u64,
+    data: VVec<T::PageData>,
+    registered: bool,
+}
+
+// SAFETY: The kernel synchronises `pagemap` itself; the other fields are
+// immutable after registration and `data` is `Sync`.
+unsafe impl<T: DevmemOps> Sync for Chunk<T> {}
+// SAFETY: As above; nothing is tied to the creating thread.
+unsafe impl<T: DevmemOps> Send for Chunk<T> {}
+
+impl<T: DevmemOps> Drop for Chunk<T> {
+    fn drop(&mut self) {
+        if self.registered {
+            // SAFETY: Registered (type invariant); this waits for every page
+            // to be freed, which `evict_all` has arranged.
+            unsafe { bindings::memunmap_pages(self.pagemap.get()) };
+        }
+        // SAFETY: `res` was reserved for this chunk and is released once.
+        unsafe {
+            ffi::rust_hmm_release_mem_region(
+                (*self.res).start,
+                self.npages << kernel::page::PAGE_SHIFT,
+            )
+        };
+    }
+}
+
+/// Free device pages, as PFNs. Capacities always cover every page of the
+/// pool, so that freeing never allocates.
+struct FreeLists {
+    small: VVec<u64>,
+    large: VVec<u64>,
+}
+
+impl FreeLists {
+    /// Turns every whole, aligned PMD block of free small pages back into a
+    /// large block. Sorting keeps this in place (no allocation under the
+    /// spinlock); it runs only when a PMD request finds no large block, and
+    /// on an already sorted list it is linear.
+    fn coalesce(&mut self) {
+        if self.small.len() < PMD_PAGES as usize {
+            return;
+        }
+        self.small.sort_unstable();
+        let v = self.small.as_mut_slice();
+        let (mut read, mut write) = (0, 0);
+        while read < v.len() {
+            let head = v[read];
+            let whole = head % PMD_PAGES == 0
+                && read + PMD_PAGES as usize <= v.len()
+                && v[read + PMD_PAGES as usize - 1] == head + PMD_PAGES - 1;
+            if whole && self.large.push_within_capacity(head).is_ok() {
+                // Sorted and unique, so the block is all there.
+                read += PMD_PAGES as usize;
+                continue;
+            }
+            v[write] = v[read];
+            write += 1;
+            read += 1;
+        }
+        self.small.truncate(write);
+    }
+}
+
+/// Counters of a pool.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct PoolStats {
+    /// Pages registered.
+    pub pages: u64,
+    /// Pages handed out and not yet freed.
+    pub in_use: u64,
+}
+
+/// Device-private memory of one device; see the module documentation.
+///
+/// # Invariants
+///
+/// Every chunk's `pool` points to this pool, which is pinned; free lists
+/// hold only free pages of its chunks, each once.
+#[pin_data(PinnedDrop)]
+pub struct DevicePrivatePool<T: DevmemOps> {
+    ops: T,
+    chunk_bytes: u64,
+    max_chunks: usize,
+    /// Chunks, only ever appended to until drop. Growth is serialised here.
+    #[pin]
+    chunks: Mutex<KVec<Pin<KBox<Chunk<T>>>>>,
+    #[pin]
+    free: SpinLock<FreeLists>,
+    in_use: AtomicUsize,
+    pages: AtomicUsize,
+    /// `chunks.len()`, readable without the mutex.
+    nchunks: AtomicUsize,
+    #[pin]
+    _pin: PhantomPinned,
+}
+
+/// The `dev_pagemap_ops` of pools of `T`.
+struct VTable<T>(PhantomData<T>);
+use core::marker::PhantomData;
+
+impl<T: DevmemOps> VTable<T> {
+    const OPS: bindings::dev_pagemap_ops = bindings::dev_pagemap_ops {
+        folio_free: Some(Self::folio_free),
+        migrate_to_ram: Some(Self::migrate_to_ram),
+        memory_failure: None,
+        // The core's default split (copy `pgmap` and `mapping` to the new
+        // folio) is right: per-page data is kept by PFN, not in the folio.
+        folio_split: None,
+    };
+
+    /// # Safety
+    ///
+    /// `page` belongs to a chunk of a live pool of `T`.
+    unsafe fn chunk<'a>(page: *mut bindings::page) -> &'a Chunk<T> {
+        // SAFETY: A ZONE_DEVICE page names its `dev_pagemap`, the first field
+        // of our `#[repr(C)]` chunk, which lives as long as its pages.
+        unsafe { &*ffi::rust_hmm_page_pgmap(page).cast::<Chunk<T>>() }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the core with a folio of one of our pagemaps.
+    unsafe extern "C" fn folio_free(folio: *mut bindings::folio) {
+        let page = folio.cast::<bindings::page>();
+        // SAFETY: The core calls this only for folios of our pagemaps.
+        let chunk = unsafe { Self::chunk(page) };
+        // SAFETY: `pool` outlives its chunks (type invariant of `Chunk`).
+        let pool = unsafe { &*chunk.pool };
+        // SAFETY: `page` is a valid folio head.
+        let (pfn, order) = unsafe {
+            (
+                ffi::rust_hmm_page_to_pfn(page) as u64,
+                ffi::rust_hmm_page_order(page),
+            )
+        };
+        T::folio_free(pool, pfn, order);
+        pool.release(pfn, order);
+    }
+
+    /// # Safety
+    ///
+    /// Called by the core with a valid fault on a page of our pagemaps.
+    unsafe extern "C" fn migrate_to_ram(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+        // SAFETY: The core passes a valid fault whose page is ours.
+        let raw = unsafe { &*vmf };
+        // SAFETY: As above.
+        let chunk = unsafe { Self::chunk(raw.page) };
+        // SAFETY: `pool` outlives its chunks.
+        let pool = unsafe { &*chunk.pool };
+        T::migrate_to_ram(pool, &DeviceFault { raw })
+    }
+}
+
+impl<T: DevmemOps> DevicePrivatePool<T> {
+    /// A pool of up to `max_chunks` chunks of `chunk_bytes` (a multiple of
+    /// 2 MiB), registered on first use.
+    pub fn new(ops: T, chunk_bytes: u64, max_chunks: usize) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            ops,
+            chunk_bytes,
+            max_chunks,
+            chunks <- new_mutex!(KVec::new()),
+            free <- new_spinlock!(FreeLists { small: VVec::new(), large: VVec::new() }),
+            in_use: AtomicUsize::new(0),
+            pages: AtomicUsize::new(0),
+            nchunks: AtomicUsize::new(0),
+            _pin: PhantomPinned,
+        }? Error)
+    }
+
+    /// The driver's part.
+    pub fn ops(&self) -> &T {
+        &self.ops
+    }
+
+    /// The owner cookie of this pool's pages.
+    pub fn owner(&self) -> *const c_void {
+        core::ptr::from_ref(self).cast()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            pages: self.pages.load(Ordering::Relaxed) as u64,
+            in_use: self.in_use.load(Ordering::Relaxed) as u64,
+        }
+    }
+
+    /// Whether `pfn` is a device-private page of this pool.
+    pub fn owns(&self, pfn: u64) -> bool {
+        // SAFETY: `is_device_private_page` only reads the page's flags and
+        // pgmap; a PFN from HMM or migration has a `struct page`.
+        if !unsafe { ffi::rust_hmm_is_device_private_pfn(pfn as usize) } {
+            return false;
+        }
+        // SAFETY: A device-private page names its `dev_pagemap`.
+        let pgmap = unsafe { ffi::rust_hmm_page_pgmap(ffi::rust_hmm_pfn_to_page(pfn as usize)) };
+        // SAFETY: Every `dev_pagemap` of the kernel stays valid while it has
+        // pages; `owner` is set before registration and never changes.
+        unsafe { (*pgmap).owner.cast_const() == self.owner() }
+    }
+
+    /// The driver data of device page `pfn`, if the pool owns it.
+    pub fn page_data(&self, pfn: u64) -> Option<&T::PageData> {
+        if !self.owns(pfn) {
+            return None;
+        }
+        // SAFETY: `owns` checked that the page is in one of our chunks.
+        let chunk = unsafe { VTable::<T>::chunk(ffi::rust_hmm_pfn_to_page(pfn as usize)) };
+        chunk.data.get((pfn - chunk.first_pfn) as usize)
+    }
+
+    /// Calls `f` with every PFN of every chunk and its data.
+    pub fn for_each_page(&self, mut f: impl FnMut(u64, &T::PageData)) {
+        let chunks = self.chunks.lock();
+        for c in chunks.iter() {
+            for (i, d) in c.data.iter().enumerate() {
+                f(c.first_pfn + i as u64, d);
+            }
+        }
+    }
+
+    /// A free folio of `order` (0 or [`PMD_ORDER`]), initialised as the
+    /// migration core wants a destination: locked, one reference. Registers
+    /// a chunk when none is free; `ENOMEM` at the limit.
+    pub fn alloc(&self, order: u32) -> Result<crate::migrate::DstFolio> {
+        if order != 0 && order != PMD_ORDER {
+            return Err(EINVAL);
+        }
+        loop {
+            let seen = self.nchunks.load(Ordering::Acquire);
+            if let Some(pfn) = self.take(order) {
+                // SAFETY: `pfn` is a free page of one of our chunks.
+                let page = unsafe { ffi::rust_hmm_pfn_to_page(pfn as usize) };
+                // SAFETY: As above; the chunk registration is its pgmap.
+                let chunk = unsafe { VTable::<T>::chunk(page) };
+                // SAFETY: A free page (refcount 0) of `chunk` with room for
+                // `order` (large blocks are aligned and whole).
+                unsafe { ffi::rust_hmm_zone_device_folio_init(page, chunk.pagemap.get(), order) };
+                self.in_use.fetch_add(1 << order, Ordering::Relaxed);
+                // SAFETY: Just initialised: locked, one reference, ours.
+                return Ok(unsafe { crate::migrate::DstFolio::from_raw(page, order) });
+            }
+            self.grow(seen)?;
+        }
+    }
+
+    fn take(&self, order: u32) -> Option<u64> {
+        let mut free = self.free.lock();
+        if order == PMD_ORDER {
+            if free.large.is_empty() {
+                free.coalesce();
+            }
+            return free.large.pop();
+        }
+        if let Some(pfn) = free.small.pop() {
+            return Some(pfn);
+        }
+        // Break a large block up; the small list has room for all pages.
+        let head = free.large.pop()?;
+        for pfn in (head + 1..head + PMD_PAGES).rev() {
+            let _ = free.small.push_within_capacity(pfn);
+        }
+        Some(head)
+    }
+
+    /// Returns a freed folio to the free lists.
+    fn release(&self, pfn: u64, order: u32) {
+        self.in_use.fetch_sub(1 << order, Ordering::Relaxed);
+        let mut free = self.free.lock();
+        // Capacities cover every page, so these pushes cannot fail.
+        if order == PMD_ORDER {
+            let _ = free.large.push_within_capacity(pfn);
+        } else {
+            for p in pfn..pfn + (1 << order) {
+                let _ = free.small.push_within_capacity(p);
+            }
+        }
+    }
+
+    /// Registers one more chunk, unless another thread did since the
+    /// caller saw `seen` chunks.
+    fn grow(&self, seen: usize) -> Result {
+        let mut chunks = self.chunks.lock();
+        if chunks.len() != seen {
+            return Ok(());
+        }
+        if chunks.len() >= self.max_chunks {
+            return Err(ENOMEM);
+        }
+        // Room for the new chunk first: once registered it must be kept.
+        chunks.reserve(1, GFP_KERNEL)?;
+        let npages = self.chunk_bytes >> kernel::page::PAGE_SHIFT;
+        let total = self.pages.load(Ordering::Relaxed) + npages as usize;
+        // New lists with room for every page, filled outside the spinlock.
+        let mut small = VVec::with_capacity(total, GFP_KERNEL)?;
+        let mut large = VVec::with_capacity(total / PMD_PAGES as usize + 1, GFP_KERNEL)?;
+        let mut data = VVec::with_capacity(npages as usize, GFP_KERNEL)?;
+        for _ in 0..npages {
+            data.push(T::PageData::default(), GFP_KERNEL)?;
+        }
+        let chunk = self.register(npages, data)?;
+        let first = chunk.first_pfn;
+        let aligned = first.next_multiple_of(PMD_PAGES);
+        let end = first + npages;
+        {
+            let mut free = self.free.lock();
+            small.extend_from_slice(&free.small, GFP_NOWAIT_SAFE)?;
+            large.extend_from_slice(&free.large, GFP_NOWAIT_SAFE)?;
+            for pfn in first..aligned.min(end) {
+                small.push_within_capacity(pfn).map_err(|_| ENOMEM)?;
+            }
+            let mut pfn = aligned;
+            while pfn + PMD_PAGES <= end {
+                large.push_within_capacity(pfn).map_err(|_| ENOMEM)?;
+                pfn += PMD_PAGES;
+            }
+            for p in pfn..end {
+                small.push_within_capacity(p).map_err(|_| ENOMEM)?;
+            }
+            core::mem::swap(&mut free.small, &mut small);
+            core::mem::swap(&mut free.large, &mut large);
+        }
+        self.pages.store(total, Ordering::Relaxed);
+        // Cannot fail: room was reserved before the chunk was registered.
+        chunks.push_within_capacity(chunk).map_err(|_| ENOMEM)?;
+        self.nchunks.store(chunks.len(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Reserves address space and registers `npages` device pages there.
+    fn register(&self, npages: u64, data: VVec<T::PageData>) -> Result<Pin<KBox<Chunk<T>>>> {
+        let bytes = npages << kernel::page::PAGE_SHIFT;
+        // SAFETY: Searches the resource tree; the name is static.
+        let res = unsafe {
+            ffi::rust_hmm_request_free_mem_region(bytes as usize, c"rust_hmm".as_char_ptr())
+        };
+        let res = kernel::error::from_err_ptr(res)?;
+        if res.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: A region just reserved for us.
+        let (start, end) = unsafe { ((*res).start, (*res).end) };
+        // Owning the region from here on, the chunk releases it on drop.
+        let chunk = KBox::new(
+            Chunk {
+                pagemap: Opaque::new(bindings::dev_pagemap::default()),
+                pool: self,
+                res,
+                first_pfn: start >> kernel::page::PAGE_SHIFT,
+                npages,
+                data,
+                registered: false,
+            },
+            GFP_KERNEL,
+        );
+        let mut chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                // SAFETY: Releases the region reserved above.
+                unsafe { ffi::rust_hmm_release_mem_region(start, bytes) };
+                return Err(e.into());
+            }
+        };
+        let pgmap = chunk.pagemap.get();
+        // SAFETY: `pgmap` is ours and not yet registered; the chunk is boxed
+        // and never moves, as `memremap_pages()` requires.
+        let ret = unsafe {
+            (*pgmap).type_ = bindings::memory_type_MEMORY_DEVICE_PRIVATE;
+            (*pgmap).nr_range = 1;
+            let range = (*pgmap).__bindgen_anon_1.range.as_mut();
+            range.start = start;
+            range.end = end;
+            (*pgmap).ops = &VTable::<T>::OPS;
+            (*pgmap).owner = self.owner().cast_mut();
+            bindings::memremap_pages(pgmap, ffi::rust_hmm_numa_node_id())
+        };
+        if kernel::error::from_err_ptr(ret)?.is_null() {
+            return Err(EFAULT);
+        }
+        chunk.registered = true;
+        // INVARIANT: Registered over the reserved region; `self` is pinned
+        // and drops its chunks before it goes.
+        Ok(KBox::into_pin(chunk))
+    }
+}
+
+/// Allocation flags for growing a vector whose new capacity was reserved
+/// beforehand, so that no allocation actually happens.
+const GFP_NOWAIT_SAFE: kernel::alloc::Flags = kernel::alloc::flags::GFP_NOWAIT;
+
+#[pinned_drop]
+impl<T: DevmemOps> PinnedDrop for DevicePrivatePool<T> {
+    fn drop(self: Pin<&mut Self>) {
+        T::evict_all(&self);
+        // Dropping the chunks unregisters them (waiting for their pages).
+    }
+}
+
+#[kunit_tests(rust_hmm_devmem)]
+mod tests {
+    use super::*;
+    use core::sync::atomic::AtomicU64;
+
+    /// Counts the pages `folio_free` saw.
+    #[derive(Default)]
+    struct Freed(AtomicU64);
+
+    struct TestOps;
+
+    impl DevmemOps for TestOps {
+        type PageData = Freed;
+
+        fn folio_free(pool: &DevicePrivatePool<Self>, pfn: u64, order: u32) {
+            if let Some(d) = pool.page_data(pfn) {
+                d.0.fetch_add(1 << order, Ordering::Relaxed);
+            }
+        }
+
+        fn migrate_to_ram(_pool: &DevicePrivatePool<Self>, _fault: &DeviceFault<'_>) -> u32 {
+            bindings::vm_fault_reason_VM_FAULT_SIGBUS
+        }
+
+        fn evict_all(_pool: &DevicePrivatePool<Self>) {}
+    }
+
+    #[test]
+    fn coalesce_rebuilds_whole_blocks() -> Result {
+        let mut f = FreeLists {
+            small: VVec::with_capacity(3 * PMD_PAGES as usize, GFP_KERNEL)?,
+            large: VVec::with_capacity(3, GFP_KERNEL)?,
+        };
+        // Two whole blocks, interleaved and reversed, plus a partial one.
+        for i in (0..PMD_PAGES).rev() {
+            f.small.push(4 * PMD_PAGES + i, GFP_KERNEL)?;
+            f.small.push(PMD_PAGES + i, GFP_KERNEL)?;
+        }
+        for i in 0..10 {
+            f.small.push(2 * PMD_PAGES + i, GFP_KERNEL)?;
+        }
+        f.coalesce();
+        f.large.sort_unstable();
+        assert_eq!(&f.large[..], &[PMD_PAGES, 4 * PMD_PAGES]);
+        assert_eq!(f.small.len(), 10);
+        assert!(f
+            .small
+            .iter()
+            .all(|p| (2 * PMD_PAGES..2 * PMD_PAGES + 10).contains(p)));
+        Ok(())
+    }
+
+    #[test]
+    fn alloc_free_split_and_merge() -> Result {
+        // One chunk of two PMD blocks (if the region is aligned; at least one).
+        let pool = KBox::pin_init(
+            DevicePrivatePool::new(TestOps, (2 * PMD_PAGES) << kernel::page::PAGE_SHIFT, 1),
+            GFP_KERNEL,
+        )?;
+        let big = pool.alloc(PMD_ORDER)?;
+        let head = big.pfn();
+        assert_eq!(head % PMD_PAGES, 0);
+        assert_eq!(pool.stats().in_use, PMD_PAGES);
+        assert!(pool.owns(head) && pool.owns(head + PMD_PAGES - 1));
+        drop(big);
+        assert_eq!(pool.stats().in_use, 0);
+        let freed = |p: u64| pool.page_data(p).map_or(0, |d| d.0.load(Ordering::Relaxed));
+        assert_eq!(freed(head), PMD_PAGES);
+
+        // Small pages break blocks up; with the only chunk used up in small
+        // pages, a PMD request fails rather than registering another.
+        let total = pool.stats().pages as usize;
+        let mut small = KVec::new();
+        for _ in 0..total {
+            small.push(pool.alloc(0)?, GFP_KERNEL)?;
+        }
+        assert!(pool.alloc(0).is_err());
+        assert!(pool.alloc(PMD_ORDER).is_err());
+        // Freed again, the small pages merge back into a whole block.
+        drop(small);
+        assert_eq!(pool.stats().in_use, 0);
+        let again = pool.alloc(PMD_ORDER)?;
+        assert_eq!(again.pfn() % PMD_PAGES, 0);
+        Ok(())
+    }
+}

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Device-private memory and migration beyond the upstream hmm-tests: what
+ * SNAPSHOT and the CPU see after each step, device writes reaching the CPU,
+ * eviction on close (own pages only), KEEP_ON_CLOSE and RELEASE, injected
+ * allocation failures, fork, THP, the device memory counters, and bad input.
+ *
+ * Usage: migrate-tests [harness options]; DEV0/DEV1 name the devices.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "kselftest_harness.h"
+#include "dmirror-util.h"
+
+#define DEV_LOCAL (HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_WRITE)
+#define SYS_WRITE HMM_DMIRROR_PROT_WRITE
+#define PMD_PAGES 512UL
+
+FIXTURE(migrate) {
+	int fd;
+	int fd1;
+	unsigned char *snap;
+	char *buf;
+};
+
+FIXTURE_SETUP(migrate)
+{
+	self->fd = dev_open(0);
+	ASSERT_GE(self->fd, 0) TH_LOG("open %s: %s", dev_path(0), strerror(errno));
+	self->fd1 = dev_open(1);
+	ASSERT_GE(self->fd1, 0);
+	self->snap = malloc(2 * PMD_PAGES);
+	self->buf = map_anon(2 * PMD_PAGES);
+	ASSERT_NE(self->snap, NULL);
+	ASSERT_NE(self->buf, NULL);
+}
+
+FIXTURE_TEARDOWN(migrate)
+{
+	close(self->fd);
+	close(self->fd1);
+	free(self->snap);
+}
+
+/* 1 if every page of [mem, +n) snapshots as @want through @fd. */
+static int snap_all(int fd, void *mem, unsigned long n, unsigned char *snap,
+		    unsigned char want)
+{
+	struct hmm_dmirror_cmd c;
+
+	if (dcmd(fd, HMM_DMIRROR_SNAPSHOT, mem, snap, n, &c) || c.cpages != n)
+		return 0;
+	for (unsigned long i = 0; i < n; i++)
+		if (snap[i] != want)
+			return 0;
+	return 1;
+}
+
+static long in_use(int fd)
+{
+	struct hmm_dmirror_stats s;
+
+	return ioctl(fd, HMM_DMIRROR_STATS, &s) ? -1 : (long)s.devmem_in_use;
+}
+
+/* To the device, read back by the device, then back by a CPU access. */
+TEST_F(migrate, to_device_and_back_by_cpu)
+{
+	unsigned long n = 64;
+	char *mem = map_anon(n);
+	struct hmm_dmirror_cmd c;
+
+	ASSERT_NE(mem, NULL);
+	fill(mem, n, 11);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, &c), 0);
+	ASSERT_EQ(c.cpages, n);
+	ASSERT_TRUE(check(self->buf, n, 11));
+	ASSERT_TRUE(snap_all(self->fd, mem, n, self->snap, DEV_LOCAL));
+	/* The other device sees the pages as not present. */
+	ASSERT_TRUE(snap_all(self->fd1, mem, n, self->snap, HMM_DMIRROR_PROT_NONE));
+	ASSERT_TRUE(check(mem, n, 11));
+	ASSERT_TRUE(snap_all(self->fd, mem, n, self->snap, SYS_WRITE));
+	munmap(mem, n * PAGE);
+}
+
+/* A device write to device memory is what the CPU reads afterwards. */
+TEST_F(migrate, device_write_reaches_cpu)
+{
+	unsigned long n = 16;
+	char *mem = map_anon(n);
+
+	ASSERT_NE(mem, NULL);
+	fill(mem, n, 1);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, NULL), 0);
+	fill(self->buf, n, 2);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, mem, self->buf, n, NULL), 0);
+	/* Written in place: still in device memory. */
+	ASSERT_TRUE(snap_all(self->fd, mem, n, self->snap, DEV_LOCAL));
+	ASSERT_TRUE(check(mem, n, 2));
+	munmap(mem, n * PAGE);
+}
+
+/* MIGRATE_TO_SYS moves the pages back and counts them. */
+TEST_F(migrate, to_system_ioctl)
+{
+	unsigned long n = 32;
+	char *mem = map_anon(n);
+	struct hmm_dmirror_cmd c;
+	long before = in_use(self->fd);
+
+	ASSERT_NE(mem, NULL);
+	ASSERT_GE(before, 0);
+	fill(mem, n, 3);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, NULL), 0);
+	ASSERT_EQ(in_use(self->fd), before + (long)n);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, mem, self->buf, n, &c), 0);
+	ASSERT_EQ(c.cpages, n);
+	ASSERT_EQ(in_use(self->fd), before);
+	ASSERT_TRUE(snap_all(self->fd, mem, n, self->snap, SYS_WRITE));
+	ASSERT_TRUE(check(mem, n, 3));
+	/* Nothing left to move. */
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, mem, self->buf, n, &c), 0);
+	ASSERT_EQ(c.cpages, 0);
+	munmap(mem, n * PAGE);
+}
+
+/* Pages on device 1 are not migrated to device 0, but device 0 reads them. */
+TEST_F(migrate, other_device)
+{
+	unsigned long n = 8;
+	char *mem = map_anon(n);
+	struct hmm_dmirror_cmd c;
+
+	ASSERT_NE(mem, NULL);
+	fill(mem, n, 4);
+	ASSERT_EQ(dcmd(self->fd1, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, NULL), 0);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, NULL), -ENOENT);
+	memset(self->buf, 0, n * PAGE);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, self->buf, n, &c), 0);
+	ASSERT_EQ(c.cpages, n);
+	ASSERT_TRUE(check(self->buf, n, 4));
+	/* Reading through device 0 brought them back to system memory. */
+	ASSERT_TRUE(snap_all(self->fd1, mem, n, self->snap, SYS_WRITE));
+	munmap(mem, n * PAGE);
+}
+
+/* Closing a file moves back its pages, and only its pages. */
+TEST_F(migrate, close_evicts_own_pages_only)
+{
+	unsigned long n = 16;
+	char *a = map_anon(n), *b = map_anon(n);
+	int fa = dev_open(0);
+
+	ASSERT_NE(a, NULL);
+	ASSERT_NE(b, NULL);
+	ASSERT_GE(fa, 0);
+	fill(a, n, 5);
+	fill(b, n, 6);
+	ASSERT_EQ(dcmd(fa, HMM_DMIRROR_MIGRATE_TO_DEV, a, self->buf, n, NULL), 0);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, b, self->buf, n, NULL), 0);
+	ASSERT_TRUE(snap_all(self->fd, a, n, self->snap, DEV_LOCAL));
+	close(fa);
+	ASSERT_TRUE(snap_all(self->fd, a, n, self->snap, SYS_WRITE));
+	ASSERT_TRUE(snap_all(self->fd, b, n, self->snap, DEV_LOCAL));
+	ASSERT_TRUE(check(a, n, 5));
+	ASSERT_TRUE(check(b, n, 6));
+	munmap(a, n * PAGE);
+	munmap(b, n * PAGE);
+}
+
+/* KEEP_ON_CLOSE leaves the pages in device memory; RELEASE moves them. */
+TEST_F(migrate, keep_on_close_then_release)
+{
+	unsigned long n = 16;
+	char *a = map_anon(n);
+	int fa = dev_open(0);
+	struct hmm_dmirror_cmd c;
+
+	ASSERT_NE(a, NULL);
+	ASSERT_GE(fa, 0);
+	fill(a, n, 7);
+	ASSERT_EQ(dcmd(fa, HMM_DMIRROR_FLAGS, a, NULL, HMM_DMIRROR_FLAG_KEEP_ON_CLOSE, NULL), 0);
+	ASSERT_EQ(dcmd(fa, HMM_DMIRROR_MIGRATE_TO_DEV, a, self->buf, n, NULL), 0);
+	close(fa);
+	ASSERT_TRUE(snap_all(self->fd, a, n, self->snap, DEV_LOCAL));
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_RELEASE, a, NULL, n, &c), 0);
+	ASSERT_TRUE(snap_all(self->fd, a, n, self->snap, SYS_WRITE));
+	ASSERT_TRUE(check(a, n, 7));
+	munmap(a, n * PAGE);
+}
+
+/* An injected allocation failure leaves the page where it was, once. */
+TEST_F(migrate, fail_alloc_once)
+{
+	char *mem = map_anon(1);
+	struct hmm_dmirror_cmd c;
+
+	ASSERT_NE(mem, NULL);
+	fill(mem, 1, 8);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_FLAGS, mem, NULL, HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL), 0);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, 1, NULL), -ENOENT);
+	ASSERT_TRUE(snap_all(self->fd, mem, 1, self->snap, SYS_WRITE));
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, 1, &c), 0);
+	ASSERT_EQ(c.cpages, 1);
+	ASSERT_TRUE(check(self->buf, 1, 8));
+	ASSERT_TRUE(check(mem, 1, 8));
+	munmap(mem, PAGE);
+}
+
+/* Device pages are shared copy-on-write with a child, like any anon page. */
+TEST_F(migrate, fork_with_device_pages)
+{
+	unsigned long n = 16;
+	char *mem = map_anon(n);
+	pid_t pid;
+	int status;
+
+	ASSERT_NE(mem, NULL);
+	fill(mem, n, 9);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, NULL), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		/* The child sees the data, and its writes stay its own. */
+		if (!check(mem, n, 9))
+			_exit(1);
+		fill(mem, n, 10);
+		_exit(check(mem, n, 10) ? 0 : 2);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	ASSERT_TRUE(check(mem, n, 9));
+	munmap(mem, n * PAGE);
+}
+
+/* munmap frees device pages (folio_free), which the counters show. */
+TEST_F(migrate, munmap_frees_device_pages)
+{
+	unsigned long n = 64;
+	char *mem = map_anon(n);
+	long before = in_use(self->fd);
+
+	ASSERT_NE(mem, NULL);
+	ASSERT_GE(before, 0);
+	fill(mem, n, 12);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, NULL), 0);
+	ASSERT_EQ(in_use(self->fd), before + (long)n);
+	ASSERT_EQ(munmap(mem, n * PAGE), 0);
+	ASSERT_EQ(in_use(self->fd), before);
+}
+
+/* A THP moves as one device folio (PMD in SNAPSHOT) and comes back whole. */
+TEST_F(migrate, thp_as_one_folio)
+{
+	char *raw = mmap(NULL, 2 * PMD_PAGES * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *mem = (char *)(((uintptr_t)raw + PMD_PAGES * PAGE - 1) & ~(PMD_PAGES * PAGE - 1));
+	long before = in_use(self->fd);
+	struct hmm_dmirror_cmd c;
+
+	ASSERT_NE(raw, MAP_FAILED);
+	ASSERT_EQ(madvise(mem, PMD_PAGES * PAGE, MADV_HUGEPAGE), 0);
+	fill(mem, PMD_PAGES, 13);
+	if (!snap_all(self->fd, mem, PMD_PAGES, self->snap,
+		      SYS_WRITE | HMM_DMIRROR_PROT_PMD))
+		SKIP(goto out, "no THP backs the range");
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, PMD_PAGES, &c), 0);
+	ASSERT_EQ(c.cpages, PMD_PAGES);
+	ASSERT_TRUE(check(self->buf, PMD_PAGES, 13));
+	ASSERT_TRUE(snap_all(self->fd, mem, PMD_PAGES, self->snap,
+			     DEV_LOCAL | HMM_DMIRROR_PROT_PMD));
+	ASSERT_EQ(in_use(self->fd), before + (long)PMD_PAGES);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, mem, self->buf, PMD_PAGES, &c), 0);
+	ASSERT_EQ(c.cpages, PMD_PAGES);
+	ASSERT_TRUE(check(mem, PMD_PAGES, 13));
+	ASSERT_EQ(in_use(self->fd), before);
+out:
+	munmap(raw, 2 * PMD_PAGES * PAGE);
+}
+
+/* Bad ranges get their errno and move nothing. */
+TEST_F(migrate, bad_input)
+{
+	char *mem = map_anon(4);
+	long before = in_use(self->fd);
+	unsigned long req[] = { HMM_DMIRROR_MIGRATE_TO_DEV, HMM_DMIRROR_MIGRATE_TO_SYS };
+
+	ASSERT_NE(mem, NULL);
+	fill(mem, 4, 14);
+	for (int i = 0; i < 2; i++) {
+		EXPECT_EQ(dcmd(self->fd, req[i], mem + 1, self->buf, 1, NULL), -EINVAL);
+		EXPECT_EQ(dcmd(self->fd, req[i], mem, self->buf, 0, NULL), -EINVAL);
+		EXPECT_EQ(dcmd(self->fd, req[i], mem, self->buf, -1UL, NULL), -EINVAL);
+		EXPECT_EQ(dcmd(self->fd, req[i], (void *)0xffff888000000000UL,
+			       self->buf, 1, NULL), -EFAULT);
+	}
+	/* A hole, and a PROT_NONE range. */
+	ASSERT_EQ(munmap(mem + 2 * PAGE, PAGE), 0);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, 4, NULL), -EINVAL);
+	ASSERT_EQ(mprotect(mem, PAGE, PROT_NONE), 0);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, 1, NULL), -EINVAL);
+	/* The copy-out target is unwritable: EFAULT, and the data stays whole. */
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem + PAGE, (void *)8, 1, NULL),
+		  -EFAULT);
+	EXPECT_EQ(in_use(self->fd) - before, 1);
+	ASSERT_TRUE(check(mem + PAGE, 1, 14 + PAGE / 4));
+	munmap(mem, 4 * PAGE);
+	EXPECT_EQ(in_use(self->fd), before);
+}
+
+TEST_HARNESS_MAIN
