@@ -23,4 +23,10 @@ unsigned long rust_hmm_msecs_to_jiffies(unsigned int ms);
 unsigned long rust_hmm_page_to_pfn(struct page *page);
 void rust_hmm_folio_put(struct folio *folio);
 
+struct vm_area_struct;
+void rust_hmm_vma_set_pfnmap(struct vm_area_struct *vma);
+unsigned long rust_hmm_prot_with_cache(unsigned long protval, unsigned int mode);
+unsigned long rust_hmm_prot_cache_bits(unsigned long protval);
+bool rust_hmm_prot_dirty(unsigned long protval);
+
 #endif
