@@ -136,6 +136,19 @@ extern "C" {
         npages: c_ulong,
     );
 
+    pub(crate) fn rust_hmm_vma_set_pfnmap(vma: *mut bindings::vm_area_struct);
+    pub(crate) fn rust_hmm_prot_with_cache(protval: c_ulong, mode: c_uint) -> c_ulong;
+    pub(crate) fn rust_hmm_prot_cache_bits(protval: c_ulong) -> c_ulong;
+    pub(crate) fn rust_hmm_prot_dirty(protval: c_ulong) -> bool;
+
+    /// `include/linux/rmap.h`.
+    pub(crate) fn mapping_wrprotect_range(
+        mapping: *mut bindings::address_space,
+        pgoff: c_ulong,
+        pfn: c_ulong,
+        nr_pages: c_ulong,
+    ) -> kernel::ffi::c_int;
+
     /// `include/linux/rmap.h`.
     pub(crate) fn make_device_exclusive(
         mm: *mut bindings::mm_struct,

@@ -196,3 +196,43 @@ int rust_hmm_numa_node_id(void)
 {
 	return numa_node_id();
 }
+
+/*
+ * Device-file VMAs (pfn_walk.rs, samples/dmirror/devbuf.rs). Protections
+ * travel as raw pgprot values so the Rust side never needs the arch's
+ * pgprot_t layout.
+ */
+void rust_hmm_vma_set_pfnmap(struct vm_area_struct *vma)
+{
+	/* No merging, no growth by mremap, no core dumps of device memory. */
+	vm_flags_set(vma, VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP);
+}
+
+unsigned long rust_hmm_prot_with_cache(unsigned long protval, unsigned int mode)
+{
+	pgprot_t prot = __pgprot(protval);
+
+	switch (mode) {
+	case 1:
+		prot = pgprot_noncached(prot);
+		break;
+	case 2:
+		prot = pgprot_writecombine(prot);
+		break;
+	}
+	return pgprot_val(prot);
+}
+
+unsigned long rust_hmm_prot_cache_bits(unsigned long protval)
+{
+#ifdef CONFIG_X86
+	return protval & _PAGE_CACHE_MASK;
+#else
+	return 0;
+#endif
+}
+
+bool rust_hmm_prot_dirty(unsigned long protval)
+{
+	return pte_dirty(pfn_pte(0, __pgprot(protval)));
+}

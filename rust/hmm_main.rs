@@ -5,7 +5,8 @@
 //! The crate has two halves. The safe abstractions a driver builds on live
 //! in this directory: [`mmu_notifier`] (interval notifiers and the sequence
 //! protocol), [`hmm`] (`hmm_range_fault()`), and [`device_pt`] (a
-//! multi-level device page table). The sample device that drives them from
+//! multi-level device page table), [`pfn_walk`] (the PTEs of every VMA
+//! that maps an object of ours). The sample device that drives them from
 //! user space lives in `samples/dmirror`.
 
 use kernel::prelude::*;
@@ -19,6 +20,7 @@ pub(crate) mod ffi;
 pub mod hmm;
 pub mod migrate;
 pub mod mmu_notifier;
+pub mod pfn_walk;
 
 module! {
     type: RustHmm,

@@ -3,6 +3,7 @@
 # in one VM boot, alternating drivers, repeated; prints one line per
 # workload and size, "bench: NAME rust=X c=Y unit=U ratio=R" (R > 1: ours
 # is better), and writes out/bench/bench.csv and out/bench/bench.png.
+# Workloads without a C counterpart print "bench: NAME rust=X unit=U" only.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 : "${KDIR:?KDIR must name the kernel build}"
@@ -20,6 +21,7 @@ REPS=$reps
 SIZES="$sizes"
 WORKLOADS="$(echo $workloads)"
 THP_BENCH=${BENCH_THP:-1}
+WALK_MIB=${BENCH_WALK_MIB:-1024}
 JOB
 cat >>"$job" <<'JOB'
 insmod /mod/test_hmm.ko
@@ -42,6 +44,17 @@ bench() {
 		done
 	done
 }
+# Device-buffer walks (rust_hmm only): a BENCH_WALK_MIB mapping with 1, 10
+# and 100 % of its pages populated.
+bench_devbuf() {
+	for pct in 1 10 100; do
+		i=0
+		while [ $i -lt $REPS ]; do
+			hmm-bench devbuf_${pct}pct $WALK_MIB /dev/rust_hmm_dmirror0 | sed "s/^/rust /"
+			i=$((i + 1))
+		done
+	done
+}
 section info:bench bench
 # The upstream suite's own THP migration benchmark, for both drivers.
 thp_bench() {
@@ -54,6 +67,7 @@ thp_bench() {
 	done
 }
 [ "$THP_BENCH" = 0 ] || section info:thp-bench thp_bench
+section info:bench-devbuf bench_devbuf
 dump_kernel_log
 JOB
 log "booting the test kernel for the benchmark (TCG; several minutes)"

@@ -65,6 +65,7 @@ section user:mirror-tests:rust mirror-tests
 section user:exclusive-tests:rust exclusive-tests
 section user:race-tests:rust race-tests
 section user:migrate-tests:rust migrate-tests
+section user:walker-tests:rust walker-tests
 section hmm-tests:rust hmm-tests
 section user:ioctl-fuzz:rust ioctl-fuzz $FUZZ_SEED $FUZZ_SECONDS $FUZZ_CALLS
 section user:devmem-unload devmem_unload_test

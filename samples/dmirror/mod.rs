@@ -5,6 +5,7 @@
 //! opening process through its own [`Mirror`].
 
 mod bounce;
+mod devbuf;
 mod devmem;
 mod mirror;
 pub(crate) mod uapi;
@@ -55,9 +56,11 @@ impl DmirrorDevice {
     }
 }
 
-/// An open file: one mirror of the opening process.
+/// An open file: one mirror of the opening process, and the device
+/// buffers it created.
 pub(crate) struct DmirrorFile {
     mirror: AnyMirror,
+    buffers: Pin<KBox<devbuf::Buffers>>,
 }
 
 #[vtable]
@@ -74,13 +77,24 @@ impl MiscDevice for DmirrorFile {
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
         let mirror = AnyMirror::new(mm, device)?;
-        Ok(KBox::pin(Self { mirror }, GFP_KERNEL)?)
+        Ok(KBox::pin(
+            Self {
+                mirror,
+                buffers: KBox::pin_init(devbuf::new_buffers(), GFP_KERNEL)?,
+            },
+            GFP_KERNEL,
+        )?)
     }
 
-    /// Maps fresh zeroed pages, as test_hmm does: a VM_MIXEDMAP mapping of
-    /// ordinary pages, for the upstream `mixedmap` case. `ENOMEM` past
-    /// [`MMAP_MAX`].
-    fn mmap(_me: Pin<&DmirrorFile>, _file: &File, vma: &VmaNew) -> Result {
+    /// At offset 0, maps fresh zeroed pages, as test_hmm does: a
+    /// VM_MIXEDMAP mapping of ordinary pages, for the upstream `mixedmap`
+    /// case. `ENOMEM` past [`MMAP_MAX`]. Elsewhere, maps a device buffer
+    /// (`devbuf.rs`).
+    fn mmap(me: Pin<&DmirrorFile>, _file: &File, vma: &VmaNew) -> Result {
+        // SAFETY: The VMA being set up is valid.
+        if unsafe { (*vma.as_ptr()).vm_pgoff } != 0 {
+            return devbuf::mmap(&me.buffers, vma);
+        }
         let (start, end) = (vma.start(), vma.end());
         if end - start > MMAP_MAX {
             return Err(ENOMEM);
@@ -94,7 +108,10 @@ impl MiscDevice for DmirrorFile {
         Ok(())
     }
 
-    fn ioctl(me: Pin<&DmirrorFile>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: Pin<&DmirrorFile>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        if let Some(r) = devbuf::ioctl(&me.buffers, file, cmd, arg) {
+            return r;
+        }
         if cmd == HMM_DMIRROR_STATS {
             let mut writer = UserSlice::new(
                 UserPtr::from_addr(arg),

@@ -109,3 +109,115 @@ pub(crate) const HMM_DMIRROR_FLAG_KEEP_ON_CLOSE: u64 = 1 << 1;
 /// Our own: this mirror holds the page device-exclusive (the CPU view of
 /// such a page is `NONE`: its PTE is a device-exclusive swap entry).
 pub(crate) const HMM_DMIRROR_PROT_DEV_EXCLUSIVE: u8 = 0x80;
+
+/// Our own: device buffers mapped through the device file (`devbuf.rs`).
+/// `HMM_DEVBUF_CREATE`: allocate a buffer of `npages` pages.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HmmDevbufCreate {
+    /// (in) size in pages, 1 to [`HMM_DEVBUF_MAX_PAGES`].
+    pub(crate) npages: u64,
+    /// (out) file offset to pass to `mmap`; also names the buffer.
+    pub(crate) offset: u64,
+}
+
+// SAFETY: Plain integers, no padding; every bit pattern is valid.
+unsafe impl FromBytes for HmmDevbufCreate {}
+// SAFETY: Plain integers, no padding.
+unsafe impl AsBytes for HmmDevbufCreate {}
+
+/// A page range of a device buffer, for CLEAN, ZAP and SET_CACHE.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HmmDevbufRange {
+    /// (in) the buffer's mmap offset.
+    pub(crate) offset: u64,
+    /// (in) first page of the range.
+    pub(crate) first: u64,
+    /// (in) pages in the range, at least 1.
+    pub(crate) npages: u64,
+    /// (in) CLEAN: user address of a bitmap of `ceil(npages / 64)` `u64`
+    /// words; SET_CACHE: the cache mode; ZAP: 0.
+    pub(crate) arg: u64,
+    /// (out) CLEAN: pages found dirty; ZAP and SET_CACHE: pages in range.
+    pub(crate) count: u64,
+}
+
+// SAFETY: Plain integers, no padding; every bit pattern is valid.
+unsafe impl FromBytes for HmmDevbufRange {}
+// SAFETY: Plain integers, no padding.
+unsafe impl AsBytes for HmmDevbufRange {}
+
+/// `HMM_DEVBUF_WALK`: visit the PTEs that map a range of a buffer in every
+/// process.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HmmDevbufWalk {
+    /// (in) the buffer's mmap offset.
+    pub(crate) offset: u64,
+    /// (in) first page of the range.
+    pub(crate) first: u64,
+    /// (in) pages in the range, at least 1.
+    pub(crate) npages: u64,
+    /// (in) `HMM_DEVBUF_WALK_*` flags.
+    pub(crate) flags: u64,
+    /// (in) user address of `max_entries` [`HmmDevbufEntry`], or 0.
+    pub(crate) entries: u64,
+    /// (in) capacity of `entries`, at most [`HMM_DEVBUF_WALK_MAX_ENTRIES`].
+    pub(crate) max_entries: u64,
+    /// (out) entries visited (may exceed `max_entries`; only the first
+    /// `max_entries` are stored).
+    pub(crate) nentries: u64,
+    /// (out) VMAs visited.
+    pub(crate) nvmas: u64,
+    /// (out) processes (address spaces) visited.
+    pub(crate) nmms: u64,
+}
+
+// SAFETY: Plain integers, no padding; every bit pattern is valid.
+unsafe impl FromBytes for HmmDevbufWalk {}
+// SAFETY: Plain integers, no padding.
+unsafe impl AsBytes for HmmDevbufWalk {}
+
+/// One PTE seen by `HMM_DEVBUF_WALK`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HmmDevbufEntry {
+    /// User address in its process.
+    pub(crate) addr: u64,
+    /// Page of the buffer it maps.
+    pub(crate) page: u64,
+    /// `HMM_DEVBUF_PTE_*` bits.
+    pub(crate) flags: u32,
+    /// Architecture cache-mode bits of the PTE (x86: PWT, PCD, PAT); 0 is
+    /// write-back.
+    pub(crate) cache: u32,
+    /// Index of its process among the `nmms` of this walk.
+    pub(crate) mm: u64,
+}
+
+// SAFETY: Plain integers, no padding (8 + 8 + 4 + 4 + 8); every bit
+// pattern is valid.
+unsafe impl FromBytes for HmmDevbufEntry {}
+// SAFETY: Plain integers, no padding.
+unsafe impl AsBytes for HmmDevbufEntry {}
+
+pub(crate) const HMM_DEVBUF_CREATE: u32 = _IOWR::<HmmDevbufCreate>('H' as u32, 0x50);
+pub(crate) const HMM_DEVBUF_WALK: u32 = _IOWR::<HmmDevbufWalk>('H' as u32, 0x51);
+pub(crate) const HMM_DEVBUF_CLEAN: u32 = _IOWR::<HmmDevbufRange>('H' as u32, 0x52);
+pub(crate) const HMM_DEVBUF_ZAP: u32 = _IOWR::<HmmDevbufRange>('H' as u32, 0x53);
+pub(crate) const HMM_DEVBUF_SET_CACHE: u32 = _IOWR::<HmmDevbufRange>('H' as u32, 0x54);
+
+/// Largest buffer: 1 GiB.
+pub(crate) const HMM_DEVBUF_MAX_PAGES: u64 = 1 << 18;
+/// Most entries one WALK stores.
+pub(crate) const HMM_DEVBUF_WALK_MAX_ENTRIES: u64 = 1 << 20;
+/// WALK: install missing entries (as read faults would) before visiting.
+pub(crate) const HMM_DEVBUF_WALK_POPULATE: u64 = 1;
+/// Entry flags.
+pub(crate) const HMM_DEVBUF_PTE_WRITE: u32 = 1;
+pub(crate) const HMM_DEVBUF_PTE_DIRTY: u32 = 2;
+/// Cache modes of SET_CACHE.
+pub(crate) const HMM_DEVBUF_CACHE_WB: u64 = 0;
+pub(crate) const HMM_DEVBUF_CACHE_UC: u64 = 1;
+pub(crate) const HMM_DEVBUF_CACHE_WC: u64 = 2;

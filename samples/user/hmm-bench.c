@@ -3,7 +3,8 @@
  * hmm-bench WORKLOAD MIB DEVICE: one measurement of one workload against
  * one driver, through the test_hmm ioctl ABI both drivers speak. Prints
  * "result WORKLOAD MIB VALUE UNIT". scripts/bench.sh runs it for both
- * drivers in one boot, repeats, and compares medians.
+ * drivers in one boot, repeats, and compares medians. The devbuf_*
+ * workloads use rust_hmm's own device buffers and have no C counterpart.
  */
 #include <stdio.h>
 #include <string.h>
@@ -59,8 +60,67 @@ static double timed(int fd, unsigned long req, void *mem, void *buf,
 	return now() - t;
 }
 
+/*
+ * devbuf_PCTpct (rust_hmm only): a device buffer of MIB MiB mapped whole,
+ * PCT % of its pages written (spread evenly), then one WALK that skips
+ * missing entries and one CLEAN. Their cost should follow the populated
+ * part, not the size of the mapping.
+ */
+static int devbuf_bench(int fd, const char *w, unsigned long mib, unsigned long pct)
+{
+	unsigned long n = mib * 256, step, touched = 0;
+	struct hmm_devbuf_create c = { .npages = n };
+	struct hmm_devbuf_walk wk = { 0 };
+	struct hmm_devbuf_range r = { 0 };
+	uint64_t *bits;
+	char name[64];
+	char *p;
+	double t;
+
+	if (!pct || pct > 100)
+		return fprintf(stderr, "bad percentage in %s\n", w), 2;
+	step = 100 / pct;
+	if (ioctl(fd, HMM_DEVBUF_CREATE, &c))
+		return die("HMM_DEVBUF_CREATE");
+	p = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, c.offset);
+	bits = calloc(n / 64 + 1, 8);
+	if (p == MAP_FAILED || !bits)
+		return die("mmap");
+	for (unsigned long i = 0; i < n; i += step, touched++)
+		p[i * PAGE] = 1;
+	wk.offset = c.offset;
+	wk.npages = n;
+	t = now();
+	if (ioctl(fd, HMM_DEVBUF_WALK, &wk))
+		return die("HMM_DEVBUF_WALK");
+	t = now() - t;
+	if (wk.nentries != touched)
+		return fprintf(stderr, "walk saw %llu entries, want %lu\n",
+			       (unsigned long long)wk.nentries, touched), 1;
+	snprintf(name, sizeof(name), "walk_%lupct", pct);
+	result(name, mib, t * 1e6, "us");
+	snprintf(name, sizeof(name), "walk_%lupct_per_entry", pct);
+	result(name, mib, t * 1e9 / touched, "ns");
+	r.offset = c.offset;
+	r.npages = n;
+	r.arg = (uintptr_t)bits;
+	t = now();
+	if (ioctl(fd, HMM_DEVBUF_CLEAN, &r))
+		return die("HMM_DEVBUF_CLEAN");
+	t = now() - t;
+	if (r.count != touched)
+		return fprintf(stderr, "clean saw %llu dirty, want %lu\n",
+			       (unsigned long long)r.count, touched), 1;
+	snprintf(name, sizeof(name), "clean_%lupct", pct);
+	result(name, mib, t * 1e6, "us");
+	snprintf(name, sizeof(name), "clean_%lupct_per_page", pct);
+	result(name, mib, t * 1e9 / touched, "ns");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	unsigned long pct;
 	const char *w;
 	unsigned long mib, n;
 	char *mem, *buf;
@@ -75,6 +135,8 @@ int main(int argc, char **argv)
 	fd = open(argv[3], O_RDWR);
 	if (fd < 0)
 		return die("open");
+	if (sscanf(w, "devbuf_%lupct", &pct) == 1)
+		return devbuf_bench(fd, w, mib, pct);
 	mem = map_anon(n);
 	buf = map_anon(n);
 	if (!mem || !buf)

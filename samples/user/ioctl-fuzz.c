@@ -6,8 +6,9 @@
  *
  * Worker threads throw random and adversarial commands at the devices
  * (unaligned, overflowing, kernel and unmapped addresses, huge npages, NULL
- * and short buffers, unknown numbers) while racer threads munmap, mmap,
- * mprotect, madvise(DONTNEED), fork and close/reopen underneath. Every
+ * and short buffers, unknown numbers; device buffers created, walked,
+ * cleaned, zapped) while racer threads munmap, mmap, mprotect,
+ * madvise(DONTNEED), fork, map device buffers and close/reopen underneath. Every
  * return must be 0 or a documented errno. Stops after CALLS calls or
  * SECONDS seconds and fails if it did not reach CALLS, so that "no splat"
  * always means "no splat after CALLS calls".
@@ -40,8 +41,13 @@ static time_t deadline;
 
 static const int documented[] = {
 	0, EINVAL, EFAULT, EPERM, EBUSY, ENOMEM, EINTR, ENOTTY, EOPNOTSUPP, ENOENT,
-	EBADF,
+	EBADF, ENOSPC,
 };
+
+/* The offset of the last device buffer created, so that buffer commands
+ * name a real buffer half of the time. */
+static atomic_ulong devbuf_off;
+static atomic_ulong devbuf_created, devbuf_ok_cmds, devbuf_maps;
 
 static uint64_t rnd(uint64_t *s)
 {
@@ -100,7 +106,8 @@ static unsigned long pick_cmd(uint64_t *s)
 		HMM_DMIRROR_MIGRATE_TO_SYS, HMM_DMIRROR_SNAPSHOT,
 		HMM_DMIRROR_EXCLUSIVE, HMM_DMIRROR_CHECK_EXCLUSIVE,
 		HMM_DMIRROR_RELEASE, HMM_DMIRROR_FLAGS, HMM_DMIRROR_READ_UNLOCKED,
-		HMM_DMIRROR_ATOMIC_ADD,
+		HMM_DMIRROR_ATOMIC_ADD, HMM_DEVBUF_CREATE, HMM_DEVBUF_WALK,
+		HMM_DEVBUF_CLEAN, HMM_DEVBUF_ZAP, HMM_DEVBUF_SET_CACHE,
 	};
 
 	switch (rnd(s) % 16) {
@@ -133,10 +140,29 @@ static void *worker(void *arg)
 		cmd[2] = pick_npages(&s);
 		cmd[3] = rnd(&s);
 		cmd[4] = rnd(&s);
+		cmd[5] = rnd(&s) % 2 ? rnd(&s) % 64 : rnd(&s);
+		cmd[6] = rnd(&s);
+		cmd[7] = rnd(&s);
+		if (req == HMM_DEVBUF_CREATE) {
+			cmd[0] = rnd(&s) % 4 ? rnd(&s) % 1024 : cmd[2];
+		} else if (_IOC_NR(req) >= 0x51 && _IOC_NR(req) <= 0x54 && rnd(&s) % 2) {
+			/* A real buffer; small ranges; entries in the buffer. */
+			cmd[0] = atomic_load(&devbuf_off);
+			cmd[1] = rnd(&s) % 2 ? rnd(&s) % 1024 : cmd[1];
+			cmd[2] = rnd(&s) % 2 ? rnd(&s) % 1024 : cmd[2];
+			cmd[3] = rnd(&s) % 4;
+			cmd[4] = pick_ptr(&s);
+		}
 		if (rnd(&s) % 32 == 0)
 			argp = rnd(&s) % 2 ? NULL : (void *)0xffff888000000000ULL;
 		r = ioctl(fd, req, argp);
 		e = r ? errno : 0;
+		if (!r && req == HMM_DEVBUF_CREATE && argp == cmd) {
+			atomic_store(&devbuf_off, cmd[1]);
+			atomic_fetch_add(&devbuf_created, 1);
+		} else if (!r && _IOC_NR(req) >= 0x51 && _IOC_NR(req) <= 0x54) {
+			atomic_fetch_add(&devbuf_ok_cmds, 1);
+		}
 		for (unsigned int i = 0; i < sizeof(documented) / sizeof(documented[0]); i++)
 			if (e == documented[i])
 				goto ok;
@@ -190,7 +216,7 @@ static void *racer(void *arg)
 		pid_t pid;
 
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		switch (rnd(&s) % 7) {
+		switch (rnd(&s) % 8) {
 		case 0:
 			munmap(p, len * PAGE);
 			mmap(p, len * PAGE, PROT_READ | PROT_WRITE,
@@ -220,6 +246,28 @@ static void *racer(void *arg)
 
 			close(old);
 			fds[i] = dev_open(i % 2);
+			break;
+		}
+		case 5: {
+			/* Map the last device buffer (only its own file can),
+			 * write it, fork a writer, unmap: walks see VMAs come
+			 * and go. */
+			int fd = fds[rnd(&s) % NFDS];
+			char *b = mmap(NULL, len * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED,
+				       fd, atomic_load(&devbuf_off));
+
+			if (b == MAP_FAILED)
+				break;
+			atomic_fetch_add(&devbuf_maps, 1);
+			touch(b, len);
+			pid = fork();
+			if (pid == 0) {
+				touch(b, len);
+				_exit(0);
+			}
+			if (pid > 0)
+				waitpid(pid, &status, 0);
+			munmap(b, len * PAGE);
 			break;
 		}
 		default:
@@ -291,6 +339,9 @@ int main(int argc, char **argv)
 	printf("ioctl-fuzz: seed %lu: %lu calls in %ld s, %s\n", seed,
 	       (unsigned long)calls, (long)(time(NULL) - start),
 	       bad ? "UNDOCUMENTED ERRNO SEEN" : "every errno documented");
+	printf("ioctl-fuzz: device buffers: %lu created, %lu successful buffer commands, %lu mapped\n",
+	       (unsigned long)devbuf_created, (unsigned long)devbuf_ok_cmds,
+	       (unsigned long)devbuf_maps);
 	printf("%s 1 ioctl-fuzz\n", !bad && calls >= max_calls ? "ok" : "not ok");
 	printf("# Totals: pass:%d fail:%d xfail:0 xpass:0 skip:0 error:0\n",
 	       !bad && calls >= max_calls, bad || calls < max_calls);

@@ -48,4 +48,72 @@ struct hmm_dmirror_stats {
 /* SNAPSHOT: this mirror holds the page device-exclusive. */
 #define HMM_DMIRROR_PROT_DEV_EXCLUSIVE	0x80
 
+/*
+ * Device buffers: memory the driver owns, mapped with mmap(MAP_SHARED) on
+ * the device file at the offset CREATE returns (offset 0 stays test_hmm's
+ * mixedmap case). Pages are allocated on first fault and freed when the
+ * file is closed and the last mapping is gone. Every call taking a buffer
+ * names it by that offset, and only through the file that created it
+ * (EINVAL otherwise, or for an empty, overflowing or out-of-buffer range).
+ */
+struct hmm_devbuf_create {
+	__u64 npages;	/* (in) 1 .. HMM_DEVBUF_MAX_PAGES */
+	__u64 offset;	/* (out) mmap offset */
+};
+
+/* A page range of a buffer, for CLEAN, ZAP and SET_CACHE. */
+struct hmm_devbuf_range {
+	__u64 offset;	/* (in) the buffer's mmap offset */
+	__u64 first;	/* (in) first page */
+	__u64 npages;	/* (in) pages, at least 1 */
+	__u64 arg;	/* (in) CLEAN: user address of ceil(npages / 64) __u64
+			 * (bit i = page first + i); SET_CACHE: HMM_DEVBUF_CACHE_*;
+			 * ZAP: 0 */
+	__u64 count;	/* (out) CLEAN: pages reported dirty; else npages */
+};
+
+/* One PTE seen by WALK. */
+struct hmm_devbuf_entry {
+	__u64 addr;	/* user address in its process */
+	__u64 page;	/* buffer page it maps */
+	__u32 flags;	/* HMM_DEVBUF_PTE_* */
+	__u32 cache;	/* the PTE's cache-mode bits (x86: PWT|PCD|PAT); 0 = WB */
+	__u64 mm;	/* index of its process among the nmms of this walk */
+};
+
+struct hmm_devbuf_walk {
+	__u64 offset;		/* (in) the buffer's mmap offset */
+	__u64 first;		/* (in) first page */
+	__u64 npages;		/* (in) pages, at least 1 */
+	__u64 flags;		/* (in) HMM_DEVBUF_WALK_* */
+	__u64 entries;		/* (in) struct hmm_devbuf_entry[max_entries], or 0 */
+	__u64 max_entries;	/* (in) at most HMM_DEVBUF_WALK_MAX_ENTRIES */
+	__u64 nentries;		/* (out) entries visited; first max_entries stored */
+	__u64 nvmas;		/* (out) VMAs visited */
+	__u64 nmms;		/* (out) processes visited */
+};
+
+#define HMM_DEVBUF_MAX_PAGES		(1UL << 18)	/* 1 GiB */
+#define HMM_DEVBUF_WALK_MAX_ENTRIES	(1UL << 20)
+#define HMM_DEVBUF_WALK_POPULATE	1	/* map missing pages read-only first */
+#define HMM_DEVBUF_PTE_WRITE		1
+#define HMM_DEVBUF_PTE_DIRTY		2
+#define HMM_DEVBUF_CACHE_WB		0
+#define HMM_DEVBUF_CACHE_UC		1	/* pgprot_noncached */
+#define HMM_DEVBUF_CACHE_WC		2	/* pgprot_writecombine */
+
+/* Allocate a buffer. */
+#define HMM_DEVBUF_CREATE	_IOWR('H', 0x50, struct hmm_devbuf_create)
+/* Visit the PTEs mapping a range in every process, without populating
+ * unless asked; cost follows the populated part. */
+#define HMM_DEVBUF_WALK		_IOWR('H', 0x51, struct hmm_devbuf_walk)
+/* Report the pages written since the last CLEAN (by any process) and
+ * write-protect them everywhere again. */
+#define HMM_DEVBUF_CLEAN	_IOWR('H', 0x52, struct hmm_devbuf_range)
+/* Drop every CPU mapping of a range. */
+#define HMM_DEVBUF_ZAP		_IOWR('H', 0x53, struct hmm_devbuf_range)
+/* Set the cache mode of a range; takes effect at the next fault (the
+ * range is unmapped everywhere). */
+#define HMM_DEVBUF_SET_CACHE	_IOWR('H', 0x54, struct hmm_devbuf_range)
+
 #endif
