@@ -111,12 +111,12 @@ impl<T: DevmemOps> Drop for Chunk<T> {
             // to be freed, which `evict_all` has arranged.
             unsafe { bindings::memunmap_pages(self.pagemap.get()) };
         }
-        // SAFETY: `res` was reserved for this chunk and is released once.
+        // SAFETY: `res` was reserved for this chunk and is released once,
+        // whole: the kernel rounds the reservation up to a memory section,
+        // which may be more than the chunk registers.
         unsafe {
-            ffi::rust_hmm_release_mem_region(
-                (*self.res).start,
-                self.npages << kernel::page::PAGE_SHIFT,
-            )
+            let (start, end) = ((*self.res).start, (*self.res).end);
+            ffi::rust_hmm_release_mem_region(start, end - start + 1)
         };
     }
 }
@@ -436,8 +436,9 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         if res.is_null() {
             return Err(ENOMEM);
         }
-        // SAFETY: A region just reserved for us.
-        let (start, end) = unsafe { ((*res).start, (*res).end) };
+        // SAFETY: A region just reserved for us, of at least `bytes`.
+        let (start, res_end) = unsafe { ((*res).start, (*res).end) };
+        let end = start + bytes - 1;
         // Owning the region from here on, the chunk releases it on drop.
         let chunk = KBox::new(
             Chunk {
@@ -454,8 +455,8 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         let mut chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                // SAFETY: Releases the region reserved above.
-                unsafe { ffi::rust_hmm_release_mem_region(start, bytes) };
+                // SAFETY: Releases the region reserved above, whole.
+                unsafe { ffi::rust_hmm_release_mem_region(start, res_end - start + 1) };
                 return Err(e.into());
             }
         };

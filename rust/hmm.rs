@@ -225,6 +225,11 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
                 let pfns = unsafe { &*(core::ptr::from_ref(pfns) as *const [HmmPfn]) };
                 return Ok(Faulted { state, pfns });
             }
+            // Invalidated before the answer could be used: as for EBUSY,
+            // retry only for as long as `hmm_range_fault()` would.
+            if start.elapsed().as_millis() > i64::from(ffi::HMM_RANGE_DEFAULT_TIMEOUT) {
+                return Err(EBUSY);
+            }
         }
     }
 }

@@ -230,16 +230,27 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         // fails is the reserve filled with GFP_KERNEL, outside the lock, and
         // the chunk faulted again.
         let mut reserve = DirReserve::new();
+        let mut moved_back = 0;
         let mut addr = start;
         while addr < end {
             let next = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
             let mut range = HmmRange::new(&self.notifier, addr, next, self.owner())?;
             let mut f = range.fault(fault, mode)?;
-            let mut res = Ok(());
+            let mut res = Ok(next);
             for (i, p) in f.pfns.iter().enumerate() {
+                let va = addr + ((i as u64) << PAGE_SHIFT);
                 if !p.is_valid() || p.is_error() {
                     // Only device pages are asked for without faulting.
                     return Err(if fault == Fault::None { ENOENT } else { EFAULT });
+                }
+                // HMM reports our own device pages as they are, without
+                // faulting them for write: one the CPU maps read-only
+                // (shared with a forked child, or write-protected) must go
+                // back to system memory, where a write fault breaks COW or
+                // finds the VMA read-only.
+                if fault == Fault::Write && p.is_device_private() && !p.is_write() {
+                    res = Err((va, ENOENT));
+                    break;
                 }
                 let flags = if p.is_write() { Entry::WRITE } else { 0 };
                 // HMM reports device-private pages of our owner only, so
@@ -252,17 +263,25 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                 } else {
                     Entry::new(p.pfn(), flags)
                 };
-                let va = addr + ((i as u64) << PAGE_SHIFT);
-                res = f.state.pt.insert(va, entry, &mut reserve, &mut PageDirtier);
-                if res.is_err() {
+                if let Err(e) = f.state.pt.insert(va, entry, &mut reserve, &mut PageDirtier) {
+                    res = Err((va, e));
                     break;
                 }
             }
             drop(f);
             match res {
-                Ok(()) => addr = next,
-                Err(e) if e == ENOMEM => reserve.fill(CHUNK_DIRS, GFP_KERNEL)?,
-                Err(e) => return Err(e),
+                Ok(next) => addr = next,
+                Err((_, e)) if e == ENOMEM => reserve.fill(CHUNK_DIRS, GFP_KERNEL)?,
+                Err((va, e)) if e == ENOENT => {
+                    // Bounded: the page may be migrated here again meanwhile.
+                    moved_back += 1;
+                    if moved_back > 16 {
+                        return Err(EBUSY);
+                    }
+                    self.migrate(va, va + PAGE_SIZE as u64, Select::DevicePrivate)?;
+                    addr = va;
+                }
+                Err((_, e)) => return Err(e),
             }
         }
         Ok(())

@@ -235,6 +235,52 @@ TEST_F(migrate, fork_with_device_pages)
 	munmap(mem, n * PAGE);
 }
 
+/*
+ * A device write to its own pages that the CPU maps read-only: COW-shared
+ * with a child (the write breaks COW, the child keeps the old data), then
+ * write-protected (EPERM), then writable again.
+ */
+TEST_F(migrate, device_write_to_readonly_device_pages)
+{
+	unsigned long n = 8;
+	char *mem = map_anon(n);
+	int to_child[2], status;
+	pid_t pid;
+	char go;
+
+	ASSERT_NE(mem, NULL);
+	ASSERT_EQ(pipe(to_child), 0);
+	fill(mem, n, 15);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, NULL), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		/* Check only once the parent has written through the device. */
+		if (read(to_child[0], &go, 1) != 1)
+			_exit(3);
+		_exit(check(mem, n, 15) ? 0 : 1);
+	}
+	fill(self->buf, n, 16);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, mem, self->buf, n, NULL), 0);
+	ASSERT_EQ(write(to_child[1], "x", 1), 1);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	ASSERT_TRUE(check(mem, n, 16));
+
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, NULL), 0);
+	ASSERT_EQ(mprotect(mem, n * PAGE, PROT_READ), 0);
+	fill(self->buf, n, 17);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, mem, self->buf, n, NULL), -EPERM);
+	ASSERT_TRUE(check(mem, n, 16));
+	ASSERT_EQ(mprotect(mem, n * PAGE, PROT_READ | PROT_WRITE), 0);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, mem, self->buf, n, NULL), 0);
+	ASSERT_TRUE(check(mem, n, 17));
+	close(to_child[0]);
+	close(to_child[1]);
+	munmap(mem, n * PAGE);
+}
+
 /* munmap frees device pages (folio_free), which the counters show. */
 TEST_F(migrate, munmap_frees_device_pages)
 {

@@ -65,7 +65,27 @@ struct worker {
 	unsigned int seed;
 	unsigned long reads, faults_seen, bad;
 	int err;
+	/* The first bad read, for the log. */
+	int bad_slot;
+	unsigned long bad_index, bad_gone;
+	uint64_t bad_value;
 };
+
+/* Counts a read of slot @s into @buf; keeps the first bad one's details. */
+static void judge(struct worker *w, int s, const uint64_t *buf, unsigned long before)
+{
+	unsigned long i = bad_word(buf, before);
+
+	w->reads++;
+	if (!i)
+		return;
+	if (!w->bad++) {
+		w->bad_slot = s;
+		w->bad_index = i - 1;
+		w->bad_value = buf[i - 1];
+		w->bad_gone = before;
+	}
+}
 
 static void *reader(void *p)
 {
@@ -79,9 +99,7 @@ static void *reader(void *p)
 			     HMM_DMIRROR_READ_UNLOCKED, slot(s), buf, SLOT_PAGES, NULL);
 
 		if (r == 0) {
-			w->reads++;
-			if (bad_word(buf, before))
-				w->bad++;
+			judge(w, s, buf, before);
 		} else if (r == -EFAULT || r == -EBUSY) {
 			w->faults_seen++;
 		} else {
@@ -134,9 +152,7 @@ static void *migrator(void *p)
 			 slot(s), buf, SLOT_PAGES, NULL);
 		pthread_rwlock_unlock(&slot_lock[s]);
 		if (r == 0 && !to_sys) {
-			w->reads++;
-			if (bad_word(buf, before))
-				w->bad++;
+			judge(w, s, buf, before);
 		} else if (r == -EFAULT || r == -EBUSY || r == -ENOENT) {
 			/* Another device holds a page, or the CPU took it back. */
 			w->faults_seen++;
@@ -267,16 +283,28 @@ TEST_F_TIMEOUT(race, stress, ROUNDS * ROUND_SECONDS * 10 + 60)
 		for (int i = 0; i < 8; i++) {
 			pthread_join(t[i], NULL);
 			EXPECT_EQ(w[i].err, 0);
-			EXPECT_EQ(w[i].bad, 0) TH_LOG("round %d: %lu stale or foreign reads",
-						      round, w[i].bad);
+			EXPECT_EQ(w[i].bad, 0)
+				TH_LOG("round %d, thread %d: %lu stale or foreign reads; first: slot %d word %lu = %#llx, generation %lu was gone",
+				       round, i, w[i].bad, w[i].bad_slot, w[i].bad_index,
+				       (unsigned long long)w[i].bad_value, w[i].bad_gone);
 			reads += w[i].reads;
 			faults += w[i].faults_seen;
 		}
 		/* Quiescent: both devices must see exactly what the CPU sees. */
 		for (int d = 0; d < 2; d++) {
 			memset(buf, 0, SLOTS * SLOT_PAGES * PAGE);
-			ASSERT_EQ(dcmd(d ? fd1 : fd0, HMM_DMIRROR_READ, region, buf,
-				       SLOTS * SLOT_PAGES, NULL), 0);
+			int r = dcmd(d ? fd1 : fd0, HMM_DMIRROR_READ, region, buf,
+				     SLOTS * SLOT_PAGES, NULL);
+
+			if (r) {
+				unsigned char snap[SLOTS * SLOT_PAGES];
+
+				dcmd(d ? fd1 : fd0, HMM_DMIRROR_SNAPSHOT, region, snap,
+				     SLOTS * SLOT_PAGES, NULL);
+				for (int p = 0; p < SLOTS * SLOT_PAGES; p++)
+					TH_LOG("device %d: page %d snapshot %#x", d, p, snap[p]);
+			}
+			ASSERT_EQ(r, 0);
 			EXPECT_EQ(memcmp(buf, region, SLOTS * SLOT_PAGES * PAGE), 0);
 		}
 	}
