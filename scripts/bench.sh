@@ -3,11 +3,15 @@
 # in one VM boot, alternating drivers, repeated; prints one line per
 # workload and size, "bench: NAME rust=X c=Y unit=U ratio=R" (R > 1: ours
 # is better), and writes out/bench/bench.csv and out/bench/bench.png.
+# BENCH_REPS, BENCH_SIZES (MiB) and BENCH_WORKLOADS override the defaults;
+# NAME_thp workloads run NAME on THP-backed memory (samples/user/hmm-bench.c).
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 : "${KDIR:?KDIR must name the kernel build}"
 reps=${BENCH_REPS:-3}
 sizes=${BENCH_SIZES:-"1 16 256 1024"}
+workloads=${BENCH_WORKLOADS:-"read_fault read_fault_thp warm_read warm_read_thp munmap munmap_thp
+	mprotect mprotect_thp snapshot_dense snapshot_sparse exclusive mem_dense mem_sparse"}
 dir=$TOP/out/bench
 mkdir -p "$dir"
 job=$dir/job.sh
@@ -15,6 +19,7 @@ cat >"$job" <<JOB
 . /lib/vm-lib.sh
 REPS=$reps
 SIZES="$sizes"
+WORKLOADS="$workloads"
 JOB
 cat >>"$job" <<'JOB'
 insmod /mod/test_hmm.ko
@@ -27,8 +32,7 @@ run() { # WORKLOAD MIB
 	done
 }
 bench() {
-	for w in read_fault warm_read munmap mprotect snapshot_dense \
-		snapshot_sparse exclusive mem_dense mem_sparse; do
+	for w in $WORKLOADS; do
 		for s in $SIZES; do
 			# Device-exclusive conversion is per page and slow: cap it.
 			[ $w = exclusive ] && [ $s -gt 256 ] && continue
