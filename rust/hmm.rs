@@ -123,14 +123,14 @@ pub fn block_head(pfns: &[HmmPfn], start: u64, i: usize, order: u32) -> Option<u
     if head & (n - 1) != 0 || p.is_device_private() {
         return None;
     }
-    // The block's pages inside `pfns`.
-    let first = i - (off as usize).min(i);
+    // The block's pages inside `pfns`, from `first`, whose offset in the
+    // block is `first_off`.
+    let back = (off as usize).min(i);
+    let (first, first_off) = (i - back, off - back as u64);
     let last = pfns.len().min(i + (n - off) as usize);
     let flags = ffi::HMM_PFN_VALID | ffi::HMM_PFN_WRITE | ffi::HMM_PFN_ERROR;
     let agree = pfns[first..last].iter().enumerate().all(|(j, q)| {
-        q.0 & flags == p.0 & flags
-            && q.order() >= order
-            && q.pfn() == head + off + (first + j) as u64 - i as u64
+        q.0 & flags == p.0 & flags && q.order() >= order && q.pfn() == head + first_off + j as u64
     });
     agree.then_some(head)
 }
