@@ -14,6 +14,22 @@
 //! table costs 8 bytes per mapped page plus 1/512 of that per level above.
 //! Directories are allocated on demand and freed as soon as they are empty.
 //!
+//! # Huge leaves
+//!
+//! An entry of a level-1 directory is either a directory or a *huge leaf*:
+//! one entry mapping a whole aligned 2 MiB range (PMD order, like the CPU's
+//! PMD) to [`HUGE_PAGES`] physically contiguous pages of one folio, with
+//! one set of flags. It is told from a directory by [`Entry::HUGE`], a bit
+//! a directory entry never has (its count is at most 512). Lookups hand out
+//! the entry of the page inside, with `HUGE` set. Changing part of a huge
+//! leaf (an invalidation, a 4 KiB insert) first splits it into a leaf
+//! directory of 512 entries carrying its flags, dirty bit included, so no
+//! dirty bit is lost; if no directory can be had without sleeping, an
+//! invalidation drops the whole leaf instead (reporting it dirty if it
+//! was), which is always correct for a mirror: the device faults again.
+//! [`DevicePageTable::insert_huge`] over a leaf directory merges it back.
+//! Device-exclusive entries are always 4 KiB.
+//!
 //! # Locking
 //!
 //! The table has no lock of its own: it lives in the state of an
@@ -24,7 +40,7 @@
 //! filled before the lock is taken, or from `GFP_NOWAIT`.
 
 use core::mem::MaybeUninit;
-use kernel::alloc::flags::{__GFP_ZERO, GFP_NOWAIT};
+use kernel::alloc::flags::{__GFP_NOWARN, __GFP_ZERO, GFP_NOWAIT};
 use kernel::prelude::*;
 
 /// Bits of virtual address translated per level.
@@ -41,6 +57,15 @@ pub const VA_LIMIT: u64 = 1 << (PAGE_SHIFT + LEVELS * DIR_SHIFT);
 const fn level_shift(level: u32) -> u32 {
     PAGE_SHIFT + level * DIR_SHIFT
 }
+
+/// Level whose entries may be huge leaves.
+const HUGE_LEVEL: u32 = 1;
+/// log2 of the pages of a huge leaf: the PMD order.
+pub const HUGE_ORDER: u32 = DIR_SHIFT;
+/// Pages one huge leaf maps.
+pub const HUGE_PAGES: u64 = 1 << HUGE_ORDER;
+/// Bytes one huge leaf maps (2 MiB with 4 KiB pages).
+pub const HUGE_SIZE: u64 = 1 << level_shift(HUGE_LEVEL);
 
 /// One leaf entry of the device page table.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -61,11 +86,20 @@ impl Entry {
     pub const DEVICE: u64 = 1 << 5;
     /// All flag bits.
     pub const FLAGS: u64 = Self::VALID | Self::WRITE | Self::DIRTY | Self::EXCLUSIVE | Self::DEVICE;
+    /// The page is part of a huge leaf. Set by the table in the entries it
+    /// hands out and in huge leaves; [`Entry::new`] ignores it. Directory
+    /// entries never have this bit: their count is at most 512.
+    pub const HUGE: u64 = 1 << 11;
     const PFN_MASK: u64 = !((1 << PAGE_SHIFT) - 1);
 
     /// A valid entry for `pfn` with `flags` (`VALID` is implied).
     pub fn new(pfn: u64, flags: u64) -> Self {
         Self((pfn << PAGE_SHIFT) | (flags & Self::FLAGS) | Self::VALID)
+    }
+
+    /// The entry belongs to a huge leaf.
+    pub fn is_huge(self) -> bool {
+        self.0 & Self::HUGE != 0
     }
 
     /// The page frame number.
@@ -90,6 +124,26 @@ impl Entry {
 pub trait DirtySink {
     /// The device wrote `pfn`, and the table no longer remembers it.
     fn dirty(&mut self, pfn: u64);
+
+    /// The device wrote somewhere in the huge leaf of `npages` pages from
+    /// `pfn` (one folio), and the table no longer remembers it.
+    fn dirty_range(&mut self, pfn: u64, npages: u64) {
+        for i in 0..npages {
+            self.dirty(pfn + i);
+        }
+    }
+}
+
+/// Whether a non-zero entry of a level-1 directory is a huge leaf.
+fn is_huge_slot(e: u64) -> bool {
+    e & Entry::HUGE != 0
+}
+
+/// The entry of the page at `addr` inside the huge leaf `e`.
+fn huge_page(e: u64, addr: u64) -> Entry {
+    let i = (addr >> PAGE_SHIFT) & (HUGE_PAGES - 1);
+    // The head PFN is HUGE_PAGES aligned, so this only adds to the PFN.
+    Entry(e + (i << PAGE_SHIFT))
 }
 
 /// One directory: exactly one page, so that its address leaves 12 low bits
@@ -118,7 +172,8 @@ impl DirReserve {
         Ok(())
     }
 
-    /// Directories a single [`DevicePageTable::insert`] may need at most.
+    /// Directories a single [`DevicePageTable::insert`] (or
+    /// [`DevicePageTable::insert_huge`]) may need at most.
     pub const PER_INSERT: usize = (LEVELS - 1) as usize;
 }
 
@@ -138,10 +193,14 @@ fn alloc_dir(flags: kernel::alloc::Flags) -> Result<KBox<Dir>> {
 /// Counters of what the table holds.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct PtStats {
-    /// Valid leaf entries.
+    /// Valid 4 KiB leaf entries.
     pub entries: u64,
+    /// Huge (2 MiB) leaves.
+    pub huge: u64,
     /// Directories below the root.
     pub dirs: u64,
+    /// Huge leaves split into 4 KiB entries, ever.
+    pub splits: u64,
 }
 
 /// A multi-level device page table.
@@ -152,7 +211,11 @@ pub struct PtStats {
 ///   a `KBox<Dir>` leaked with `KBox::into_raw`, owned by this table, or'ed
 ///   with the number (1..=512) of non-zero entries of that directory.
 /// - `root_count` is the number of non-zero entries of `root`.
-/// - `stats` counts the leaf entries and directories below the root.
+/// - A non-zero entry of a level-1 directory with [`Entry::HUGE`] set is a
+///   huge leaf, not a directory: its PFN is `HUGE_PAGES` aligned and it
+///   never has `EXCLUSIVE`.
+/// - `stats` counts the 4 KiB and huge leaves and directories below the
+///   root.
 pub struct DevicePageTable {
     root: KBox<Dir>,
     root_count: u64,
@@ -165,6 +228,14 @@ unsafe impl Send for DevicePageTable {}
 /// Decoded directory entry.
 fn child(e: u64) -> *mut Dir {
     (e & !COUNT_MASK) as *mut Dir
+}
+
+/// What covers an address.
+enum Leaf<'a> {
+    /// A leaf directory of 4 KiB entries.
+    Dir(&'a Dir),
+    /// A huge leaf (raw entry).
+    Huge(u64),
 }
 
 impl DevicePageTable {
@@ -201,8 +272,8 @@ impl DevicePageTable {
         ((addr >> level_shift(level)) as usize) & (DIR_ENTRIES - 1)
     }
 
-    /// The leaf directory covering `addr`, if one exists.
-    fn leaf(&self, addr: u64) -> Option<&Dir> {
+    /// What covers `addr`: a leaf directory or a huge leaf, if either.
+    fn leaf(&self, addr: u64) -> Option<Leaf<'_>> {
         Self::check_addr(addr).ok()?;
         let mut dir: &Dir = &self.root;
         for level in (1..LEVELS).rev() {
@@ -210,46 +281,92 @@ impl DevicePageTable {
             if e == 0 {
                 return None;
             }
+            if level == HUGE_LEVEL && is_huge_slot(e) {
+                return Some(Leaf::Huge(e));
+            }
             // SAFETY: Non-zero directory entries point to live directories
             // owned by `self` (type invariant); `&self` keeps them alive.
             dir = unsafe { &*child(e) };
         }
-        Some(dir)
+        Some(Leaf::Dir(dir))
     }
 
-    /// The leaf entry for `addr`, if one is present.
+    /// The leaf entry for `addr`, if one is present. Inside a huge leaf it
+    /// is the entry of that page, with [`Entry::HUGE`] set.
     pub fn lookup(&self, addr: u64) -> Option<Entry> {
-        let e = self.leaf(addr)?.0[Self::index(addr, 0)];
-        (e != 0).then_some(Entry(e))
+        match self.leaf(addr)? {
+            Leaf::Dir(dir) => {
+                let e = dir.0[Self::index(addr, 0)];
+                (e != 0).then_some(Entry(e))
+            }
+            Leaf::Huge(e) => Some(huge_page(e, addr)),
+        }
     }
 
     /// Calls `f(addr, entry)` for the present entries from `start` on, in
     /// order, up to `end`, the first missing entry, or the first `false`
     /// from `f`. Returns the address where it stopped. One descent per
-    /// leaf directory: the device's sequential access path.
+    /// leaf directory or huge leaf: the device's sequential access path.
     pub fn run(&self, start: u64, end: u64, f: &mut impl FnMut(u64, Entry) -> bool) -> u64 {
+        self.run_spans(start, end, &mut |addr, e, n| {
+            let mut i = 0;
+            while i < n && f(addr + (i << PAGE_SHIFT), Entry(e.0 + (i << PAGE_SHIFT))) {
+                i += 1;
+            }
+            i
+        })
+    }
+
+    /// Like [`Self::run`], but hands over physically contiguous spans:
+    /// `f(addr, entry, n)` gets `n` pages from `addr`, whose PFNs follow
+    /// `entry`'s and share its flags. That is the part in range of a huge
+    /// leaf (one folio), or a single 4 KiB entry. `f` returns how many of
+    /// the `n` pages it took; fewer stops the run there.
+    pub fn run_spans(
+        &self,
+        start: u64,
+        end: u64,
+        f: &mut impl FnMut(u64, Entry, u64) -> u64,
+    ) -> u64 {
         let mut addr = start;
         while addr < end {
-            let Some(leaf) = self.leaf(addr) else {
-                return addr;
-            };
-            for e in leaf.0[Self::index(addr, 0)..].iter() {
-                if addr >= end || *e == 0 || !f(addr, Entry(*e)) {
-                    return addr;
+            match self.leaf(addr) {
+                None => return addr,
+                Some(Leaf::Huge(e)) => {
+                    // `addr < VA_LIMIT`, so this cannot overflow.
+                    let leaf_end = (addr | (HUGE_SIZE - 1)) + 1;
+                    let n = (leaf_end.min(end) - addr).div_ceil(1 << PAGE_SHIFT);
+                    let took = f(addr, huge_page(e, addr), n).min(n);
+                    addr += took << PAGE_SHIFT;
+                    if took < n {
+                        return addr;
+                    }
                 }
-                addr += 1 << PAGE_SHIFT;
+                Some(Leaf::Dir(dir)) => {
+                    for e in dir.0[Self::index(addr, 0)..].iter() {
+                        if addr >= end || *e == 0 || f(addr, Entry(*e), 1) == 0 {
+                            return addr;
+                        }
+                        addr += 1 << PAGE_SHIFT;
+                    }
+                }
             }
         }
         addr
     }
 
-    /// Number of directories an insert at `addr` would allocate.
-    fn missing_dirs(&self, addr: u64) -> usize {
+    /// Number of directories an insert at `addr` would allocate, down to
+    /// `bottom` (1 for a 4 KiB entry, 2 for a huge leaf). Splitting a huge
+    /// leaf in the way takes one.
+    fn missing_dirs(&self, addr: u64, bottom: u32) -> usize {
         let mut dir: &Dir = &self.root;
-        for level in (1..LEVELS).rev() {
+        for level in (bottom..LEVELS).rev() {
             let e = dir.0[Self::index(addr, level)];
             if e == 0 {
-                return level as usize;
+                return (level - bottom + 1) as usize;
+            }
+            if level == HUGE_LEVEL && is_huge_slot(e) {
+                return 1;
             }
             // SAFETY: Non-zero directory entries point to live directories
             // owned by `self` (type invariant).
@@ -258,21 +375,47 @@ impl DevicePageTable {
         0
     }
 
-    /// The leaf directory covering `addr` and the index of `addr` in it;
-    /// `None` when no leaf directory exists there.
-    fn leaf_mut(&mut self, addr: u64) -> Option<(&mut [u64; DIR_ENTRIES], usize)> {
+    /// The entry slot for `addr`: a 4 KiB entry in its leaf directory, or
+    /// the huge leaf covering it; `None` when neither exists there.
+    fn slot_mut(&mut self, addr: u64) -> Option<&mut u64> {
         let mut dir: *mut Dir = &mut *self.root;
         for level in (1..LEVELS).rev() {
-            // SAFETY: `dir` is the root or a live directory owned by `self`.
-            let e = unsafe { (*dir).0[Self::index(addr, level)] };
-            if e == 0 {
+            // SAFETY: `dir` is the root or a live directory owned by `self`,
+            // and `&mut self` makes this the only reference into it.
+            let slot = unsafe { &mut (*dir).0[Self::index(addr, level)] };
+            if *slot == 0 {
                 return None;
             }
-            dir = child(e);
+            if level == HUGE_LEVEL && is_huge_slot(*slot) {
+                return Some(slot);
+            }
+            dir = child(*slot);
         }
         // SAFETY: `dir` is a live leaf directory owned by `self`, and `&mut
         // self` makes this the only reference into it.
-        Some((unsafe { &mut (*dir).0 }, Self::index(addr, 0)))
+        Some(unsafe { &mut (*dir).0[Self::index(addr, 0)] })
+    }
+
+    /// Replaces the huge leaf in `slot` with a leaf directory `dir` of 512
+    /// entries carrying its flags, dirty bit included. The parent's count
+    /// does not change: the slot stays non-zero.
+    fn split_into(slot: &mut u64, dir: KBox<Dir>, stats: &mut PtStats) {
+        let e = *slot;
+        let dir = KBox::into_raw(dir);
+        let head = e & Entry::PFN_MASK;
+        let flags = e & Entry::FLAGS;
+        for i in 0..DIR_ENTRIES {
+            // SAFETY: `dir` is the directory just taken out of its box, not
+            // yet shared.
+            unsafe { (*dir).0[i] = (head + ((i as u64) << PAGE_SHIFT)) | flags };
+        }
+        // INVARIANT: the slot now points to an owned directory with 512
+        // non-zero entries; the huge leaf became 512 4 KiB entries.
+        *slot = dir as u64 | DIR_ENTRIES as u64;
+        stats.huge -= 1;
+        stats.entries += DIR_ENTRIES as u64;
+        stats.dirs += 1;
+        stats.splits += 1;
     }
 
     /// Installs `entry` at `addr`, allocating directories as needed.
@@ -289,7 +432,7 @@ impl DevicePageTable {
         Self::check_addr(addr)?;
         // Get every missing directory first, so that a failed allocation
         // leaves the table as it was.
-        let need = self.missing_dirs(addr);
+        let need = self.missing_dirs(addr, 1);
         reserve.fill(need, GFP_NOWAIT)?;
         let mut dir: *mut Dir = &mut *self.root;
         // Pointer to the count of non-zero entries of `dir`.
@@ -298,6 +441,11 @@ impl DevicePageTable {
             let idx = Self::index(addr, level);
             // SAFETY: `dir` is the root or a live directory owned by `self`.
             let slot = unsafe { &mut (*dir).0[idx] };
+            if level == HUGE_LEVEL && is_huge_slot(*slot) {
+                // A 4 KiB entry inside a huge leaf: split it first.
+                let new = reserve.0.pop().ok_or(ENOMEM)?;
+                Self::split_into(slot, new, &mut self.stats);
+            }
             if *slot == 0 {
                 let new = KBox::into_raw(reserve.0.pop().ok_or(ENOMEM)?);
                 // INVARIANT: the new child is empty and owned by the table;
@@ -339,15 +487,110 @@ impl DevicePageTable {
     }
 
     /// Sets `flags` on the present entry at `addr` (for example `DIRTY`
-    /// after a device write). Returns the updated entry.
+    /// after a device write). Returns the updated entry. On a huge leaf the
+    /// flags apply to the whole leaf, except `EXCLUSIVE`, which never does.
     pub fn set_flags(&mut self, addr: u64, flags: u64) -> Option<Entry> {
         Self::check_addr(addr).ok()?;
-        let (leaf, idx) = self.leaf_mut(addr)?;
-        if leaf[idx] == 0 {
+        let slot = self.slot_mut(addr)?;
+        if *slot == 0 {
             return None;
         }
-        leaf[idx] |= flags & Entry::FLAGS;
-        Some(Entry(leaf[idx]))
+        if is_huge_slot(*slot) {
+            *slot |= flags & Entry::FLAGS & !Entry::EXCLUSIVE;
+            return Some(huge_page(*slot, addr));
+        }
+        *slot |= flags & Entry::FLAGS;
+        Some(Entry(*slot))
+    }
+
+    /// Installs a huge leaf mapping the [`HUGE_SIZE`] bytes at `addr` to
+    /// the [`HUGE_PAGES`] pages of one folio from `entry`'s PFN, allocating
+    /// directories as needed.
+    ///
+    /// `addr` and the PFN must be aligned to the leaf size, and `entry`
+    /// must not be `EXCLUSIVE` (`EINVAL`). Whatever was there is replaced:
+    /// a leaf directory is merged into the huge leaf and freed. Dirty bits
+    /// of the same pages carry over when the leaf is writable; any other
+    /// dirty page replaced is reported to `sink`.
+    pub fn insert_huge(
+        &mut self,
+        addr: u64,
+        entry: Entry,
+        reserve: &mut DirReserve,
+        sink: &mut impl DirtySink,
+    ) -> Result {
+        Self::check_addr(addr)?;
+        if addr & (HUGE_SIZE - 1) != 0
+            || entry.pfn() & (HUGE_PAGES - 1) != 0
+            || entry.has(Entry::EXCLUSIVE)
+        {
+            return Err(EINVAL);
+        }
+        let need = self.missing_dirs(addr, HUGE_LEVEL + 1);
+        reserve.fill(need, GFP_NOWAIT)?;
+        let mut dir: *mut Dir = &mut *self.root;
+        let mut count: *mut u64 = &mut self.root_count;
+        for level in (HUGE_LEVEL + 1..LEVELS).rev() {
+            // SAFETY: `dir` is the root or a live directory owned by `self`.
+            let slot = unsafe { &mut (*dir).0[Self::index(addr, level)] };
+            if *slot == 0 {
+                let new = KBox::into_raw(reserve.0.pop().ok_or(ENOMEM)?);
+                // INVARIANT: as in `insert`.
+                *slot = new as u64;
+                // SAFETY: `count` points to the count of `dir`.
+                unsafe { *count += 1 };
+                self.stats.dirs += 1;
+            }
+            count = core::ptr::from_mut(slot);
+            dir = child(*slot);
+        }
+        // SAFETY: `dir` is a live level-1 directory owned by `self`.
+        let slot = unsafe { &mut (*dir).0[Self::index(addr, HUGE_LEVEL)] };
+        let head = entry.pfn();
+        let keep_dirty = entry.has(Entry::WRITE);
+        let mut new = entry.0 | Entry::HUGE;
+        let old = *slot;
+        if old == 0 {
+            // SAFETY: `count` points to the parent's entry for `dir`.
+            unsafe { *count += 1 };
+        } else if is_huge_slot(old) {
+            let old = Entry(old);
+            if old.has(Entry::DIRTY) {
+                if old.pfn() == head && keep_dirty {
+                    new |= Entry::DIRTY;
+                } else {
+                    sink.dirty_range(old.pfn(), HUGE_PAGES);
+                }
+            }
+            self.stats.huge -= 1;
+        } else {
+            // Merge a leaf directory: its entries go, and so does it.
+            let sub = child(old);
+            // SAFETY: `sub` is a live leaf directory owned by the table.
+            let leaves = unsafe { &(*sub).0 };
+            for (i, e) in leaves.iter().enumerate() {
+                let e = Entry(*e);
+                if e.0 == 0 {
+                    continue;
+                }
+                self.stats.entries -= 1;
+                if e.has(Entry::DIRTY) {
+                    if e.pfn() == head + i as u64 && keep_dirty {
+                        new |= Entry::DIRTY;
+                    } else {
+                        sink.dirty(e.pfn());
+                    }
+                }
+            }
+            // SAFETY: `sub` came from `KBox::into_raw`, and the slot that
+            // referred to it is overwritten below.
+            drop(unsafe { KBox::from_raw(sub) });
+            self.stats.dirs -= 1;
+        }
+        // INVARIANT: an aligned, non-exclusive huge leaf.
+        *slot = new;
+        self.stats.huge += 1;
+        Ok(())
     }
 
     /// Applies `new = old & mask` to every present entry in `[start, end)`.
@@ -357,7 +600,24 @@ impl DevicePageTable {
     /// stays valid or writable, the page goes to `sink`. The cost is
     /// proportional to the directories present in the range, not to its
     /// size. Returns the number of entries changed.
+    ///
+    /// A huge leaf wholly inside the range is changed as one entry (and
+    /// counts as one). One only partly inside is split first, with a
+    /// directory from `GFP_NOWAIT`; if there is none, it is removed whole.
     pub fn update(&mut self, start: u64, end: u64, mask: u64, sink: &mut impl DirtySink) -> u64 {
+        self.update_split(start, end, mask, sink, Some(GFP_NOWAIT | __GFP_NOWARN))
+    }
+
+    /// [`Self::update`], splitting huge leaves with directories allocated
+    /// with `split`, or never (removing them whole) if `None`.
+    fn update_split(
+        &mut self,
+        start: u64,
+        end: u64,
+        mask: u64,
+        sink: &mut impl DirtySink,
+        split: Option<kernel::alloc::Flags>,
+    ) -> u64 {
         let end = end.min(VA_LIMIT);
         if start >= end {
             return 0;
@@ -377,10 +637,10 @@ impl DevicePageTable {
                 root,
                 LEVELS - 1,
                 0,
-                start,
-                end,
+                (start, end),
                 mask,
                 sink,
+                split,
                 &mut self.stats,
                 &mut removed_children,
             )
@@ -402,10 +662,10 @@ impl DevicePageTable {
         dir: *mut Dir,
         level: u32,
         base: u64,
-        start: u64,
-        end: u64,
+        (start, end): (u64, u64),
         mask: u64,
         sink: &mut impl DirtySink,
+        split: Option<kernel::alloc::Flags>,
         stats: &mut PtStats,
         emptied: &mut u64,
     ) -> u64 {
@@ -422,9 +682,46 @@ impl DevicePageTable {
             .take(last as usize + 1)
             .skip(first as usize)
         {
-            let e = *slot;
+            let mut e = *slot;
             if e == 0 {
                 continue;
+            }
+            let cbase = base + ((i as u64) << shift);
+            if level == HUGE_LEVEL && is_huge_slot(e) {
+                let new = e & (mask | Entry::HUGE);
+                let new = if new & Entry::VALID == 0 { 0 } else { new };
+                if new == e {
+                    continue;
+                }
+                let whole = start <= cbase && end - cbase >= HUGE_SIZE;
+                let dir = if whole {
+                    None
+                } else {
+                    split.and_then(|flags| alloc_dir(flags).ok())
+                };
+                match dir {
+                    Some(dir) => {
+                        Self::split_into(slot, dir, stats);
+                        e = *slot;
+                        // Fall through to the new leaf directory.
+                    }
+                    None => {
+                        // The whole leaf changes, or goes if it cannot be
+                        // split.
+                        let new = if whole { new } else { 0 };
+                        let old = Entry(e);
+                        if old.has(Entry::DIRTY) && new & Entry::DIRTY == 0 {
+                            sink.dirty_range(old.pfn(), HUGE_PAGES);
+                        }
+                        *slot = new;
+                        changed += 1;
+                        if new == 0 {
+                            stats.huge -= 1;
+                            *emptied += 1;
+                        }
+                        continue;
+                    }
+                }
             }
             if level == 0 {
                 let new = e & mask;
@@ -443,7 +740,6 @@ impl DevicePageTable {
                 }
                 continue;
             }
-            let cbase = base + ((i as u64) << shift);
             let sub = child(e);
             let mut sub_emptied = 0;
             // SAFETY: `sub` is a live child directory owned by the table
@@ -453,10 +749,10 @@ impl DevicePageTable {
                     sub,
                     level - 1,
                     cbase,
-                    start,
-                    end,
+                    (start, end),
                     mask,
                     sink,
+                    split,
                     stats,
                     &mut sub_emptied,
                 )
@@ -477,7 +773,8 @@ impl DevicePageTable {
     }
 
     /// Calls `f(addr, entry)` for every present entry in `[start, end)`, in
-    /// address order, skipping empty directories.
+    /// address order, skipping empty directories; for each page in range
+    /// of a huge leaf, with [`Entry::HUGE`] set.
     pub fn for_each(&self, start: u64, end: u64, f: &mut impl FnMut(u64, Entry)) {
         let end = end.min(VA_LIMIT);
         if start < end {
@@ -504,6 +801,12 @@ impl DevicePageTable {
             let addr = base + ((i as u64) << shift);
             if level == 0 {
                 f(addr, Entry(e));
+            } else if level == HUGE_LEVEL && is_huge_slot(e) {
+                let mut a = addr.max(start) & !((1 << PAGE_SHIFT) - 1);
+                while a < end && a < addr + HUGE_SIZE {
+                    f(a, huge_page(e, a));
+                    a += 1 << PAGE_SHIFT;
+                }
             } else {
                 // SAFETY: Non-zero directory entries point to live
                 // directories owned by the table, kept alive by `&self`.
@@ -585,7 +888,8 @@ mod tests {
             pt.stats(),
             PtStats {
                 entries: 1,
-                dirs: 4
+                dirs: 4,
+                ..Default::default()
             }
         );
         // Unaligned and out-of-range addresses are refused.
@@ -618,7 +922,8 @@ mod tests {
             pt.stats(),
             PtStats {
                 entries: 1024,
-                dirs: 5
+                dirs: 5,
+                ..Default::default()
             }
         );
         // Write-protect the second half.
@@ -640,7 +945,8 @@ mod tests {
             pt.stats(),
             PtStats {
                 entries: 512,
-                dirs: 4
+                dirs: 4,
+                ..Default::default()
             }
         );
         assert_eq!(pt.lookup(0x4000_0000), None);
@@ -650,7 +956,8 @@ mod tests {
             pt.stats(),
             PtStats {
                 entries: 0,
-                dirs: 0
+                dirs: 0,
+                ..Default::default()
             }
         );
         assert_eq!(pt.root_count, 0);
@@ -771,12 +1078,277 @@ mod tests {
             pt.stats(),
             PtStats {
                 entries: 1,
-                dirs: 4
+                dirs: 4,
+                ..Default::default()
             }
         );
         // Large PFNs survive the round trip.
         let big = (1u64 << 40) - 1;
         put(&mut pt, &mut r, &mut s, P, big, Entry::WRITE);
         assert_eq!(pt.lookup(P).expect("big").pfn(), big);
+    }
+    /// A huge leaf at `base` for the folio at `head`.
+    fn put_huge(
+        pt: &mut DevicePageTable,
+        r: &mut DirReserve,
+        s: &mut Recorder,
+        base: u64,
+        head: u64,
+        f: u64,
+    ) {
+        r.fill(DirReserve::PER_INSERT, GFP_KERNEL)
+            .expect("fill reserve");
+        pt.insert_huge(base, Entry::new(head, f), r, s)
+            .expect("insert huge");
+    }
+
+    /// Whether `s` reported exactly the pages `[first, first + n)`, each
+    /// once.
+    fn reported_once(s: &Recorder, first: u64, n: u64) -> bool {
+        let mut seen = KVec::from_elem(0u8, n as usize, GFP_KERNEL).expect("alloc");
+        for pfn in s.0.iter() {
+            if *pfn < first || *pfn >= first + n {
+                return false;
+            }
+            seen[(*pfn - first) as usize] += 1;
+        }
+        seen.iter().all(|c| *c == 1)
+    }
+
+    const BASE: u64 = 0x4020_0000;
+    const HEAD: u64 = 0x10_0000;
+
+    #[test]
+    fn huge_install_lookup() {
+        let (mut pt, mut r, mut s) = table();
+        put_huge(&mut pt, &mut r, &mut s, BASE, HEAD, Entry::WRITE);
+        assert_eq!(
+            pt.stats(),
+            PtStats {
+                huge: 1,
+                dirs: 3,
+                ..Default::default()
+            }
+        );
+        let e = pt.lookup(BASE + 5 * P).expect("inside");
+        assert_eq!(e.pfn(), HEAD + 5);
+        assert!(e.is_huge() && e.has(Entry::VALID | Entry::WRITE));
+        assert_eq!(pt.lookup(BASE).expect("first").pfn(), HEAD);
+        assert_eq!(
+            pt.lookup(BASE + HUGE_SIZE - P).expect("last").pfn(),
+            HEAD + 511
+        );
+        assert_eq!(pt.lookup(BASE + HUGE_SIZE), None);
+        assert_eq!(pt.lookup(BASE - P), None);
+        // Sequential access: one span for the leaf, pages in order.
+        let mut spans = 0;
+        let stop = pt.run_spans(BASE + 2 * P, BASE + 2 * HUGE_SIZE, &mut |a, e, n| {
+            spans += 1;
+            assert_eq!((a, e.pfn(), n), (BASE + 2 * P, HEAD + 2, 510));
+            n
+        });
+        assert_eq!((stop, spans), (BASE + HUGE_SIZE, 1));
+        let mut good = 0;
+        pt.run(BASE, BASE + 10 * P, &mut |a, e| {
+            good += u64::from(e.pfn() == HEAD + (a - BASE) / P && e.is_huge());
+            true
+        });
+        assert_eq!(good, 10);
+        // A span taken in part stops the run there.
+        assert_eq!(
+            pt.run_spans(BASE, BASE + HUGE_SIZE, &mut |_, _, _| 3),
+            BASE + 3 * P
+        );
+        let mut pages = 0;
+        pt.for_each(BASE + HUGE_SIZE - 4 * P, VA_LIMIT, &mut |_, e| {
+            pages += u64::from(e.is_huge())
+        });
+        assert_eq!(pages, 4);
+        // Misaligned addresses or PFNs, and exclusive leaves, are refused.
+        r.fill(DirReserve::PER_INSERT, GFP_KERNEL).expect("fill");
+        let bad = [
+            (BASE + P, Entry::new(HEAD, 0)),
+            (BASE, Entry::new(HEAD + 1, 0)),
+            (BASE, Entry::new(HEAD, Entry::EXCLUSIVE)),
+        ];
+        for (a, e) in bad {
+            assert_eq!(pt.insert_huge(a, e, &mut r, &mut s), Err(EINVAL));
+        }
+        assert_eq!(
+            pt.insert_huge(VA_LIMIT, Entry::new(HEAD, 0), &mut r, &mut s),
+            Err(EFAULT)
+        );
+        // A device write dirties the whole leaf; re-installing the same
+        // folio keeps it, another folio reports every page of the old one.
+        assert!(pt
+            .set_flags(BASE + 9 * P, Entry::DIRTY)
+            .expect("set")
+            .is_huge());
+        assert!(pt.set_flags(BASE, Entry::EXCLUSIVE).expect("set").flags() & Entry::EXCLUSIVE == 0);
+        put_huge(&mut pt, &mut r, &mut s, BASE, HEAD, Entry::WRITE);
+        assert!(pt.lookup(BASE).expect("same").has(Entry::DIRTY));
+        assert!(s.0.is_empty());
+        put_huge(&mut pt, &mut r, &mut s, BASE, HEAD + 512, Entry::WRITE);
+        assert!(reported_once(&s, HEAD, 512));
+        assert!(!pt.lookup(BASE).expect("new").has(Entry::DIRTY));
+        assert_eq!(pt.stats().huge, 1);
+        pt.clear(&mut s);
+        assert_eq!(pt.stats(), PtStats::default());
+        assert_eq!(pt.root_count, 0);
+    }
+
+    #[test]
+    fn huge_partial_invalidation_splits() {
+        let (mut pt, mut r, mut s) = table();
+        put_huge(&mut pt, &mut r, &mut s, BASE, HEAD, Entry::WRITE);
+        pt.set_flags(BASE, Entry::DIRTY);
+        // Unmap 10 pages in the middle: the leaf splits, and only those
+        // pages are reported.
+        assert_eq!(pt.update(BASE + 10 * P, BASE + 20 * P, 0, &mut s), 10);
+        assert!(reported_once(&s, HEAD + 10, 10));
+        assert_eq!(
+            pt.stats(),
+            PtStats {
+                entries: 502,
+                huge: 0,
+                dirs: 4,
+                splits: 1
+            }
+        );
+        assert_eq!(pt.lookup(BASE + 10 * P), None);
+        let e = pt.lookup(BASE + 9 * P).expect("kept");
+        assert_eq!(e.pfn(), HEAD + 9);
+        assert!(!e.is_huge() && e.has(Entry::WRITE | Entry::DIRTY));
+        // Write-protect one page: it stays, clean and read-only.
+        assert_eq!(
+            pt.update(BASE + 100 * P, BASE + 101 * P, Entry::VALID, &mut s),
+            1
+        );
+        let e = pt.lookup(BASE + 100 * P).expect("kept");
+        assert!(!e.has(Entry::WRITE) && !e.has(Entry::DIRTY));
+        // Dropping the rest reports every page but those already handed
+        // over: no dirty bit is lost, none is reported twice.
+        pt.clear(&mut s);
+        assert!(reported_once(&s, HEAD, 512));
+        assert_eq!(
+            pt.stats(),
+            PtStats {
+                splits: 1,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn huge_whole_update_and_split_fallback() {
+        let (mut pt, mut r, mut s) = table();
+        put_huge(
+            &mut pt,
+            &mut r,
+            &mut s,
+            BASE,
+            HEAD,
+            Entry::WRITE | Entry::DIRTY,
+        );
+        // Write-protecting the whole leaf keeps it huge.
+        assert_eq!(pt.update(BASE, BASE + HUGE_SIZE, Entry::VALID, &mut s), 1);
+        assert!(reported_once(&s, HEAD, 512));
+        let e = pt.lookup(BASE + P).expect("kept");
+        assert!(e.is_huge() && !e.has(Entry::WRITE) && !e.has(Entry::DIRTY));
+        assert_eq!(pt.stats().splits, 0);
+        // Nothing to change: nothing happens, not even a split.
+        assert_eq!(pt.update(BASE + P, BASE + 2 * P, Entry::VALID, &mut s), 0);
+        assert_eq!(pt.stats().huge, 1);
+        // Without a directory to split into, a partial change drops the
+        // whole leaf, dirty pages reported.
+        s.0.clear();
+        pt.set_flags(BASE, Entry::DIRTY);
+        assert_eq!(pt.update_split(BASE + P, BASE + 2 * P, 0, &mut s, None), 1);
+        assert!(reported_once(&s, HEAD, 512));
+        assert_eq!(pt.stats(), PtStats::default());
+        assert_eq!(pt.root_count, 0);
+    }
+
+    #[test]
+    fn huge_dirty_across_split_by_insert() {
+        let (mut pt, mut r, mut s) = table();
+        put_huge(
+            &mut pt,
+            &mut r,
+            &mut s,
+            BASE,
+            HEAD,
+            Entry::WRITE | Entry::DIRTY,
+        );
+        // A 4 KiB device-exclusive entry inside splits the leaf; the page
+        // it replaces was dirty.
+        put(
+            &mut pt,
+            &mut r,
+            &mut s,
+            BASE + 5 * P,
+            999,
+            Entry::WRITE | Entry::EXCLUSIVE,
+        );
+        assert_eq!(&s.0[..], &[HEAD + 5]);
+        let e = pt.lookup(BASE + 5 * P).expect("exclusive");
+        assert!(e.has(Entry::EXCLUSIVE) && !e.is_huge() && e.pfn() == 999);
+        assert!(pt.lookup(BASE + 6 * P).expect("split").has(Entry::DIRTY));
+        assert_eq!(
+            pt.stats(),
+            PtStats {
+                entries: 512,
+                huge: 0,
+                dirs: 4,
+                splits: 1
+            }
+        );
+        s.0.clear();
+        pt.update(BASE + 5 * P, BASE + 6 * P, 0, &mut s);
+        pt.update(0, VA_LIMIT, 0, &mut s);
+        // The exclusive page was never written: all but HEAD + 5 reported.
+        assert_eq!(s.0.len(), 511);
+        assert!(!s.0.iter().any(|p| *p == HEAD + 5 || *p == 999));
+    }
+
+    #[test]
+    fn huge_remerge_after_refault() {
+        let (mut pt, mut r, mut s) = table();
+        put_huge(&mut pt, &mut r, &mut s, BASE, HEAD, Entry::WRITE);
+        pt.update(BASE + 10 * P, BASE + 20 * P, 0, &mut s);
+        pt.set_flags(BASE + 3 * P, Entry::DIRTY);
+        assert_eq!(pt.stats().entries, 502);
+        // The CPU maps the folio with a PMD again: the device refaults and
+        // merges; the dirty page is remembered by the huge leaf.
+        put_huge(&mut pt, &mut r, &mut s, BASE, HEAD, Entry::WRITE);
+        assert!(s.0.is_empty());
+        assert_eq!(
+            pt.stats(),
+            PtStats {
+                huge: 1,
+                dirs: 3,
+                splits: 1,
+                ..Default::default()
+            }
+        );
+        assert!(pt.lookup(BASE + 15 * P).expect("merged").has(Entry::DIRTY));
+        // Merging into a read-only leaf, or over other pages, hands the
+        // dirty pages over instead.
+        pt.update(BASE, BASE + P, 0, &mut s);
+        assert_eq!(s.0.len(), 1);
+        pt.set_flags(BASE + 7 * P, Entry::DIRTY);
+        put(&mut pt, &mut r, &mut s, BASE + 8 * P, 77, Entry::WRITE);
+        pt.set_flags(BASE + 8 * P, Entry::DIRTY);
+        s.0.clear();
+        put_huge(&mut pt, &mut r, &mut s, BASE, HEAD, 0);
+        let mut got = KVec::new();
+        got.extend_from_slice(&s.0, GFP_KERNEL).expect("copy");
+        got.sort_unstable();
+        assert_eq!(&got[..2], &[77, HEAD + 1]);
+        assert_eq!(got.len(), 511);
+        assert!(!pt.lookup(BASE).expect("ro").has(Entry::DIRTY));
+        assert_eq!(pt.stats().entries, 0);
+        pt.clear(&mut s);
+        assert_eq!(pt.stats().dirs, 0);
     }
 }

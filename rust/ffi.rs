@@ -92,6 +92,8 @@ extern "C" {
     pub(crate) fn rust_hmm_msecs_to_jiffies(ms: c_uint) -> c_ulong;
     pub(crate) fn rust_hmm_page_to_pfn(page: *mut bindings::page) -> c_ulong;
     pub(crate) fn rust_hmm_folio_put(folio: *mut bindings::folio);
+    pub(crate) fn rust_hmm_copy_from_folio(to: *mut c_void, pfn: c_ulong, len: usize) -> bool;
+    pub(crate) fn rust_hmm_set_pages_dirty(pfn: c_ulong, npages: c_ulong);
 
     pub(crate) fn rust_hmm_page_pgmap(page: *mut bindings::page) -> *mut bindings::dev_pagemap;
     pub(crate) fn rust_hmm_page_order(page: *mut bindings::page) -> c_uint;

@@ -5,6 +5,7 @@
  * layouts in ffi.rs match the kernel's structs.
  */
 #include <linux/build_bug.h>
+#include <linux/highmem.h>
 #include <linux/hmm.h>
 #include <linux/highmem.h>
 #include <linux/huge_mm.h>
@@ -235,4 +236,35 @@ unsigned long rust_hmm_prot_cache_bits(unsigned long protval)
 bool rust_hmm_prot_dirty(unsigned long protval)
 {
 	return pte_dirty(pfn_pte(0, __pgprot(protval)));
+}
+
+/*
+ * Copies @len bytes from the pages at @pfn on, which must lie in one folio
+ * (a huge leaf): one memcpy where the folio is mapped contiguously. Returns
+ * false, having copied nothing, if they do not.
+ */
+bool rust_hmm_copy_from_folio(void *to, unsigned long pfn, size_t len)
+{
+	struct page *page = pfn_to_page(pfn);
+	struct folio *folio = page_folio(page);
+	size_t offset = folio_page_idx(folio, page) * PAGE_SIZE;
+
+	if (len > folio_size(folio) - offset)
+		return false;
+	memcpy_from_folio(to, folio, offset, len);
+	return true;
+}
+
+/* set_page_dirty() for @npages pages from @pfn: once per folio. */
+void rust_hmm_set_pages_dirty(unsigned long pfn, unsigned long npages)
+{
+	unsigned long end = pfn + npages;
+
+	while (pfn < end) {
+		struct page *page = pfn_to_page(pfn);
+		struct folio *folio = page_folio(page);
+
+		folio_mark_dirty(folio);
+		pfn += folio_nr_pages(folio) - folio_page_idx(folio, page);
+	}
 }

@@ -25,6 +25,8 @@ bool rust_hmm_is_device_private_pfn(unsigned long pfn);
 unsigned long rust_hmm_msecs_to_jiffies(unsigned int ms);
 unsigned long rust_hmm_page_to_pfn(struct page *page);
 void rust_hmm_folio_put(struct folio *folio);
+bool rust_hmm_copy_from_folio(void *to, unsigned long pfn, size_t len);
+void rust_hmm_set_pages_dirty(unsigned long pfn, unsigned long npages);
 
 struct dev_pagemap *rust_hmm_page_pgmap(struct page *page);
 unsigned int rust_hmm_page_order(struct page *page);

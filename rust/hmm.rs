@@ -101,6 +101,40 @@ impl HmmPfn {
     }
 }
 
+/// The first PFN of the `1 << order` pages (naturally aligned, a PMD's
+/// worth for the PMD order) around page `i` of `pfns`, the answer for the
+/// range starting at `start`, if the CPU maps all of them with one entry of
+/// at least that order.
+///
+/// `hmm_pfn_to_map_order()` tells that the CPU maps the block with one
+/// entry, so its pages are one folio even where they lie outside the range
+/// asked for. The pages of the block inside the range must agree with that
+/// (contiguous PFNs, same flags, same order), or this is `None`.
+/// Device-private pages are left to 4 KiB entries.
+pub fn block_head(pfns: &[HmmPfn], start: u64, i: usize, order: u32) -> Option<u64> {
+    let p = pfns.get(i)?;
+    if !p.is_valid() || p.is_error() || p.order() < order || order >= 32 {
+        return None;
+    }
+    let n = 1u64 << order;
+    let va = start + ((i as u64) << PAGE_SHIFT);
+    let off = (va >> PAGE_SHIFT) & (n - 1);
+    let head = p.pfn().checked_sub(off)?;
+    if head & (n - 1) != 0 || p.is_device_private() {
+        return None;
+    }
+    // The block's pages inside `pfns`, from `first`, whose offset in the
+    // block is `first_off`.
+    let back = (off as usize).min(i);
+    let (first, first_off) = (i - back, off - back as u64);
+    let last = pfns.len().min(i + (n - off) as usize);
+    let flags = ffi::HMM_PFN_VALID | ffi::HMM_PFN_WRITE | ffi::HMM_PFN_ERROR;
+    let agree = pfns[first..last].iter().enumerate().all(|(j, q)| {
+        q.0 & flags == p.0 & flags && q.order() >= order && q.pfn() == head + first_off + j as u64
+    });
+    agree.then_some(head)
+}
+
 /// A range request for `hmm_range_fault()`.
 pub struct HmmRange<'a, T: IntervalNotifierOps> {
     notifier: &'a IntervalNotifier<T>,

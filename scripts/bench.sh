@@ -4,14 +4,16 @@
 # workload and size, "bench: NAME rust=X c=Y unit=U ratio=R" (R > 1: ours
 # is better), and writes out/bench/bench.csv and out/bench/bench.png.
 # Workloads without a C counterpart print "bench: NAME rust=X unit=U" only.
+# BENCH_REPS, BENCH_SIZES (MiB) and BENCH_WORKLOADS override the defaults;
+# NAME_thp workloads run NAME on THP-backed memory (samples/user/hmm-bench.c).
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 : "${KDIR:?KDIR must name the kernel build}"
 reps=${BENCH_REPS:-3}
 sizes=${BENCH_SIZES:-"1 16 256 1024"}
-workloads=${BENCH_WORKLOADS:-"read_fault warm_read munmap mprotect snapshot_dense
-	snapshot_sparse exclusive migrate_to_dev migrate_to_sys migrate_cpu_fault
-	mem_dense mem_sparse"}
+workloads=${BENCH_WORKLOADS:-"read_fault read_fault_thp warm_read warm_read_thp munmap munmap_thp
+	mprotect mprotect_thp snapshot_dense snapshot_sparse exclusive migrate_to_dev
+	migrate_to_sys migrate_cpu_fault mem_dense mem_sparse"}
 dir=$TOP/out/bench
 mkdir -p "$dir"
 job=$dir/job.sh

@@ -14,12 +14,18 @@ def main():
     data, outdir = sys.argv[1], sys.argv[2]
     runs = defaultdict(list)
     notifier = defaultdict(list)
+    leaves = {}
+    thp = {}
     for line in open(data, errors="replace"):
         f = line.split()
         if len(f) == 6 and f[1] == "result":
             runs[(f[2], int(f[3]), f[5], f[0])].append(float(f[4]))
         elif len(f) == 6 and f[1] == "notifier":
             notifier[(f[2], int(f[3]), f[0])].append(float(f[4]))
+        elif len(f) == 6 and f[1] == "leaves":
+            leaves[(f[2], int(f[3]), f[0])] = (int(f[4]), int(f[5]))
+        elif len(f) == 5 and f[1] == "thp":
+            thp[(int(f[2]), f[0])] = (int(f[3]), int(f[4]))
     rows = []
     keys = sorted({(w, s, u) for (w, s, u, _) in runs})
     for w, s, u in keys:
@@ -40,6 +46,31 @@ def main():
         if d == "rust":
             print(f"bench: {w}_{s}MiB_notifier_time rust={statistics.median(v):.4g} "
                   f"unit=us (time in our invalidate callback; no C counterpart)")
+    # Huge leaves: each NAME_thp workload against NAME on small pages, per
+    # driver (test_hmm keeps 4 KiB entries whatever the CPU maps).
+    for w, s, u in sorted({k[:3] for k in runs if k[0].endswith("_thp")}):
+        ratios = {}
+        for d in ("rust", "c"):
+            big = runs.get((w, s, u, d))
+            small = runs.get((w[:-4], s, u, d))
+            if big and small:
+                b, sm = statistics.median(big), statistics.median(small)
+                ratios[d] = sm / b if u in LOWER_IS_BETTER else b / sm
+        if ratios:
+            print(f"bench: {w[:-4]}_thp_vs_small_{s}MiB "
+                  + " ".join(f"{d}={r:.2f}" for d, r in ratios.items())
+                  + " unit=ratio (> 1: THP-backed faster)")
+    for (w, s, d), v in sorted(notifier.items()):
+        small = notifier.get((w[:-4], s, d))
+        if d == "rust" and w.endswith("_thp") and small:
+            r = statistics.median(small) / statistics.median(v)
+            print(f"bench: {w[:-4]}_thp_vs_small_{s}MiB_notifier_time rust={r:.2f} "
+                  f"unit=ratio (> 1: THP-backed faster)")
+    for (s, d), (pmd, total) in sorted(thp.items()):
+        if d == "rust":
+            print(f"bench: thp_{s}MiB_cpu_pmd_pages {pmd}/{total} (last run)")
+    for (w, s, d), (huge, small) in sorted(leaves.items()):
+        print(f"bench: {w}_{s}MiB_leaves {d} huge={huge} small={small}")
     with open(os.path.join(outdir, "bench.csv"), "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["workload", "rust", "c", "unit", "ratio", "runs"])

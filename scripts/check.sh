@@ -62,6 +62,7 @@ setup_mm
 section insmod:rust_hmm insmod /mod/rust_hmm.ko
 use_driver rust
 section user:mirror-tests:rust mirror-tests
+section user:huge-tests:rust huge-tests
 section user:exclusive-tests:rust exclusive-tests
 section user:race-tests:rust race-tests
 section user:migrate-tests:rust migrate-tests

@@ -89,6 +89,39 @@ impl Bounce {
         Ok(())
     }
 
+    /// Appends a copy of up to `n` pages from `pfn` on, as many as fit;
+    /// returns how many. The pages lie in one folio (a huge leaf), so the
+    /// copy is a single `memcpy` where the folio is mapped contiguously.
+    ///
+    /// # Safety
+    ///
+    /// The `n` pages from `pfn` must be kept alive by the caller, as for
+    /// [`with_page`].
+    pub(crate) unsafe fn push_pages(&mut self, pfn: u64, n: u64) -> u64 {
+        let room = ((self.buf.len() - self.filled) / PAGE_SIZE) as u64;
+        let n = n.min(room);
+        if n > 1 {
+            let len = n as usize * PAGE_SIZE;
+            let dst = &mut self.buf[self.filled..self.filled + len];
+            // SAFETY: The caller keeps the pages alive; `dst` is `len`
+            // bytes of our buffer; the helper copies nothing unless all
+            // `len` bytes lie in the folio of `pfn`.
+            if unsafe { ffi::rust_hmm_copy_from_folio(dst.as_mut_ptr().cast(), pfn as usize, len) }
+            {
+                // INVARIANT: the copy initialised these bytes.
+                self.filled += len;
+                return n;
+            }
+        }
+        for i in 0..n {
+            // SAFETY: As above, page by page.
+            if unsafe { self.push_page(pfn + i) }.is_err() {
+                return i;
+            }
+        }
+        n
+    }
+
     /// Replaces the contents with `len` bytes read from user address `uptr`.
     pub(crate) fn fill_from_user(&mut self, uptr: u64, len: usize) -> Result {
         self.filled = 0;

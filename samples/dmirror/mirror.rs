@@ -15,9 +15,11 @@ use super::devmem::{self as sim, Devmem};
 use super::uapi::*;
 use super::DmirrorDevice;
 use crate::device_exclusive::map_exclusive;
-use crate::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
+use crate::device_pt::{
+    DevicePageTable, DirReserve, DirtySink, Entry, HUGE_ORDER, HUGE_PAGES, HUGE_SIZE,
+};
 use crate::ffi;
-use crate::hmm::{Fault, HmmRange, Mode, MAX_RANGE_PAGES};
+use crate::hmm::{block_head, Fault, HmmRange, Mode, MAX_RANGE_PAGES};
 use crate::migrate::{Migration, Select};
 use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,17 +50,26 @@ impl DirtySink for PageDirtier {
         // SAFETY: So the table only holds PFNs of pages still mapped.
         unsafe { bindings::set_page_dirty(ffi::rust_hmm_pfn_to_page(pfn as usize)) };
     }
+
+    fn dirty_range(&mut self, pfn: u64, npages: u64) {
+        // SAFETY: As above; one `set_page_dirty` per folio.
+        unsafe { ffi::rust_hmm_set_pages_dirty(pfn as usize, npages as usize) };
+    }
 }
 
 /// Collects dirty pages in the first pass of a two-pass invalidation, so
 /// that `set_page_dirty()` runs in the second, without the notifier lock.
 /// Falls back to dirtying at once when it cannot grow without sleeping.
-struct DeferredDirtier(KVec<u64>);
+struct DeferredDirtier(KVec<(u64, u64)>);
 
 impl DirtySink for DeferredDirtier {
     fn dirty(&mut self, pfn: u64) {
-        if self.0.push(pfn, GFP_NOWAIT).is_err() {
-            PageDirtier.dirty(pfn);
+        self.dirty_range(pfn, 1);
+    }
+
+    fn dirty_range(&mut self, pfn: u64, npages: u64) {
+        if self.0.push((pfn, npages), GFP_NOWAIT).is_err() {
+            PageDirtier.dirty_range(pfn, npages);
         }
     }
 }
@@ -86,11 +97,11 @@ impl Drop for MirrorState {
 
 impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
     type State = MirrorState;
-    /// Pages to dirty in the second pass.
-    type Finish = KVec<u64>;
+    /// Pages to dirty in the second pass: first PFN, number of pages.
+    type Finish = KVec<(u64, u64)>;
     const TWO_PASS: bool = TWO_PASS;
 
-    fn invalidate(&self, state: &mut MirrorState, range: &NotifierRange<'_>) -> KVec<u64> {
+    fn invalidate(&self, state: &mut MirrorState, range: &NotifierRange<'_>) -> KVec<(u64, u64)> {
         let start = Instant::<Monotonic>::now();
         // Write-protection keeps read access; everything else drops it.
         let mask = if range.event().keeps_read() {
@@ -114,9 +125,9 @@ impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
         dirty
     }
 
-    fn invalidate_finish(&self, dirty: KVec<u64>) {
-        for pfn in dirty.iter() {
-            PageDirtier.dirty(*pfn);
+    fn invalidate_finish(&self, dirty: KVec<(u64, u64)>) {
+        for (pfn, npages) in dirty.iter() {
+            PageDirtier.dirty_range(*pfn, *npages);
         }
     }
 }
@@ -225,6 +236,9 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     }
 
     /// Device page fault: fills the device page table for `[start, end)`.
+    ///
+    /// A page the CPU maps with a PMD gets a huge leaf for that whole PMD,
+    /// even where it reaches past the range (see [`block_head`]).
     fn fault(&self, start: u64, end: u64, fault: Fault, mode: Mode) -> Result {
         // Directories come from GFP_NOWAIT under the lock; only when that
         // fails is the reserve filled with GFP_KERNEL, outside the lock, and
@@ -233,11 +247,14 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let mut moved_back = 0;
         let mut addr = start;
         while addr < end {
-            let next = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
+            // Chunks never cross a huge leaf boundary.
+            const _: () = assert!(CHUNK_PAGES as u64 >= HUGE_PAGES);
+            let next = end.min((addr & !(HUGE_SIZE - 1)) + HUGE_SIZE);
             let mut range = HmmRange::new(&self.notifier, addr, next, self.owner())?;
             let mut f = range.fault(fault, mode)?;
             let mut res = Ok(next);
-            for (i, p) in f.pfns.iter().enumerate() {
+            let mut i = 0;
+            while let Some(p) = f.pfns.get(i) {
                 let va = addr + ((i as u64) << PAGE_SHIFT);
                 if !p.is_valid() || p.is_error() {
                     // Only device pages are asked for without faulting.
@@ -253,17 +270,29 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     break;
                 }
                 let flags = if p.is_write() { Entry::WRITE } else { 0 };
-                // HMM reports device-private pages of our owner only, so
-                // they are ours; the device reads them through their data.
-                let entry = if p.is_device_private() {
+                let inserted = if p.is_device_private() {
+                    // HMM reports device-private pages of our owner only, so
+                    // they are ours; the device reads them through their
+                    // data (4 KiB entries: see `block_head`).
                     let data = sim::data_pfn(self.devmem(), p.pfn()).ok_or(EFAULT)?;
-                    Entry::new(data, flags | Entry::DEVICE)
+                    let entry = Entry::new(data, flags | Entry::DEVICE);
+                    i += 1;
+                    f.state.pt.insert(va, entry, &mut reserve, &mut PageDirtier)
                 } else if fault == Fault::None {
                     return Err(ENOENT);
+                } else if let Some(head) = block_head(f.pfns, addr, i, HUGE_ORDER) {
+                    let entry = Entry::new(head, flags);
+                    let base = va & !(HUGE_SIZE - 1);
+                    i = f.pfns.len();
+                    f.state
+                        .pt
+                        .insert_huge(base, entry, &mut reserve, &mut PageDirtier)
                 } else {
-                    Entry::new(p.pfn(), flags)
+                    i += 1;
+                    let entry = Entry::new(p.pfn(), flags);
+                    f.state.pt.insert(va, entry, &mut reserve, &mut PageDirtier)
                 };
-                if let Err(e) = f.state.pt.insert(va, entry, &mut reserve, &mut PageDirtier) {
+                if let Err(e) = inserted {
                     res = Err((va, e));
                     break;
                 }
@@ -302,10 +331,10 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             bounce.clear();
             {
                 let st = self.notifier.lock();
-                st.pt.run(addr, chunk_end, &mut |_, e| {
-                    // SAFETY: A valid entry under the notifier lock names a
-                    // page that stays mapped, so alive, until we unlock.
-                    unsafe { bounce.push_page(e.pfn()).is_ok() }
+                st.pt.run_spans(addr, chunk_end, &mut |_, e, n| {
+                    // SAFETY: Valid entries under the notifier lock name
+                    // pages that stay mapped, so alive, until we unlock.
+                    unsafe { bounce.push_pages(e.pfn(), n) }
                 });
             }
             let n = bounce.filled().len() / PAGE_SIZE;
@@ -538,6 +567,8 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             entries: pt.0.entries,
             dirs: pt.0.dirs,
             table_bytes: pt.1,
+            huge_entries: pt.0.huge,
+            huge_splits: pt.0.splits,
             devmem_pages: dev.pages,
             devmem_in_use: dev.in_use,
         }
@@ -583,11 +614,15 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     };
                 }
                 // The CPU sees a device-exclusive page as not present; say
-                // which of them this mirror holds.
+                // which of them this mirror holds, and which it maps with a
+                // huge leaf.
                 f.state.pt.for_each(addr, next, &mut |va, e| {
+                    let v = &mut perm[((va - addr) >> PAGE_SHIFT) as usize];
                     if e.has(Entry::EXCLUSIVE) {
-                        perm[((va - addr) >> PAGE_SHIFT) as usize] |=
-                            HMM_DMIRROR_PROT_DEV_EXCLUSIVE;
+                        *v |= HMM_DMIRROR_PROT_DEV_EXCLUSIVE;
+                    }
+                    if e.is_huge() {
+                        *v |= HMM_DMIRROR_PROT_PMD;
                     }
                 });
             }

@@ -10,6 +10,7 @@ mod devmem;
 mod mirror;
 pub(crate) mod uapi;
 
+use kernel::transmute::AsBytes;
 use kernel::{
     alloc::flags::__GFP_ZERO,
     fs::File,
@@ -112,13 +113,14 @@ impl MiscDevice for DmirrorFile {
         if let Some(r) = devbuf::ioctl(&me.buffers, file, cmd, arg) {
             return r;
         }
-        if cmd == HMM_DMIRROR_STATS {
-            let mut writer = UserSlice::new(
-                UserPtr::from_addr(arg),
-                core::mem::size_of::<HmmDmirrorStats>(),
-            )
-            .writer();
-            writer.write(&me.mirror.stats())?;
+        if cmd == HMM_DMIRROR_STATS || cmd == HMM_DMIRROR_STATS_V1 {
+            // Each version gets the leading fields its size covers.
+            let len = kernel::ioctl::_IOC_SIZE(cmd);
+            let stats = me.mirror.stats();
+            let bytes = stats.as_bytes().get(..len).ok_or(EINVAL)?;
+            UserSlice::new(UserPtr::from_addr(arg), len)
+                .writer()
+                .write_slice(bytes)?;
             return Ok(0);
         }
         if cmd == HMM_DMIRROR_ATOMIC_ADD {

@@ -72,12 +72,16 @@ pub(crate) struct HmmDmirrorStats {
     pub(crate) invalidations: u64,
     /// Nanoseconds spent in them (first pass, lock held).
     pub(crate) invalidate_ns: u64,
-    /// Valid entries in the device page table.
+    /// Valid 4 KiB entries in the device page table.
     pub(crate) entries: u64,
     /// Directories below the root.
     pub(crate) dirs: u64,
     /// Bytes of directories, the root included.
     pub(crate) table_bytes: u64,
+    /// Huge (2 MiB) leaves in the device page table.
+    pub(crate) huge_entries: u64,
+    /// Huge leaves split into 4 KiB entries so far.
+    pub(crate) huge_splits: u64,
     /// Pages of device memory the device has registered.
     pub(crate) devmem_pages: u64,
     /// Of those, pages in use (holding migrated data).
@@ -91,6 +95,9 @@ unsafe impl AsBytes for HmmDmirrorStats {}
 
 /// Reads the mirror's counters.
 pub(crate) const HMM_DMIRROR_STATS: u32 = _IOR::<HmmDmirrorStats>('H' as u32, 0x41);
+/// The same with the first, five-counter struct, for older callers: the
+/// size is part of the command number, so each size gets its own.
+pub(crate) const HMM_DMIRROR_STATS_V1: u32 = _IOR::<[u64; 5]>('H' as u32, 0x41);
 
 /// SNAPSHOT values, one byte per page.
 pub(crate) const HMM_DMIRROR_PROT_ERROR: u8 = 0xff;

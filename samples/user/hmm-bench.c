@@ -5,6 +5,13 @@
  * "result WORKLOAD MIB VALUE UNIT". scripts/bench.sh runs it for both
  * drivers in one boot, repeats, and compares medians. The devbuf_*
  * workloads use rust_hmm's own device buffers and have no C counterpart.
+ *
+ * read_fault, warm_read, munmap and mprotect also come as NAME_thp: the
+ * same on 2 MiB aligned MADV_HUGEPAGE memory, backed by transparent huge
+ * pages. Those print "thp MIB PMD_PAGES PAGES" (pages the CPU maps with
+ * PMDs, from SNAPSHOT), and every READ workload prints, for a driver with
+ * the STATS command, "leaves WORKLOAD MIB HUGE SMALL" (device page table
+ * leaves after the READ).
  */
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +45,39 @@ static long slab_bytes(void)
 static void result(const char *w, unsigned long mib, double v, const char *unit)
 {
 	printf("result %s %lu %.3f %s\n", w, mib, v, unit);
+}
+
+/* The device page table's leaf counters, where the driver has them. */
+static void leaves(int fd, const char *w, unsigned long mib)
+{
+	struct hmm_dmirror_stats s;
+
+	if (!ioctl(fd, HMM_DMIRROR_STATS, &s))
+		printf("leaves %s %lu %llu %llu\n", w, mib,
+		       (unsigned long long)s.huge_entries, (unsigned long long)s.entries);
+}
+
+/* How much of @n pages at @mem the CPU maps with PMDs (SNAPSHOT). */
+static void thp_report(int fd, char *mem, char *buf, unsigned long n, unsigned long mib)
+{
+	unsigned long pmd = 0;
+
+	if (dcmd(fd, HMM_DMIRROR_SNAPSHOT, mem, buf, n, NULL))
+		return;
+	for (unsigned long i = 0; i < n; i++)
+		pmd += !!(((unsigned char *)buf)[i] & HMM_DMIRROR_PROT_PMD);
+	printf("thp %lu %lu %lu\n", mib, pmd, n);
+}
+
+/* @n pages of 2 MiB aligned memory for transparent huge pages. */
+static char *map_thp(unsigned long n)
+{
+	char *p = map_anon(n + 512);
+
+	if (!p)
+		return NULL;
+	p = (char *)(((uintptr_t)p + (2UL << 20) - 1) & ~((2UL << 20) - 1));
+	return madvise(p, n * PAGE, MADV_HUGEPAGE) ? NULL : p;
 }
 
 static int die(const char *what)
@@ -122,14 +162,20 @@ int main(int argc, char **argv)
 {
 	unsigned long pct;
 	const char *w;
+	char base[64];
 	unsigned long mib, n;
 	char *mem, *buf;
 	double t;
-	int fd, r;
+	int fd, r, thp;
 
 	if (argc != 4)
 		return fprintf(stderr, "usage: %s WORKLOAD MIB DEVICE\n", argv[0]), 2;
 	w = argv[1];
+	/* NAME_thp: workload NAME on THP-backed memory. */
+	snprintf(base, sizeof(base), "%s", w);
+	thp = strlen(base) > 4 && !strcmp(base + strlen(base) - 4, "_thp");
+	if (thp)
+		base[strlen(base) - 4] = 0;
 	mib = strtoul(argv[2], NULL, 0);
 	n = mib * 256;
 	fd = open(argv[3], O_RDWR);
@@ -137,7 +183,7 @@ int main(int argc, char **argv)
 		return die("open");
 	if (sscanf(w, "devbuf_%lupct", &pct) == 1)
 		return devbuf_bench(fd, w, mib, pct);
-	mem = map_anon(n);
+	mem = thp ? map_thp(n) : map_anon(n);
 	buf = map_anon(n);
 	if (!mem || !buf)
 		return die("mmap");
@@ -145,22 +191,35 @@ int main(int argc, char **argv)
 	madvise(mem, n * PAGE, MADV_NOHUGEPAGE);
 	memset(buf, 1, n * PAGE);	/* fault the bounce target in */
 
-	if (!strcmp(w, "read_fault")) {
-		/* First device READ of untouched anonymous memory. */
+	if (!strcmp(base, "read_fault")) {
+		/* First device READ of anonymous memory the CPU has not touched
+		 * (with THP: faulted in as huge zero pages), or, with THP, has
+		 * written, so that the device faults on real huge pages. */
+		if (thp)
+			memset(mem, 1, n * PAGE);
 		result(w, mib, n / timed(fd, HMM_DMIRROR_READ, mem, buf, n, "READ"), "pages/s");
-	} else if (!strcmp(w, "warm_read")) {
+		leaves(fd, w, mib);
+		if (thp)
+			thp_report(fd, mem, buf, n, mib);
+	} else if (!strcmp(base, "warm_read")) {
 		memset(mem, 2, n * PAGE);
 		timed(fd, HMM_DMIRROR_READ, mem, buf, n, "READ");
 		result(w, mib, n / timed(fd, HMM_DMIRROR_READ, mem, buf, n, "READ"), "pages/s");
-	} else if (!strcmp(w, "munmap") || !strcmp(w, "mprotect")) {
+		leaves(fd, w, mib);
+		if (thp)
+			thp_report(fd, mem, buf, n, mib);
+	} else if (!strcmp(base, "munmap") || !strcmp(base, "mprotect")) {
 		struct hmm_dmirror_stats s0 = { 0 }, s1 = { 0 };
 		int have_stats;
 
 		memset(mem, 3, n * PAGE);
 		timed(fd, HMM_DMIRROR_READ, mem, buf, n, "READ");
+		leaves(fd, w, mib);
+		if (thp)
+			thp_report(fd, mem, buf, n, mib);
 		have_stats = !ioctl(fd, HMM_DMIRROR_STATS, &s0);
 		t = now();
-		r = !strcmp(w, "munmap") ? munmap(mem, n * PAGE) :
+		r = !strcmp(base, "munmap") ? munmap(mem, n * PAGE) :
 			mprotect(mem, n * PAGE, PROT_READ);
 		t = now() - t;
 		if (r)
@@ -169,6 +228,8 @@ int main(int argc, char **argv)
 		if (have_stats && !ioctl(fd, HMM_DMIRROR_STATS, &s1))
 			printf("notifier %s %lu %.3f us\n", w, mib,
 			       (s1.invalidate_ns - s0.invalidate_ns) / 1e3);
+	} else if (thp) {
+		return fprintf(stderr, "no THP variant of %s\n", base), 2;
 	} else if (!strcmp(w, "snapshot_dense") || !strcmp(w, "snapshot_sparse")) {
 		int dense = !strcmp(w, "snapshot_dense");
 

@@ -25,13 +25,19 @@ struct hmm_dmirror_atomic {
 
 #define HMM_DMIRROR_ATOMIC_ADD	_IOWR('H', 0x40, struct hmm_dmirror_atomic)
 
-/* Counters of one mirror (one open file). */
+/*
+ * Counters of one mirror (one open file). Fields are only ever appended;
+ * the size is part of the command number, and the driver answers the
+ * command of every size it has had with that many leading fields.
+ */
 struct hmm_dmirror_stats {
 	__u64 invalidations;	/* notifier invalidations handled */
 	__u64 invalidate_ns;	/* time spent in them, lock held */
-	__u64 entries;		/* valid device page table entries */
+	__u64 entries;		/* valid 4 KiB device page table entries */
 	__u64 dirs;		/* directories below the root */
 	__u64 table_bytes;	/* bytes of directories, root included */
+	__u64 huge_entries;	/* huge (2 MiB, PMD order) leaves */
+	__u64 huge_splits;	/* huge leaves split into 4 KiB entries */
 	__u64 devmem_pages;	/* device memory registered, in pages (device-wide) */
 	__u64 devmem_in_use;	/* of which in use by migrated data (device-wide) */
 };
