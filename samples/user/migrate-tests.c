@@ -281,6 +281,43 @@ TEST_F(migrate, device_write_to_readonly_device_pages)
 	munmap(mem, n * PAGE);
 }
 
+/*
+ * mremap moves device-private entries like any other: the data follows,
+ * and with MREMAP_DONTUNMAP the old range is empty. Repeated migration
+ * and CPU faults back keep the data.
+ */
+TEST_F(migrate, mremap_and_repeat)
+{
+	unsigned long n = 16;
+	char *mem = map_anon(n), *dst = map_anon(2 * n), *moved;
+	struct hmm_dmirror_cmd c;
+
+	ASSERT_NE(mem, NULL);
+	ASSERT_NE(dst, NULL);
+	fill(mem, n, 18);
+	for (int round = 0; round < 3; round++) {
+		ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, &c), 0);
+		ASSERT_EQ(c.cpages, n);
+		ASSERT_TRUE(check(mem, n, 18));	/* every page faults back */
+	}
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, NULL), 0);
+	moved = mremap(mem, n * PAGE, n * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	ASSERT_EQ(moved, dst);
+	ASSERT_TRUE(snap_all(self->fd, dst, n, self->snap, DEV_LOCAL));
+	memset(self->buf, 0, n * PAGE);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, dst, self->buf, n, NULL), 0);
+	ASSERT_TRUE(check(self->buf, n, 18));
+	moved = mremap(dst, n * PAGE, n * PAGE,
+		       MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst + n * PAGE);
+	ASSERT_EQ(moved, dst + n * PAGE);
+	ASSERT_TRUE(check(moved, n, 18));
+	/* The old range is empty now: reads give zeros, not the old data. */
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, dst, self->buf, n, NULL), 0);
+	for (unsigned long i = 0; i < n * PAGE / 8; i++)
+		ASSERT_EQ(((uint64_t *)self->buf)[i], 0);
+	munmap(dst, 2 * n * PAGE);
+}
+
 /* munmap frees device pages (folio_free), which the counters show. */
 TEST_F(migrate, munmap_frees_device_pages)
 {
