@@ -23,7 +23,7 @@ REPS=$reps
 SIZES="$sizes"
 WORKLOADS="$(echo $workloads)"
 THP_BENCH=${BENCH_THP:-1}
-WALK_MIB=${BENCH_WALK_MIB:-1024}
+WALK_MIB=${BENCH_WALK_MIB:-1024}  # 0: no device-buffer walks
 JOB
 cat >>"$job" <<'JOB'
 insmod /mod/test_hmm.ko
@@ -69,7 +69,7 @@ thp_bench() {
 	done
 }
 [ "$THP_BENCH" = 0 ] || section info:thp-bench thp_bench
-section info:bench-devbuf bench_devbuf
+[ "$WALK_MIB" = 0 ] || section info:bench-devbuf bench_devbuf
 dump_kernel_log
 JOB
 log "booting the test kernel for the benchmark (TCG; several minutes)"

@@ -188,7 +188,8 @@ int main(int argc, char **argv)
 	if (!mem || !buf)
 		return die("mmap");
 	/* Small pages for both drivers, whatever the THP default. */
-	madvise(mem, n * PAGE, MADV_NOHUGEPAGE);
+	if (!thp)
+		madvise(mem, n * PAGE, MADV_NOHUGEPAGE);
 	memset(buf, 1, n * PAGE);	/* fault the bounce target in */
 
 	if (!strcmp(base, "read_fault")) {
