@@ -418,6 +418,42 @@ impl DevicePageTable {
         stats.splits += 1;
     }
 
+    /// Walks from the root to the directory at `level` that covers `addr`,
+    /// creating missing directories from `reserve` and splitting a huge leaf
+    /// met on the way. Returns that directory and a pointer to its count of
+    /// non-zero entries (packed in the parent's entry, or the root's count).
+    fn descend(
+        &mut self,
+        addr: u64,
+        level: u32,
+        reserve: &mut DirReserve,
+    ) -> Result<(*mut Dir, *mut u64)> {
+        let mut dir: *mut Dir = &mut *self.root;
+        let mut count: *mut u64 = &mut self.root_count;
+        for l in (level + 1..LEVELS).rev() {
+            // SAFETY: `dir` is the root or a live directory owned by `self`.
+            let slot = unsafe { &mut (*dir).0[Self::index(addr, l)] };
+            if l == HUGE_LEVEL && is_huge_slot(*slot) {
+                // A 4 KiB entry inside a huge leaf: split it first.
+                let new = reserve.0.pop().ok_or(ENOMEM)?;
+                Self::split_into(slot, new, &mut self.stats);
+            }
+            if *slot == 0 {
+                let new = KBox::into_raw(reserve.0.pop().ok_or(ENOMEM)?);
+                // INVARIANT: the new child is empty and owned by the table;
+                // the parent gains one non-zero entry.
+                *slot = new as u64;
+                // SAFETY: `count` points to the count of `dir`.
+                unsafe { *count += 1 };
+                self.stats.dirs += 1;
+            }
+            // The child's count lives in the low bits of `slot`.
+            count = core::ptr::from_mut(slot);
+            dir = child(*slot);
+        }
+        Ok((dir, count))
+    }
+
     /// Installs `entry` at `addr`, allocating directories as needed.
     ///
     /// Replacing a dirty entry of another page reports that page dirty;
@@ -434,32 +470,7 @@ impl DevicePageTable {
         // leaves the table as it was.
         let need = self.missing_dirs(addr, 1);
         reserve.fill(need, GFP_NOWAIT)?;
-        let mut dir: *mut Dir = &mut *self.root;
-        // Pointer to the count of non-zero entries of `dir`.
-        let mut count: *mut u64 = &mut self.root_count;
-        for level in (1..LEVELS).rev() {
-            let idx = Self::index(addr, level);
-            // SAFETY: `dir` is the root or a live directory owned by `self`.
-            let slot = unsafe { &mut (*dir).0[idx] };
-            if level == HUGE_LEVEL && is_huge_slot(*slot) {
-                // A 4 KiB entry inside a huge leaf: split it first.
-                let new = reserve.0.pop().ok_or(ENOMEM)?;
-                Self::split_into(slot, new, &mut self.stats);
-            }
-            if *slot == 0 {
-                let new = KBox::into_raw(reserve.0.pop().ok_or(ENOMEM)?);
-                // INVARIANT: the new child is empty and owned by the table;
-                // the parent gains one non-zero entry.
-                *slot = new as u64;
-                // SAFETY: `count` points to the count of `dir`.
-                unsafe { *count += 1 };
-                self.stats.dirs += 1;
-            }
-            // The child's count lives in the low bits of `slot`; it is
-            // updated through `counts_add` below once the leaf is known.
-            count = core::ptr::from_mut(slot);
-            dir = child(*slot);
-        }
+        let (dir, count) = self.descend(addr, 0, reserve)?;
         let idx = Self::index(addr, 0);
         // SAFETY: `dir` is a live leaf directory owned by `self`.
         let slot = unsafe { &mut (*dir).0[idx] };
@@ -528,22 +539,7 @@ impl DevicePageTable {
         }
         let need = self.missing_dirs(addr, HUGE_LEVEL + 1);
         reserve.fill(need, GFP_NOWAIT)?;
-        let mut dir: *mut Dir = &mut *self.root;
-        let mut count: *mut u64 = &mut self.root_count;
-        for level in (HUGE_LEVEL + 1..LEVELS).rev() {
-            // SAFETY: `dir` is the root or a live directory owned by `self`.
-            let slot = unsafe { &mut (*dir).0[Self::index(addr, level)] };
-            if *slot == 0 {
-                let new = KBox::into_raw(reserve.0.pop().ok_or(ENOMEM)?);
-                // INVARIANT: as in `insert`.
-                *slot = new as u64;
-                // SAFETY: `count` points to the count of `dir`.
-                unsafe { *count += 1 };
-                self.stats.dirs += 1;
-            }
-            count = core::ptr::from_mut(slot);
-            dir = child(*slot);
-        }
+        let (dir, count) = self.descend(addr, HUGE_LEVEL, reserve)?;
         // SAFETY: `dir` is a live level-1 directory owned by `self`.
         let slot = unsafe { &mut (*dir).0[Self::index(addr, HUGE_LEVEL)] };
         let head = entry.pfn();
