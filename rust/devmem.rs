@@ -20,7 +20,10 @@ use core::ffi::c_void;
 use core::marker::PhantomPinned;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::{
-    alloc::{flags::GFP_KERNEL, VVec},
+    alloc::{
+        flags::{GFP_KERNEL, GFP_NOWAIT},
+        VVec,
+    },
     bindings, new_mutex, new_spinlock,
     prelude::*,
     sync::{Mutex, SpinLock},
@@ -402,8 +405,9 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         let end = first + npages;
         {
             let mut free = self.free.lock();
-            small.extend_from_slice(&free.small, GFP_NOWAIT_SAFE)?;
-            large.extend_from_slice(&free.large, GFP_NOWAIT_SAFE)?;
+            // Room was reserved above, so these copy without allocating.
+            small.extend_from_slice(&free.small, GFP_NOWAIT)?;
+            large.extend_from_slice(&free.large, GFP_NOWAIT)?;
             for pfn in first..aligned.min(end) {
                 small.push_within_capacity(pfn).map_err(|_| ENOMEM)?;
             }
@@ -482,10 +486,6 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         Ok(KBox::into_pin(chunk))
     }
 }
-
-/// Allocation flags for growing a vector whose new capacity was reserved
-/// beforehand, so that no allocation actually happens.
-const GFP_NOWAIT_SAFE: kernel::alloc::Flags = kernel::alloc::flags::GFP_NOWAIT;
 
 #[pinned_drop]
 impl<T: DevmemOps> PinnedDrop for DevicePrivatePool<T> {
