@@ -72,9 +72,6 @@ section user:mirror-tests:rust mirror-tests
 section user:huge-tests:rust huge-tests
 section user:exclusive-tests:rust exclusive-tests
 section user:race-tests:rust race-tests
-# Known bug, not counted: with migration added the race test finds memory
-# corruption on the debug kernel (Documentation/testing.rst).
-section info:race-tests-migrate:rust env RACE_MIGRATE=3 race-tests
 section user:migrate-tests:rust migrate-tests
 section user:walker-tests:rust walker-tests
 section hmm-tests:rust hmm-tests $HMM_TESTS_ARGS

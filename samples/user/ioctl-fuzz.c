@@ -48,6 +48,8 @@ static const int documented[] = {
  * name a real buffer half of the time. */
 static atomic_ulong devbuf_off;
 static atomic_ulong devbuf_created, devbuf_ok_cmds, devbuf_maps;
+/* Calls and microseconds spent per command number (other numbers: 256). */
+static atomic_ulong nr_calls[257], nr_us[257];
 
 static uint64_t rnd(uint64_t *s)
 {
@@ -129,6 +131,7 @@ static void *worker(void *arg)
 		unsigned long req = pick_cmd(&s);
 		int fd = fds[rnd(&s) % NFDS];
 		void *argp = cmd;
+		struct timespec t0, t1;
 		int r, e;
 
 		if (n >= max_calls || time(NULL) >= deadline) {
@@ -155,8 +158,17 @@ static void *worker(void *arg)
 		}
 		if (rnd(&s) % 32 == 0)
 			argp = rnd(&s) % 2 ? NULL : (void *)0xffff888000000000ULL;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		r = ioctl(fd, req, argp);
 		e = r ? errno : 0;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		{
+			unsigned int nr = _IOC_TYPE(req) == 'H' ? _IOC_NR(req) : 256;
+
+			atomic_fetch_add(&nr_calls[nr], 1);
+			atomic_fetch_add(&nr_us[nr], (t1.tv_sec - t0.tv_sec) * 1000000 +
+					 (t1.tv_nsec - t0.tv_nsec) / 1000);
+		}
 		if (!r && req == HMM_DEVBUF_CREATE && argp == cmd) {
 			atomic_store(&devbuf_off, cmd[1]);
 			atomic_fetch_add(&devbuf_created, 1);
@@ -342,6 +354,11 @@ int main(int argc, char **argv)
 	printf("ioctl-fuzz: device buffers: %lu created, %lu successful buffer commands, %lu mapped\n",
 	       (unsigned long)devbuf_created, (unsigned long)devbuf_ok_cmds,
 	       (unsigned long)devbuf_maps);
+	for (i = 0; i <= 256; i++)
+		if (nr_calls[i])
+			printf("ioctl-fuzz: cmd %#x: %lu calls, %lu us each\n", i,
+			       (unsigned long)nr_calls[i],
+			       (unsigned long)(nr_us[i] / nr_calls[i]));
 	printf("%s 1 ioctl-fuzz\n", !bad && calls >= max_calls ? "ok" : "not ok");
 	printf("# Totals: pass:%d fail:%d xfail:0 xpass:0 skip:0 error:0\n",
 	       !bad && calls >= max_calls, bad || calls < max_calls);

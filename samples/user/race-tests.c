@@ -3,8 +3,7 @@
  * Race stress: threads read and write through the device while others
  * munmap and remap, mprotect, fork, take pages device-exclusive, and
  * mirror short-lived processes that exit, and pages migrate to device
- * memory and back (by ioctl and by CPU faults; only with RACE_MIGRATE=1 in
- * the environment, see below). Each page word carries the
+ * memory and back (by ioctl and by CPU faults). Each page word carries the
  * generation of the mapping it was written in, so a device read can be
  * checked: it may fail with EFAULT, but it must never return data of a
  * mapping that was already unmapped when the read began, nor a forked
@@ -32,14 +31,6 @@ static atomic_ulong gen[SLOTS];		/* generation now mapped */
 static atomic_ulong gone[SLOTS];	/* newest generation unmapped */
 static pthread_rwlock_t slot_lock[SLOTS];
 static atomic_int stop;
-/*
- * RACE_MIGRATE, a bit mask: 1 adds the two migrator threads, 2 makes the
- * exiter's children migrate their own memory. Known bug: on the debug
- * kernel migration mixed with device writes and forks corrupts the
- * process's memory within a round; see Documentation/testing.rst. Off by
- * default until it is fixed.
- */
-static int with_migration;
 
 static uint64_t *slot(int s)
 {
@@ -69,15 +60,22 @@ static unsigned long bad_word(const uint64_t *buf, unsigned long gone_before)
 	return 0;
 }
 
+/*
+ * Each worker's device buffer is mapped before any thread starts: one
+ * mapped while a mutator has a slot unmapped could land in that hole (it
+ * has the slot's size), and the mutator's MAP_FIXED would then take it
+ * over.
+ */
 struct worker {
 	int fd;
+	uint64_t *buf;
 	unsigned int seed;
-	unsigned long reads, faults_seen, bad;
+	unsigned long reads, faults_seen, bad, migrated;
 	int err;
 	/* The first bad read, for the log. */
 	int bad_slot;
-	unsigned long bad_index, bad_gone;
-	uint64_t bad_value;
+	unsigned long bad_index, bad_gone, bad_gen_now;
+	uint64_t bad_value, bad_cpu;
 };
 
 /* Counts a read of slot @s into @buf; keeps the first bad one's details. */
@@ -93,13 +91,18 @@ static void judge(struct worker *w, int s, const uint64_t *buf, unsigned long be
 		w->bad_index = i - 1;
 		w->bad_value = buf[i - 1];
 		w->bad_gone = before;
+		/* What the CPU sees there now, for the log. */
+		pthread_rwlock_rdlock(&slot_lock[s]);
+		w->bad_cpu = slot(s)[i - 1];
+		w->bad_gen_now = gen[s];
+		pthread_rwlock_unlock(&slot_lock[s]);
 	}
 }
 
 static void *reader(void *p)
 {
 	struct worker *w = p;
-	uint64_t *buf = map_anon(SLOT_PAGES);
+	uint64_t *buf = w->buf;
 
 	while (!stop) {
 		int s = rand_r(&w->seed) % SLOTS;
@@ -115,7 +118,6 @@ static void *reader(void *p)
 			w->err = r;
 		}
 	}
-	munmap(buf, SLOT_PAGES * PAGE);
 	return NULL;
 }
 
@@ -124,7 +126,7 @@ static void *reader(void *p)
 static void *writer(void *p)
 {
 	struct worker *w = p;
-	uint64_t *buf = map_anon(SLOT_PAGES);
+	uint64_t *buf = w->buf;
 
 	while (!stop) {
 		int s = rand_r(&w->seed) % SLOTS;
@@ -139,7 +141,6 @@ static void *writer(void *p)
 		if (r && r != -EPERM && r != -EFAULT && r != -EBUSY)
 			w->err = r;
 	}
-	munmap(buf, SLOT_PAGES * PAGE);
 	return NULL;
 }
 
@@ -148,7 +149,7 @@ static void *writer(void *p)
 static void *migrator(void *p)
 {
 	struct worker *w = p;
-	uint64_t *buf = map_anon(SLOT_PAGES);
+	uint64_t *buf = w->buf;
 
 	while (!stop) {
 		int s = rand_r(&w->seed) % SLOTS;
@@ -161,6 +162,7 @@ static void *migrator(void *p)
 			 slot(s), buf, SLOT_PAGES, NULL);
 		pthread_rwlock_unlock(&slot_lock[s]);
 		if (r == 0 && !to_sys) {
+			w->migrated++;
 			judge(w, s, buf, before);
 		} else if (r == -EFAULT || r == -EBUSY || r == -ENOENT) {
 			/* Another device holds a page, or the CPU took it back. */
@@ -169,7 +171,6 @@ static void *migrator(void *p)
 			w->err = r;
 		}
 	}
-	munmap(buf, SLOT_PAGES * PAGE);
 	return NULL;
 }
 
@@ -187,18 +188,22 @@ static void *mutator(void *p)
 		case 0: {	/* unmap, then a new generation */
 			unsigned long g = gen[s];
 
-			munmap(slot(s), SLOT_PAGES * PAGE);
+			if (munmap(slot(s), SLOT_PAGES * PAGE))
+				w->err = -errno;
 			gone[s] = g;
-			mmap(slot(s), SLOT_PAGES * PAGE, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+			if (mmap(slot(s), SLOT_PAGES * PAGE, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+				w->err = -errno;
 			stamp(s, g + 1);
 			gen[s] = g + 1;
 			break;
 		}
 		case 1:		/* protection changes, same data */
-			mprotect(slot(s), SLOT_PAGES * PAGE, PROT_READ);
+			if (mprotect(slot(s), SLOT_PAGES * PAGE, PROT_READ))
+				w->err = -errno;
 			usleep(200);
-			mprotect(slot(s), SLOT_PAGES * PAGE, PROT_READ | PROT_WRITE);
+			if (mprotect(slot(s), SLOT_PAGES * PAGE, PROT_READ | PROT_WRITE))
+				w->err = -errno;
 			break;
 		case 2:		/* a child writes its COW copy */
 			pid = fork();
@@ -238,8 +243,7 @@ static void *exiter(void *p)
 			}
 			dcmd(fd, HMM_DMIRROR_READ, m, b, 16, NULL);
 			dcmd(fd, HMM_DMIRROR_EXCLUSIVE, m, b, 4, NULL);
-			if (with_migration & 2)
-				dcmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, m + 4 * PAGE, b, 8, NULL);
+			dcmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, m + 4 * PAGE, b, 8, NULL);
 			_exit(0);	/* exit with the mirror populated */
 		}
 		if (pid > 0)
@@ -268,17 +272,18 @@ TEST_F_TIMEOUT(race, stress, ROUNDS * ROUND_SECONDS * 10 + 60)
 	pthread_t t[8];
 	void *(*fn[8])(void *) = { reader, reader, writer, mutator, mutator, exiter,
 				   migrator, migrator };
-	int nthreads;
 	uint64_t *buf = map_anon(SLOTS * SLOT_PAGES);
 	int fd0 = dev_open(0), fd1 = dev_open(1);
-	unsigned long reads = 0, faults = 0;
+	unsigned long reads = 0, faults = 0, migrated = 0;
 
-	with_migration = getenv("RACE_MIGRATE") && atoi(getenv("RACE_MIGRATE"));
-	nthreads = with_migration & 1 ? 8 : 6;
 	ASSERT_GE(fd0, 0);
 	ASSERT_GE(fd1, 0);
 	region = map_anon(SLOTS * SLOT_PAGES);
 	ASSERT_NE(region, NULL);
+	for (int i = 0; i < 8; i++) {
+		w[i].buf = map_anon(SLOT_PAGES);
+		ASSERT_NE(w[i].buf, NULL);
+	}
 	for (int s = 0; s < SLOTS; s++) {
 		pthread_rwlock_init(&slot_lock[s], NULL);
 		gen[s] = 1;
@@ -286,22 +291,24 @@ TEST_F_TIMEOUT(race, stress, ROUNDS * ROUND_SECONDS * 10 + 60)
 	}
 	for (int round = 0; round < ROUNDS; round++) {
 		stop = 0;
-		for (int i = 0; i < nthreads; i++) {
-			w[i] = (struct worker){ .fd = i % 2 ? fd1 : fd0,
+		for (int i = 0; i < 8; i++) {
+			w[i] = (struct worker){ .fd = i % 2 ? fd1 : fd0, .buf = w[i].buf,
 						.seed = 1000 * round + i };
 			ASSERT_EQ(pthread_create(&t[i], NULL, fn[i], &w[i]), 0);
 		}
 		sleep(ROUND_SECONDS);
 		stop = 1;
-		for (int i = 0; i < nthreads; i++) {
+		for (int i = 0; i < 8; i++) {
 			pthread_join(t[i], NULL);
 			EXPECT_EQ(w[i].err, 0);
 			EXPECT_EQ(w[i].bad, 0)
-				TH_LOG("round %d, thread %d: %lu stale or foreign reads; first: slot %d word %lu = %#llx, generation %lu was gone",
+				TH_LOG("round %d, thread %d: %lu stale or foreign reads; first: slot %d word %lu = %#llx, generation %lu was gone; the CPU then saw %#llx in generation %lu",
 				       round, i, w[i].bad, w[i].bad_slot, w[i].bad_index,
-				       (unsigned long long)w[i].bad_value, w[i].bad_gone);
+				       (unsigned long long)w[i].bad_value, w[i].bad_gone,
+				       (unsigned long long)w[i].bad_cpu, w[i].bad_gen_now);
 			reads += w[i].reads;
 			faults += w[i].faults_seen;
+			migrated += w[i].migrated;
 		}
 		/* Quiescent: both devices must see exactly what the CPU sees. */
 		for (int d = 0; d < 2; d++) {
@@ -311,6 +318,14 @@ TEST_F_TIMEOUT(race, stress, ROUNDS * ROUND_SECONDS * 10 + 60)
 
 			if (r) {
 				unsigned char snap[SLOTS * SLOT_PAGES];
+				FILE *maps = fopen("/proc/self/maps", "r");
+				char line[256];
+
+				TH_LOG("region %p", region);
+				while (maps && fgets(line, sizeof(line), maps))
+					TH_LOG("maps: %s", line);
+				if (maps)
+					fclose(maps);
 
 				dcmd(d ? fd1 : fd0, HMM_DMIRROR_SNAPSHOT, region, snap,
 				     SLOTS * SLOT_PAGES, NULL);
@@ -321,8 +336,12 @@ TEST_F_TIMEOUT(race, stress, ROUNDS * ROUND_SECONDS * 10 + 60)
 			EXPECT_EQ(memcmp(buf, region, SLOTS * SLOT_PAGES * PAGE), 0);
 		}
 	}
-	TH_LOG("%lu checked device reads, %lu EFAULT/EBUSY during races", reads, faults);
+	TH_LOG("%lu checked device reads (%lu after a migration to the device), %lu EFAULT/EBUSY/ENOENT during races",
+	       reads, migrated, faults);
 	EXPECT_GT(reads, 0);
+	EXPECT_GT(migrated, 0);
+	for (int i = 0; i < 8; i++)
+		munmap(w[i].buf, SLOT_PAGES * PAGE);
 	close(fd0);
 	close(fd1);
 }
