@@ -118,6 +118,7 @@ extern "C" {
     ) -> *mut bindings::resource;
     pub(crate) fn rust_hmm_release_mem_region(start: u64, n: u64);
     pub(crate) fn rust_hmm_numa_node_id() -> kernel::ffi::c_int;
+    pub(crate) fn rust_hmm_resched_killed() -> bool;
 
     /// `include/linux/migrate.h`.
     pub(crate) fn migrate_vma_setup(args: *mut migrate_vma) -> kernel::ffi::c_int;

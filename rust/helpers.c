@@ -16,6 +16,7 @@
 #include <linux/mmu_notifier.h>
 #include <linux/pgtable.h>
 #include <linux/rmap.h>
+#include <linux/sched/signal.h>
 #include <linux/stddef.h>
 
 #include "helpers.h"
@@ -196,6 +197,13 @@ void rust_hmm_release_mem_region(resource_size_t start, resource_size_t n)
 int rust_hmm_numa_node_id(void)
 {
 	return numa_node_id();
+}
+
+/* Between chunks of a long command: reschedule, and stop if killed. */
+bool rust_hmm_resched_killed(void)
+{
+	cond_resched();
+	return fatal_signal_pending(current);
 }
 
 /*

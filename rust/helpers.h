@@ -45,6 +45,7 @@ struct resource *rust_hmm_request_free_mem_region(unsigned long size,
 						  const char *name);
 void rust_hmm_release_mem_region(resource_size_t start, resource_size_t n);
 int rust_hmm_numa_node_id(void);
+bool rust_hmm_resched_killed(void);
 void rust_hmm_vma_set_pfnmap(struct vm_area_struct *vma);
 unsigned long rust_hmm_prot_with_cache(unsigned long protval, unsigned int mode);
 unsigned long rust_hmm_prot_cache_bits(unsigned long protval);

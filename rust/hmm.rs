@@ -101,6 +101,19 @@ impl HmmPfn {
     }
 }
 
+/// Called between the chunks of a long request, with no spinlock held:
+/// gives up the CPU if needed, and fails with `EINTR` once the task has a
+/// fatal signal, so that a request over an absurd range stays killable
+/// (with 5-level paging a user range can span 2^56 bytes).
+pub fn resched_or_killed() -> Result {
+    // SAFETY: The helper only calls `cond_resched()` and reads the current
+    // task's signal state; the callers run in process context.
+    if unsafe { ffi::rust_hmm_resched_killed() } {
+        return Err(EINTR);
+    }
+    Ok(())
+}
+
 /// The first PFN of the `1 << order` pages (naturally aligned, a PMD's
 /// worth for the PMD order) around page `i` of `pfns`, the answer for the
 /// range starting at `start`, if the CPU maps all of them with one entry of

@@ -19,7 +19,7 @@ use crate::device_pt::{
     DevicePageTable, DirReserve, DirtySink, Entry, HUGE_ORDER, HUGE_PAGES, HUGE_SIZE,
 };
 use crate::ffi;
-use crate::hmm::{block_head, Fault, HmmRange, Mode, MAX_RANGE_PAGES};
+use crate::hmm::{block_head, resched_or_killed, Fault, HmmRange, Mode, MAX_RANGE_PAGES};
 use crate::migrate::{Migration, Select};
 use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -247,6 +247,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let mut moved_back = 0;
         let mut addr = start;
         while addr < end {
+            resched_or_killed()?;
             // Chunks never cross a huge leaf boundary.
             const _: () = assert!(CHUNK_PAGES as u64 >= HUGE_PAGES);
             let next = end.min((addr & !(HUGE_SIZE - 1)) + HUGE_SIZE);
@@ -327,6 +328,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let mut bounce = bounce_for(c.npages)?;
         let mut addr = start;
         while addr < end {
+            resched_or_killed()?;
             let chunk_end = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
             bounce.clear();
             {
@@ -357,6 +359,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let mut bounce = bounce_for(c.npages)?;
         let mut addr = start;
         while addr < end {
+            resched_or_killed()?;
             let chunk_start = addr;
             let chunk_end = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
             bounce.fill_from_user(
@@ -435,6 +438,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let mut reserve = DirReserve::new();
         let mut addr = start;
         while addr < end {
+            resched_or_killed()?;
             self.take_exclusive(addr, 0, &mut reserve, |_| ())?;
             addr += PAGE_SIZE as u64;
         }
@@ -528,6 +532,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let mut moved = 0;
         let mut addr = start;
         while addr < end {
+            resched_or_killed()?;
             let vma = lock.vma_lookup(addr as usize).ok_or(EINVAL)?;
             let pmd = 1u64 << (PAGE_SHIFT + crate::devmem::PMD_ORDER as usize);
             let next = end.min(vma.end() as u64).min((addr & !(pmd - 1)) + pmd);
@@ -580,6 +585,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let mut perm = KVec::from_elem(0u8, CHUNK_PAGES, GFP_KERNEL)?;
         let mut addr = start;
         while addr < end {
+            resched_or_killed()?;
             let next = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
             let n = ((next - addr) >> PAGE_SHIFT) as usize;
             {

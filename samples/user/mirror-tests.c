@@ -346,4 +346,45 @@ TEST_F(mirror, large_read_write)
 	munmap(buf, n * PAGE);
 }
 
+/*
+ * A command over an absurd but legal range stays killable: SNAPSHOT of
+ * 2^34 pages from address 0 (2^46 bytes, inside every user address space)
+ * into a 16 GiB MAP_NORESERVE buffer would run for hours; SIGKILL must end
+ * it within seconds.
+ */
+TEST_F(mirror, kill_long_command)
+{
+	unsigned long n = 1UL << 34;
+	int sync[2], status = 0;
+	pid_t pid, done = 0;
+	char c;
+
+	ASSERT_EQ(pipe(sync), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		char *perm = mmap(NULL, n, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		if (perm == MAP_FAILED)
+			_exit(2);
+		if (write(sync[1], "x", 1) != 1)
+			_exit(3);
+		dcmd(self->fd, HMM_DMIRROR_SNAPSHOT, NULL, perm, n, NULL);
+		_exit(4);	/* finished: not what this test expects */
+	}
+	ASSERT_EQ(read(sync[0], &c, 1), 1);
+	usleep(300 * 1000);
+	kill(pid, SIGKILL);
+	for (int i = 0; i < 200 && !done; i++) {
+		done = waitpid(pid, &status, WNOHANG);
+		if (!done)
+			usleep(100 * 1000);
+	}
+	ASSERT_EQ(done, pid) TH_LOG("the command did not end within 20 s of SIGKILL");
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	close(sync[0]);
+	close(sync[1]);
+}
+
 TEST_HARNESS_MAIN
