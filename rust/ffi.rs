@@ -54,6 +54,10 @@ pub(crate) const MIGRATE_VMA_SELECT_SYSTEM: u64 = 1 << 0;
 pub(crate) const MIGRATE_VMA_SELECT_DEVICE_PRIVATE: u64 = 1 << 1;
 pub(crate) const MIGRATE_VMA_SELECT_COMPOUND: u64 = 1 << 3;
 
+/// `RUST_HMM_STAGE_PAGES` from `helpers.h`: the size, in pages, of the
+/// staging buffer `rust_hmm_copy_pages_to_user_nofault()` takes.
+pub(crate) const RUST_HMM_STAGE_PAGES: usize = 4;
+
 /// `enum hmm_pfn_flags` (64-bit).
 pub(crate) const HMM_PFN_VALID: u64 = 1 << 63;
 pub(crate) const HMM_PFN_WRITE: u64 = 1 << 62;
@@ -93,6 +97,12 @@ extern "C" {
     pub(crate) fn rust_hmm_page_to_pfn(page: *mut bindings::page) -> c_ulong;
     pub(crate) fn rust_hmm_folio_put(folio: *mut bindings::folio);
     pub(crate) fn rust_hmm_copy_from_folio(to: *mut c_void, pfn: c_ulong, len: usize) -> bool;
+    pub(crate) fn rust_hmm_copy_pages_to_user_nofault(
+        to: *mut c_void,
+        pfn: c_ulong,
+        len: c_ulong,
+        stage: *mut c_void,
+    ) -> c_ulong;
     pub(crate) fn rust_hmm_set_pages_dirty(pfn: c_ulong, npages: c_ulong);
 
     pub(crate) fn rust_hmm_page_pgmap(page: *mut bindings::page) -> *mut bindings::dev_pagemap;

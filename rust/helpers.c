@@ -7,7 +7,6 @@
 #include <linux/build_bug.h>
 #include <linux/highmem.h>
 #include <linux/hmm.h>
-#include <linux/highmem.h>
 #include <linux/huge_mm.h>
 #include <linux/ioport.h>
 #include <linux/memremap.h>
@@ -18,6 +17,7 @@
 #include <linux/rmap.h>
 #include <linux/sched/signal.h>
 #include <linux/stddef.h>
+#include <linux/uaccess.h>
 
 #include "helpers.h"
 
@@ -261,6 +261,88 @@ bool rust_hmm_copy_from_folio(void *to, unsigned long pfn, size_t len)
 		return false;
 	memcpy_from_folio(to, folio, offset, len);
 	return true;
+}
+
+/*
+ * Whether a copy from @from to @to may touch, at the same time, two pages
+ * that share an entry of QEMU TCG's software TLB. That TLB is direct-mapped,
+ * at least 64 entries (CPU_TLB_DYN_MIN_BITS), so such pages evict each other
+ * on every access of the copy: a 2 MiB aligned huge page copied to a 2 MiB
+ * aligned buffer ran 15 times slower than to any other address. Hardware
+ * TLBs are set-associative and do not care.
+ */
+#define RUST_HMM_SOFT_TLB_SPAN (64 * PAGE_SIZE)
+
+static bool soft_tlb_alias(unsigned long from, unsigned long to)
+{
+	return ((from - to + PAGE_SIZE) & (RUST_HMM_SOFT_TLB_SPAN - 1)) <
+	       2 * PAGE_SIZE;
+}
+
+/*
+ * Copies @len bytes from the pages at @pfn on to user address @to with page
+ * faults disabled, one copy per folio (or per page where the folio is not
+ * mapped contiguously). A user page that is not present and writable ends
+ * the copy there instead of faulting: with pagefault_disable() the fault
+ * handler sees faulthandler_disabled() and goes straight to the exception
+ * fixup, before it takes any lock or allocates anything. Where source and
+ * destination alias in a software TLB (above), the data goes a page at a
+ * time through whichever of the RUST_HMM_STAGE_PAGES pages of @stage
+ * aliases neither, with copy_page(): its 8-byte moves cost TCG an eighth
+ * of the byte-wise rep movsb of memcpy() and the user copy, so the detour
+ * adds little. Returns the number of bytes not copied.
+ */
+unsigned long rust_hmm_copy_pages_to_user_nofault(void __user *to,
+						  unsigned long pfn,
+						  unsigned long len,
+						  void *stage)
+{
+	unsigned long done = 0;
+
+	if (!access_ok(to, len))
+		return len;
+	pagefault_disable();
+	/* Page aligned here: a short copy ends the loop. */
+	while (done < len) {
+		struct page *page = pfn_to_page(pfn + done / PAGE_SIZE);
+		struct folio *folio = page_folio(page);
+		size_t offset = folio_page_idx(folio, page) * PAGE_SIZE;
+		size_t chunk = min(len - done, folio_size(folio) - offset);
+		unsigned long dst, left = 0;
+		char *from;
+
+		if (folio_test_partial_kmap(folio))
+			chunk = min(chunk, PAGE_SIZE);
+		from = kmap_local_folio(folio, offset);
+		dst = (unsigned long)(to + done);
+		if (soft_tlb_alias((unsigned long)from, dst)) {
+			char *via = stage;
+			size_t i;
+
+			/* At most three of the pages are ruled out. */
+			for (i = 1; i < RUST_HMM_STAGE_PAGES; i++) {
+				if (!soft_tlb_alias((unsigned long)from,
+						    (unsigned long)via) &&
+				    !soft_tlb_alias((unsigned long)via, dst))
+					break;
+				via += PAGE_SIZE;
+			}
+			for (i = 0; i < chunk && !left; i += PAGE_SIZE) {
+				copy_page(via, from + i);
+				left = __copy_to_user_inatomic(to + done + i, via,
+							       PAGE_SIZE);
+			}
+			left = left ? chunk - i + left : 0;
+		} else {
+			left = __copy_to_user_inatomic(to + done, from, chunk);
+		}
+		kunmap_local(from);
+		done += chunk - left;
+		if (left)
+			break;
+	}
+	pagefault_enable();
+	return len - done;
 }
 
 /* set_page_dirty() for @npages pages from @pfn: once per folio. */

@@ -26,6 +26,12 @@ unsigned long rust_hmm_msecs_to_jiffies(unsigned int ms);
 unsigned long rust_hmm_page_to_pfn(struct page *page);
 void rust_hmm_folio_put(struct folio *folio);
 bool rust_hmm_copy_from_folio(void *to, unsigned long pfn, size_t len);
+/* Pages of the staging buffer rust_hmm_copy_pages_to_user_nofault() takes. */
+#define RUST_HMM_STAGE_PAGES 4
+unsigned long rust_hmm_copy_pages_to_user_nofault(void __user *to,
+						  unsigned long pfn,
+						  unsigned long len,
+						  void *stage);
 void rust_hmm_set_pages_dirty(unsigned long pfn, unsigned long npages);
 
 struct dev_pagemap *rust_hmm_page_pgmap(struct page *page);

@@ -47,19 +47,26 @@ def main():
             print(f"bench: {w}_{s}MiB_notifier_time rust={statistics.median(v):.4g} "
                   f"unit=us (time in our invalidate callback; no C counterpart)")
     # Huge leaves: each NAME_thp workload against NAME on small pages, per
-    # driver (test_hmm keeps 4 KiB entries whatever the CPU maps).
+    # driver (test_hmm keeps 4 KiB entries whatever the CPU maps), with the
+    # two medians behind our ratio.
     for w, s, u in sorted({k[:3] for k in runs if k[0].endswith("_thp")}):
         ratios = {}
+        medians = {}
         for d in ("rust", "c"):
             big = runs.get((w, s, u, d))
             small = runs.get((w[:-4], s, u, d))
             if big and small:
                 b, sm = statistics.median(big), statistics.median(small)
                 ratios[d] = sm / b if u in LOWER_IS_BETTER else b / sm
+                medians[d] = (b, sm)
         if ratios:
+            detail = ""
+            if "rust" in medians:
+                b, sm = medians["rust"]
+                detail = f"; rust thp={b:.4g} small={sm:.4g} {u}"
             print(f"bench: {w[:-4]}_thp_vs_small_{s}MiB "
                   + " ".join(f"{d}={r:.2f}" for d, r in ratios.items())
-                  + " unit=ratio (> 1: THP-backed faster)")
+                  + f" unit=ratio (> 1: THP-backed faster{detail})")
     for (w, s, d), v in sorted(notifier.items()):
         small = notifier.get((w[:-4], s, d))
         if d == "rust" and w.endswith("_thp") and small:

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Bounce buffers between user memory and mirrored pages.
+//! Copies between user memory and mirrored pages.
 //!
-//! The device copies pages while holding the notifier lock, and user copies
-//! may fault, so data goes through a kernel buffer. The buffer is written
+//! The device copies pages while holding the notifier lock. A device READ
+//! copies straight to user memory with page faults disabled; a user copy
+//! that may fault (a READ whose destination is not present, every WRITE)
+//! goes through a bounce buffer instead, filled or drained under the lock
+//! and copied to or from user memory without it. The buffer is written
 //! before it is read, so it is never zeroed: it tracks how much of it holds
 //! data, and only that part can be read.
 
@@ -34,6 +37,56 @@ pub(crate) unsafe fn with_page<R>(pfn: u64, f: impl FnOnce(*mut u8) -> R) -> R {
     }
 }
 
+/// Staging pages for [`copy_to_user_nofault`], owned by one mirror and used
+/// only under its notifier lock.
+pub(crate) struct Stage(VVec<MaybeUninit<u8>>);
+
+impl Stage {
+    /// `ffi::RUST_HMM_STAGE_PAGES` pages, in vmalloc space like the bounce
+    /// buffers.
+    pub(crate) fn new() -> Result<Self> {
+        let len = ffi::RUST_HMM_STAGE_PAGES * PAGE_SIZE;
+        let mut buf = VVec::with_capacity(len, GFP_KERNEL)?;
+        // SAFETY: The capacity is at least `len`, and a `MaybeUninit<u8>`
+        // needs no initialisation.
+        unsafe { buf.inc_len(len) };
+        Ok(Self(buf))
+    }
+}
+
+/// Copies the `n` pages from `pfn` on straight to user address `uptr`, with
+/// page faults disabled: a user page that is not present and writable ends
+/// the copy there. Returns how many whole pages were copied.
+///
+/// This is what lets the device copy to user memory under the notifier
+/// lock: the copy never enters the fault path, so it can neither take the
+/// mmap lock nor allocate memory and recurse through reclaim into our
+/// invalidate callback, which takes that lock.
+///
+/// # Safety
+///
+/// The `n` pages from `pfn` must be kept alive by the caller, as for
+/// [`with_page`].
+pub(crate) unsafe fn copy_to_user_nofault(stage: &mut Stage, uptr: u64, pfn: u64, n: u64) -> u64 {
+    let len = n as usize * PAGE_SIZE;
+    // SAFETY: The caller keeps the pages alive, and `stage` is ours alone
+    // for the call and `RUST_HMM_STAGE_PAGES` pages long. The helper checks
+    // `access_ok()` and copies with `pagefault_disable()`: a fault on the
+    // user address finds `faulthandler_disabled()` in the fault handler,
+    // which goes to the exception fixup before it takes a lock or allocates
+    // (arch/x86/mm/fault.c), so the copy cannot sleep, take the mmap lock
+    // or recurse through reclaim into the notifier lock the caller holds.
+    let left = unsafe {
+        ffi::rust_hmm_copy_pages_to_user_nofault(
+            UserPtr::from_addr(uptr as usize).as_mut_ptr(),
+            pfn as usize,
+            len,
+            stage.0.as_mut_ptr().cast(),
+        )
+    };
+    (len.saturating_sub(left) / PAGE_SIZE) as u64
+}
+
 /// A bounce buffer of up to `pages` pages.
 ///
 /// # Invariants
@@ -48,10 +101,13 @@ pub(crate) struct Bounce {
 impl Bounce {
     /// A buffer for `pages` pages.
     ///
-    /// vmalloc, not kvmalloc: under QEMU TCG, copying pages between two
-    /// direct-map (huge-page mapped) buffers made device READs 8 times
-    /// slower than through a vmalloc bounce (6.5k against 53k pages/s, the
-    /// rate of test_hmm, which uses vmalloc too); on hardware it is a wash.
+    /// vmalloc, not kvmalloc: under QEMU TCG, a kvmalloc bounce made device
+    /// READs 8 times slower than a vmalloc one (6.5k against 53k pages/s,
+    /// the rate of test_hmm, which uses vmalloc too), most likely because a
+    /// 2 MiB aligned buffer in the direct map and a 2 MiB aligned user
+    /// buffer share entries of QEMU's direct-mapped software TLB page for
+    /// page (see `rust_hmm_copy_pages_to_user_nofault()`). On hardware it
+    /// is a wash.
     pub(crate) fn new(pages: usize) -> Result<Self> {
         let len = pages * PAGE_SIZE;
         let mut buf = VVec::with_capacity(len, GFP_KERNEL)?;

@@ -5,12 +5,13 @@
 //!
 //! The device reads and writes only through that table. A miss is a device
 //! page fault, served by `hmm_range_fault()` for the rest of the request and
-//! counted in `faults`, as `lib/test_hmm.c` does. Data goes through a
-//! bounce buffer, because the notifier lock is held while pages are copied
-//! and a user copy could fault and recurse into reclaim, which takes that
-//! lock.
+//! counted in `faults`, as `lib/test_hmm.c` does. Pages are copied under
+//! the notifier lock, and a user copy that faults could recurse into
+//! reclaim, which takes that lock: READ copies to user memory with page
+//! faults disabled and falls back to a bounce buffer where that stops short;
+//! WRITE always goes through the bounce buffer.
 
-use super::bounce::{with_page, Bounce};
+use super::bounce::{copy_to_user_nofault, with_page, Bounce, Stage};
 use super::devmem::{self as sim, Devmem};
 use super::uapi::*;
 use super::DmirrorDevice;
@@ -87,6 +88,8 @@ pub(crate) struct MirrorOps<const TWO_PASS: bool> {
 /// What the notifier lock protects.
 pub(crate) struct MirrorState {
     pt: DevicePageTable,
+    /// For READ's copies to user memory.
+    stage: Stage,
 }
 
 impl Drop for MirrorState {
@@ -185,6 +188,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     ) -> Result<impl PinInit<Self, Error>> {
         let state = MirrorState {
             pt: DevicePageTable::new(GFP_KERNEL)?,
+            stage: Stage::new()?,
         };
         let ops = MirrorOps {
             device,
@@ -318,6 +322,12 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     }
 
     /// HMM_DMIRROR_READ and HMM_DMIRROR_READ_UNLOCKED.
+    ///
+    /// Each span of valid entries is copied straight to user memory under
+    /// the notifier lock, one copy per huge leaf. Where a user page is not
+    /// there to take it without a fault, the rest of the chunk goes through
+    /// the bounce buffer, whose copy to user memory runs unlocked and may
+    /// fault.
     pub(crate) fn read(&self, c: &mut HmmDmirrorCmd, unlocked: bool) -> Result {
         let (start, end) = self.range(c)?;
         let mode = if unlocked {
@@ -325,25 +335,49 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         } else {
             Mode::Locked
         };
-        let mut bounce = bounce_for(c.npages)?;
+        // A destination overlapping the source would read back its own
+        // writes: such a READ copies each chunk whole before writing it.
+        let overlaps = c.ptr < end && start < c.ptr.saturating_add(end - start);
+        let uptr = |va: u64| c.ptr.wrapping_add(va - start);
+        let mut bounce = None;
         let mut addr = start;
         while addr < end {
             resched_or_killed()?;
             let chunk_end = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
-            bounce.clear();
-            {
-                let st = self.notifier.lock();
-                st.pt.run_spans(addr, chunk_end, &mut |_, e, n| {
+            let mut short = overlaps;
+            if !overlaps {
+                let mut guard = self.notifier.lock();
+                let MirrorState { pt, stage } = &mut *guard;
+                let reached = pt.run_spans(addr, chunk_end, &mut |va, e, n| {
                     // SAFETY: Valid entries under the notifier lock name
                     // pages that stay mapped, so alive, until we unlock.
-                    unsafe { bounce.push_pages(e.pfn(), n) }
+                    let done = unsafe { copy_to_user_nofault(stage, uptr(va), e.pfn(), n) };
+                    short = done < n;
+                    done
                 });
+                drop(guard);
+                c.cpages += (reached - addr) >> PAGE_SHIFT;
+                addr = reached;
             }
-            let n = bounce.filled().len() / PAGE_SIZE;
-            if n > 0 {
-                bounce.copy_to_user(c.ptr.wrapping_add(addr - start))?;
-                c.cpages += n as u64;
-                addr += (n as u64) << PAGE_SHIFT;
+            if short {
+                let bounce = match &mut bounce {
+                    Some(b) => b,
+                    None => bounce.insert(bounce_for(c.npages)?),
+                };
+                bounce.clear();
+                self.notifier
+                    .lock()
+                    .pt
+                    .run_spans(addr, chunk_end, &mut |_, e, n| {
+                        // SAFETY: As above.
+                        unsafe { bounce.push_pages(e.pfn(), n) }
+                    });
+                let n = bounce.filled().len() / PAGE_SIZE;
+                if n > 0 {
+                    bounce.copy_to_user(uptr(addr))?;
+                    c.cpages += n as u64;
+                    addr += (n as u64) << PAGE_SHIFT;
+                }
             }
             if addr < chunk_end {
                 self.fault(addr, end, Fault::Read, mode)?;

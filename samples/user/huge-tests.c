@@ -157,6 +157,40 @@ TEST_F(huge, read_makes_huge_leaves)
 	EXPECT_EQ(s.entries, 0);
 }
 
+/*
+ * Warm READs of huge leaves into destinations at several offsets from a
+ * 2 MiB boundary, present or not: the same data each time, without faults.
+ */
+TEST_F(huge, read_destination_offsets)
+{
+	static const unsigned long offs[] = { 0, PAGE, 100, HUGE / 2 + 8, HUGE - PAGE };
+	unsigned long nr = 2, n = nr * HUGE_NPAGES, size = 2 * HUGE + nr * HUGE;
+	char *p = thp_alloc(_metadata, self, nr, 71);
+	struct hmm_dmirror_cmd c;
+	char *raw, *dst;
+
+	ASSERT_NE(p, NULL);
+	raw = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(raw, MAP_FAILED);
+	dst = (char *)(((uintptr_t)raw + HUGE - 1) & ~(HUGE - 1));
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, p, self->buf, n, &c), 0);
+	ASSERT_EQ(stats(self->fd).huge_entries, nr);
+	for (unsigned int i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+		for (int warm = 0; warm < 2; warm++) {
+			if (!warm)
+				ASSERT_EQ(madvise(raw, size, MADV_DONTNEED), 0);
+			ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, p, dst + offs[i], n, &c), 0);
+			EXPECT_EQ(c.cpages, n);
+			EXPECT_EQ(c.faults, 0);
+			EXPECT_EQ(memcmp(dst + offs[i], p, n * PAGE), 0)
+				TH_LOG("offset %lu, destination %s", offs[i],
+				       warm ? "present" : "not present");
+		}
+	}
+	EXPECT_EQ(stats(self->fd).huge_entries, nr);
+	munmap(raw, size);
+}
+
 /* A fault on a few pages of a PMD maps the whole PMD. */
 TEST_F(huge, partial_fault_maps_whole_leaf)
 {

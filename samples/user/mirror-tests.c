@@ -324,6 +324,62 @@ TEST_F(mirror, close_during_use)
 	munmap(a.buf, a.n * PAGE);
 }
 
+/*
+ * READ copies straight to user memory where the destination is there to
+ * take it, and through a bounce buffer where it is not: every mix of the
+ * two gives the same data. A destination the CPU cannot write fails, and
+ * one overlapping the source gets the source as it was.
+ */
+TEST_F(mirror, read_destinations)
+{
+	unsigned long n = 64;
+	char *mem = map_anon(n + 1);
+	char *buf = map_anon(n + 1);
+	char *orig = malloc(n * PAGE);
+	struct hmm_dmirror_cmd c;
+
+	ASSERT_NE(mem, NULL);
+	ASSERT_NE(buf, NULL);
+	ASSERT_NE(orig, NULL);
+	fill(mem, n, 61);
+	/* Not present yet: all through the bounce buffer; then warm. */
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.cpages, n);
+	EXPECT_EQ(c.faults, 1);
+	EXPECT_TRUE(check(buf, n, 61));
+	memset(buf, 0, n * PAGE);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.cpages, n);
+	EXPECT_EQ(c.faults, 0);
+	EXPECT_TRUE(check(buf, n, 61));
+	/* Every third destination page gone, one of them read back as the
+	 * zero page, which the copy cannot write without a fault either. */
+	for (unsigned long i = 0; i < n; i += 3)
+		ASSERT_EQ(madvise(buf + i * PAGE, PAGE, MADV_DONTNEED), 0);
+	EXPECT_EQ(*(volatile char *)(buf + 3 * PAGE), 0);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.cpages, n);
+	EXPECT_TRUE(check(buf, n, 61));
+	/* Not page aligned, across n + 1 destination pages. */
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf + 100, n, &c), 0);
+	EXPECT_EQ(c.cpages, n);
+	EXPECT_EQ(memcmp(buf + 100, mem, n * PAGE), 0);
+	/* A read-only page in the middle of the destination. */
+	ASSERT_EQ(mprotect(buf + 40 * PAGE, PAGE, PROT_READ), 0);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, NULL), -EFAULT);
+	ASSERT_EQ(mprotect(buf + 40 * PAGE, PAGE, PROT_READ | PROT_WRITE), 0);
+	/* Destinations overlapping the source, one page up and one down. */
+	memcpy(orig, mem, n * PAGE);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, mem + PAGE, n, &c), 0);
+	EXPECT_EQ(c.cpages, n);
+	EXPECT_EQ(memcmp(mem + PAGE, orig, n * PAGE), 0);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem + PAGE, mem, n, &c), 0);
+	EXPECT_EQ(memcmp(mem, orig, n * PAGE), 0);
+	free(orig);
+	munmap(mem, (n + 1) * PAGE);
+	munmap(buf, (n + 1) * PAGE);
+}
+
 /* A large read spans many bounce chunks and still counts one fault. */
 TEST_F(mirror, large_read_write)
 {
