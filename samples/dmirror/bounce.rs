@@ -37,6 +37,16 @@ pub(crate) unsafe fn with_page<R>(pfn: u64, f: impl FnOnce(*mut u8) -> R) -> R {
     }
 }
 
+/// `pages` pages of vmalloc memory, left uninitialised.
+fn vmalloc_pages(pages: usize) -> Result<VVec<MaybeUninit<u8>>> {
+    let len = pages * PAGE_SIZE;
+    let mut buf = VVec::with_capacity(len, GFP_KERNEL)?;
+    // SAFETY: The capacity is at least `len`, and a `MaybeUninit<u8>` needs
+    // no initialisation.
+    unsafe { buf.inc_len(len) };
+    Ok(buf)
+}
+
 /// Staging pages for [`copy_to_user_nofault`], owned by one mirror and used
 /// only under its notifier lock.
 pub(crate) struct Stage(VVec<MaybeUninit<u8>>);
@@ -45,12 +55,7 @@ impl Stage {
     /// `ffi::RUST_HMM_STAGE_PAGES` pages, in vmalloc space like the bounce
     /// buffers.
     pub(crate) fn new() -> Result<Self> {
-        let len = ffi::RUST_HMM_STAGE_PAGES * PAGE_SIZE;
-        let mut buf = VVec::with_capacity(len, GFP_KERNEL)?;
-        // SAFETY: The capacity is at least `len`, and a `MaybeUninit<u8>`
-        // needs no initialisation.
-        unsafe { buf.inc_len(len) };
-        Ok(Self(buf))
+        Ok(Self(vmalloc_pages(ffi::RUST_HMM_STAGE_PAGES)?))
     }
 }
 
@@ -109,13 +114,11 @@ impl Bounce {
     /// page (see `rust_hmm_copy_pages_to_user_nofault()`). On hardware it
     /// is a wash.
     pub(crate) fn new(pages: usize) -> Result<Self> {
-        let len = pages * PAGE_SIZE;
-        let mut buf = VVec::with_capacity(len, GFP_KERNEL)?;
-        // SAFETY: The capacity is at least `len`, and a `MaybeUninit<u8>`
-        // needs no initialisation.
-        unsafe { buf.inc_len(len) };
         // INVARIANT: nothing is filled yet.
-        Ok(Self { buf, filled: 0 })
+        Ok(Self {
+            buf: vmalloc_pages(pages)?,
+            filled: 0,
+        })
     }
 
     /// Forgets the contents.
