@@ -11,7 +11,9 @@
 use crate::ffi;
 use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, ReadSeq};
 use core::ffi::c_void;
+use core::ops::Range;
 use kernel::{
+    mm::{virt::VmaRef, MmWithUser},
     prelude::*,
     sync::lock::{mutex::MutexBackend, Guard},
     time::{Instant, Monotonic},
@@ -112,6 +114,24 @@ pub fn resched_or_killed() -> Result {
         return Err(EINTR);
     }
     Ok(())
+}
+
+/// The bounds of the first VMA of `mm` that ends above `addr` (it may
+/// contain `addr`), or `None` if there is none: lets a caller answer a
+/// hole in the address space without walking it a range at a time.
+///
+/// The answer is only a snapshot: the mmap lock is dropped on return.
+pub fn next_vma(mm: &MmWithUser, addr: u64) -> Option<Range<u64>> {
+    let _lock = mm.mmap_read_lock();
+    // SAFETY: `mm` has users and its mmap lock is read-held, which is what
+    // `find_vma()` requires; any address may be asked about.
+    let vma = unsafe { kernel::bindings::find_vma(mm.as_raw(), addr as usize) };
+    (!vma.is_null()).then(|| {
+        // SAFETY: A non-NULL result is a VMA of `mm`, valid while the mmap
+        // read lock is held, and the reference does not outlive `_lock`.
+        let vma = unsafe { VmaRef::from_raw(vma) };
+        vma.start() as u64..vma.end() as u64
+    })
 }
 
 /// The first PFN of the `1 << order` pages (naturally aligned, a PMD's

@@ -20,7 +20,7 @@ use crate::device_pt::{
     DevicePageTable, DirReserve, DirtySink, Entry, HUGE_ORDER, HUGE_PAGES, HUGE_SIZE,
 };
 use crate::ffi;
-use crate::hmm::{block_head, resched_or_killed, Fault, HmmRange, Mode, MAX_RANGE_PAGES};
+use crate::hmm::{block_head, next_vma, resched_or_killed, Fault, HmmRange, Mode, MAX_RANGE_PAGES};
 use crate::migrate::{Migration, Select};
 use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -618,11 +618,26 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let (start, end) = self.range(c)?;
         let mut perm = KVec::from_elem(0u8, CHUNK_PAGES, GFP_KERNEL)?;
         let mut addr = start;
+        // What is known of the address space at `addr`: a hole up to
+        // `hole_end`, or a VMA up to `vma_end`. A hole is all errors to
+        // `hmm_range_fault()`, so it is answered without walking it (with
+        // 5-level paging a legal range can span 2^56 bytes).
+        let (mut hole_end, mut vma_end) = (0, 0);
         while addr < end {
             resched_or_killed()?;
-            let next = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
-            let n = ((next - addr) >> PAGE_SHIFT) as usize;
-            {
+            let mut next = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
+            if addr >= hole_end && addr >= vma_end {
+                let mm = self.notifier.mm().mmget_not_zero().ok_or(EFAULT)?;
+                match next_vma(&mm, addr) {
+                    None => hole_end = u64::MAX,
+                    Some(vma) if vma.start > addr => hole_end = vma.start,
+                    Some(vma) => vma_end = vma.end,
+                }
+            }
+            if addr < hole_end {
+                next = next.min(hole_end);
+                perm.fill(HMM_DMIRROR_PROT_ERROR);
+            } else {
                 let mut range = HmmRange::new(&self.notifier, addr, next, self.owner())?;
                 let f = range.fault(Fault::None, Mode::Locked)?;
                 for (i, p) in f.pfns.iter().enumerate() {
@@ -666,6 +681,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     }
                 });
             }
+            let n = ((next - addr) >> PAGE_SHIFT) as usize;
             let uptr = UserPtr::from_addr(c.ptr.wrapping_add(c.cpages) as usize);
             UserSlice::new(uptr, n).writer().write_slice(&perm[..n])?;
             c.cpages += n as u64;
