@@ -269,14 +269,24 @@ bool rust_hmm_copy_from_folio(void *to, unsigned long pfn, size_t len)
  * at least 64 entries (CPU_TLB_DYN_MIN_BITS), so such pages evict each other
  * on every access of the copy: a 2 MiB aligned huge page copied to a 2 MiB
  * aligned buffer ran 15 times slower than to any other address. Hardware
- * TLBs are set-associative and do not care.
+ * TLBs are set-associative and do not care, so only a CPU that says it runs
+ * under a hypervisor (an emulator is one) takes the detour: on bare metal
+ * it would only add a page copy.
  */
 #define RUST_HMM_SOFT_TLB_SPAN (64 * PAGE_SIZE)
 
+/* @from is page aligned; the page copied to @to may straddle two pages. */
 static bool soft_tlb_alias(unsigned long from, unsigned long to)
 {
-	return ((from - to + PAGE_SIZE) & (RUST_HMM_SOFT_TLB_SPAN - 1)) <
-	       2 * PAGE_SIZE;
+#ifdef CONFIG_X86
+	unsigned long d = (to - from) & (RUST_HMM_SOFT_TLB_SPAN - 1);
+
+	if (!boot_cpu_has(X86_FEATURE_HYPERVISOR))
+		return false;
+	return d < PAGE_SIZE || d > RUST_HMM_SOFT_TLB_SPAN - PAGE_SIZE;
+#else
+	return false;
+#endif
 }
 
 /*

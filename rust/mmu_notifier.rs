@@ -138,6 +138,14 @@ pub trait IntervalNotifierOps: Send + Sync + Sized {
     /// first pass of every notifier of the mm; otherwise right after
     /// [`Self::invalidate`]. Device TLB flush waits belong here.
     fn invalidate_finish(&self, _finish: Self::Finish) {}
+
+    /// Called once when the notifier is dropped, with the lock held and the
+    /// notifier still inserted: the last moment at which what the state
+    /// learned under the sequence protocol (PFNs) is still current, so the
+    /// place to hand device writes back (`set_page_dirty()`). Once the
+    /// notifier is removed, an unmap no longer waits for the lock and may
+    /// free any page the state still names.
+    fn release(&self, _state: &mut Self::State) {}
 }
 
 /// An `mmu_interval_notifier` inserted on an mm, with its locked state.
@@ -311,6 +319,7 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
 #[pinned_drop]
 impl<T: IntervalNotifierOps> PinnedDrop for IntervalNotifier<T> {
     fn drop(self: Pin<&mut Self>) {
+        self.ops.release(&mut self.state.lock());
         // SAFETY: `raw` was inserted in `new` (type invariant). This waits
         // for callbacks in flight, so none can see the fields dropped next.
         unsafe { bindings::mmu_interval_notifier_remove(self.raw.get()) };

@@ -47,7 +47,8 @@ struct PageDirtier;
 impl DirtySink for PageDirtier {
     fn dirty(&mut self, pfn: u64) {
         // Every unmap reaches the notifier, which removes the entry (and
-        // lands here, or in `invalidate_finish`) before the page can go.
+        // lands here, or in `invalidate_finish`) before the page can go; the
+        // table is emptied in `release`, before the notifier is removed.
         // SAFETY: So the table only holds PFNs of pages still mapped.
         unsafe { bindings::set_page_dirty(ffi::rust_hmm_pfn_to_page(pfn as usize)) };
     }
@@ -92,12 +93,6 @@ pub(crate) struct MirrorState {
     stage: Stage,
 }
 
-impl Drop for MirrorState {
-    fn drop(&mut self) {
-        self.pt.clear(&mut PageDirtier);
-    }
-}
-
 impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
     type State = MirrorState;
     /// Pages to dirty in the second pass: first PFN, number of pages.
@@ -132,6 +127,10 @@ impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
         for (pfn, npages) in dirty.iter() {
             PageDirtier.dirty_range(*pfn, *npages);
         }
+    }
+
+    fn release(&self, state: &mut MirrorState) {
+        state.pt.clear(&mut PageDirtier);
     }
 }
 
@@ -618,23 +617,16 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let (start, end) = self.range(c)?;
         let mut perm = KVec::from_elem(0u8, CHUNK_PAGES, GFP_KERNEL)?;
         let mut addr = start;
-        // What is known of the address space at `addr`: a hole up to
-        // `hole_end`, or a VMA up to `vma_end`. A hole is all errors to
-        // `hmm_range_fault()`, so it is answered without walking it (with
-        // 5-level paging a legal range can span 2^56 bytes).
-        let (mut hole_end, mut vma_end) = (0, 0);
+        // A hole in the address space is all errors to `hmm_range_fault()`
+        // and can span up to 2^56 bytes with 5-level paging: once a chunk
+        // comes back all errors, the hole after it, up to `hole_end`, is
+        // answered without walking it.
+        let mut hole_end = 0;
         while addr < end {
             resched_or_killed()?;
             let mut next = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
-            if addr >= hole_end && addr >= vma_end {
-                let mm = self.notifier.mm().mmget_not_zero().ok_or(EFAULT)?;
-                match next_vma(&mm, addr) {
-                    None => hole_end = u64::MAX,
-                    Some(vma) if vma.start > addr => hole_end = vma.start,
-                    Some(vma) => vma_end = vma.end,
-                }
-            }
-            if addr < hole_end {
+            let walk = addr >= hole_end;
+            if !walk {
                 next = next.min(hole_end);
                 perm.fill(HMM_DMIRROR_PROT_ERROR);
             } else {
@@ -682,6 +674,11 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                 });
             }
             let n = ((next - addr) >> PAGE_SHIFT) as usize;
+            // With the notifier lock dropped: the mmap lock nests outside it.
+            if walk && next < end && perm[..n].iter().all(|&v| v == HMM_DMIRROR_PROT_ERROR) {
+                let mm = self.notifier.mm().mmget_not_zero().ok_or(EFAULT)?;
+                hole_end = next_vma(&mm, next).map_or(u64::MAX, |vma| vma.start);
+            }
             let uptr = UserPtr::from_addr(c.ptr.wrapping_add(c.cpages) as usize);
             UserSlice::new(uptr, n).writer().write_slice(&perm[..n])?;
             c.cpages += n as u64;

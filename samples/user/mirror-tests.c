@@ -192,6 +192,51 @@ TEST_F(mirror, munmap_partial)
 	munmap(buf, n * PAGE);
 }
 
+/*
+ * SNAPSHOT over holes in the address space several chunks (2 MiB) long,
+ * which it answers without walking: every page still gets its own answer,
+ * up to the exact page a VMA starts again, including past a PROT_NONE VMA
+ * (all errors too, but no hole) and to the end of a range ending in a hole.
+ */
+TEST_F(mirror, snapshot_holes)
+{
+	const unsigned long n = 2600, range = 2400;
+	const unsigned long data0 = 3, none = 1200, data1 = 1900;
+	unsigned char *perm = malloc(range);
+	struct hmm_dmirror_cmd c;
+	char *mem = map_anon(n), *buf = map_anon(3);
+	unsigned long i;
+
+	ASSERT_NE(mem, NULL);
+	ASSERT_NE(buf, NULL);
+	ASSERT_NE(perm, NULL);
+	ASSERT_EQ(madvise(mem, n * PAGE, MADV_NOHUGEPAGE), 0);
+	fill(mem, data0, 1);
+	fill(mem + data1 * PAGE, 3, 2);
+	ASSERT_EQ(munmap(mem + data0 * PAGE, (none - data0) * PAGE), 0);
+	ASSERT_EQ(mprotect(mem + none * PAGE, (data1 - none) * PAGE, PROT_NONE), 0);
+	ASSERT_EQ(munmap(mem + (data1 + 3) * PAGE, (n - data1 - 3) * PAGE), 0);
+	memset(perm, 0x55, range);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_SNAPSHOT, mem, perm, range, &c), 0);
+	EXPECT_EQ(c.cpages, range);
+	for (i = 0; i < range; i++) {
+		int data = i < data0 || (i >= data1 && i < data1 + 3);
+		unsigned char want = data ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_ERROR;
+
+		if (perm[i] != want) {
+			EXPECT_EQ(perm[i], want) TH_LOG("page %lu", i);
+			break;
+		}
+	}
+	/* The pages after the holes are still the device's to read. */
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem + data1 * PAGE, buf, 3, NULL), 0);
+	EXPECT_TRUE(check(buf, 3, 2));
+	munmap(buf, 3 * PAGE);
+	munmap(mem, data0 * PAGE);
+	munmap(mem + none * PAGE, (data1 + 3 - none) * PAGE);
+	free(perm);
+}
+
 /* Two devices on one process keep separate tables. */
 TEST_F(mirror, two_devices)
 {
