@@ -8,6 +8,7 @@
 #   make demo        the main job: build, boot the test kernel, run the demo
 #   make check       every test; ends with "N passed, N failed"
 #   make check-debug the same on the debug kernel (KASAN, lockdep, ...)
+#   make fuzz-debug  a million fuzzer calls on the debug kernel (about 2 h)
 #   make hmm-tests DRIVER=c|rust   upstream hmm-tests against one driver
 #   make bench       our module and test_hmm.ko side by side, ratios + chart
 #   make clippy      the module with CLIPPY=1
@@ -35,7 +36,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) \
 
 RUST_SRCS = $(shell find rust samples -name '*.rs')
 
-.PHONY: all modules clean clippy fmt fmt-check user demo check check-debug bench hmm-tests
+.PHONY: all modules clean clippy fmt fmt-check user demo check check-debug fuzz-debug bench hmm-tests
 
 all: modules
 
@@ -66,6 +67,9 @@ check: modules user
 
 check-debug: user
 	VARIANT=debug scripts/check.sh
+
+fuzz-debug: user
+	VARIANT=debug FUZZ_ONLY=1 scripts/check.sh
 
 bench: modules user
 	KDIR=$(KDIR) scripts/bench.sh

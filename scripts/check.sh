@@ -11,6 +11,15 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 start=$(date +%s)
 name=check${VARIANT:+-$VARIANT}
+# FUZZ_ONLY=1 (make fuzz-debug): only the fuzzer, a million calls by
+# default in two processes side by side (seeds FUZZ_SEED and FUZZ_SEED+1),
+# then the unload tests and the kmemleak scan; about an hour on the debug
+# kernel under TCG.
+if [ -n "${FUZZ_ONLY:-}" ]; then
+	name=fuzz${VARIANT:+-$VARIANT}
+	export FUZZ_CALLS=${FUZZ_CALLS:-1000000} FUZZ_SECONDS=${FUZZ_SECONDS:-8400}
+	export VM_TIMEOUT=${VM_TIMEOUT:-9000}
+fi
 mkdir -p "$TOP/out/$name"
 
 if [ "${VARIANT:-}" = debug ]; then
@@ -63,7 +72,16 @@ FUZZ_CALLS=${FUZZ_CALLS:-1000000}
 SLAB_CHECK=${SLAB_CHECK:-256}
 HMM_TESTS_ARGS="${HMM_TESTS_ARGS:-}"
 JOB
-cat >>"$job" <<'JOB'
+if [ -n "${FUZZ_ONLY:-}" ]; then
+	cat >>"$job" <<'JOB'
+setup_mm
+section insmod:rust_hmm insmod /mod/rust_hmm.ko
+use_driver rust
+section user:ioctl-fuzz:rust fuzz_parallel 2 $FUZZ_SEED $FUZZ_SECONDS $FUZZ_CALLS
+section user:unload unload_tests $SLAB_CHECK
+JOB
+else
+	cat >>"$job" <<'JOB'
 setup_mm
 # KUnit suites of the module run while it loads.
 section insmod:rust_hmm insmod /mod/rust_hmm.ko
@@ -79,13 +97,14 @@ section user:ioctl-fuzz:rust ioctl-fuzz $FUZZ_SEED $FUZZ_SECONDS $FUZZ_CALLS
 section user:devmem-unload devmem_unload_test
 section user:unload unload_tests $SLAB_CHECK
 JOB
-# The C driver for comparison; not on the debug kernel, where it only
-# costs time (its THP benchmark alone runs into the harness timeout).
-[ "${VARIANT:-}" = debug ] || cat >>"$job" <<'JOB'
+	# The C driver for comparison; not on the debug kernel, where it only
+	# costs time (its THP benchmark alone runs into the harness timeout).
+	[ "${VARIANT:-}" = debug ] || cat >>"$job" <<'JOB'
 section insmod:test_hmm use_driver c
 section info:hmm-tests:c hmm-tests
 section rmmod:test_hmm rmmod test_hmm
 JOB
+fi
 cat >>"$job" <<'JOB'
 section info:kmemleak kmemleak_scan
 dump_kernel_log
