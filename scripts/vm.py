@@ -123,7 +123,7 @@ def run(args):
            "-initrd", initrd,
            "-append", "console=ttyS0 panic=-1 oops=panic loglevel=7 log_buf_len=16M "
            + args.append]
-    cmd += ["-enable-kvm", "-cpu", "host"] if kvm else ["-cpu", "max"]
+    cmd += ["-enable-kvm", "-cpu", "host"] if kvm else ["-cpu", args.cpu]
     if not kvm and args.clock == "tsc":
         # Without ACPI the guest cannot calibrate its TSC and falls back to
         # jiffies (4 ms) for time. Under TCG the guest TSC runs at the host
@@ -183,6 +183,8 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--timeout", type=int, default=1200)
     ap.add_argument("--mem", default="2G")
+    ap.add_argument("--cpu", default="max",
+                    help="QEMU CPU model under TCG (KVM always uses host)")
     ap.add_argument("--append", default="")
     ap.add_argument("--clock", choices=("tsc", "jiffies"), default="tsc",
                     help="guest clocksource under TCG (default: tsc)")
