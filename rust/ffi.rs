@@ -104,6 +104,8 @@ extern "C" {
         stage: *mut c_void,
     ) -> c_ulong;
     pub(crate) fn rust_hmm_set_pages_dirty(pfn: c_ulong, npages: c_ulong);
+    pub(crate) fn rust_hmm_get_pages(pfn: c_ulong, npages: c_ulong);
+    pub(crate) fn rust_hmm_put_pages(pfn: c_ulong, npages: c_ulong);
 
     pub(crate) fn rust_hmm_page_pgmap(page: *mut bindings::page) -> *mut bindings::dev_pagemap;
     pub(crate) fn rust_hmm_page_order(page: *mut bindings::page) -> c_uint;

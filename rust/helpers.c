@@ -355,8 +355,11 @@ unsigned long rust_hmm_copy_pages_to_user_nofault(void __user *to,
 	return len - done;
 }
 
-/* set_page_dirty() for @npages pages from @pfn: once per folio. */
-void rust_hmm_set_pages_dirty(unsigned long pfn, unsigned long npages)
+enum rust_hmm_folio_op { RUST_HMM_DIRTY, RUST_HMM_GET, RUST_HMM_PUT };
+
+/* @op once per folio of the @npages pages from @pfn. */
+static void rust_hmm_for_each_folio(unsigned long pfn, unsigned long npages,
+				    enum rust_hmm_folio_op op)
 {
 	unsigned long end = pfn + npages;
 
@@ -364,7 +367,33 @@ void rust_hmm_set_pages_dirty(unsigned long pfn, unsigned long npages)
 		struct page *page = pfn_to_page(pfn);
 		struct folio *folio = page_folio(page);
 
-		folio_mark_dirty(folio);
+		/* Before a put, which may free the folio. */
 		pfn += folio_nr_pages(folio) - folio_page_idx(folio, page);
+		/* A freed folio here means a stale device page table entry. */
+		VM_WARN_ON_ONCE_FOLIO(!folio_ref_count(folio), folio);
+		if (op == RUST_HMM_DIRTY)
+			folio_mark_dirty(folio);
+		else if (op == RUST_HMM_GET)
+			folio_get(folio);
+		else
+			folio_put(folio);
 	}
+}
+
+/* set_page_dirty() for @npages pages from @pfn: once per folio. */
+void rust_hmm_set_pages_dirty(unsigned long pfn, unsigned long npages)
+{
+	rust_hmm_for_each_folio(pfn, npages, RUST_HMM_DIRTY);
+}
+
+/* A reference on each folio of @npages pages from @pfn. */
+void rust_hmm_get_pages(unsigned long pfn, unsigned long npages)
+{
+	rust_hmm_for_each_folio(pfn, npages, RUST_HMM_GET);
+}
+
+/* Drops the references rust_hmm_get_pages() took. */
+void rust_hmm_put_pages(unsigned long pfn, unsigned long npages)
+{
+	rust_hmm_for_each_folio(pfn, npages, RUST_HMM_PUT);
 }

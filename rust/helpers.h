@@ -33,6 +33,8 @@ unsigned long rust_hmm_copy_pages_to_user_nofault(void __user *to,
 						  unsigned long len,
 						  void *stage);
 void rust_hmm_set_pages_dirty(unsigned long pfn, unsigned long npages);
+void rust_hmm_get_pages(unsigned long pfn, unsigned long npages);
+void rust_hmm_put_pages(unsigned long pfn, unsigned long npages);
 
 struct dev_pagemap *rust_hmm_page_pgmap(struct page *page);
 unsigned int rust_hmm_page_order(struct page *page);

@@ -25,28 +25,6 @@ kmemleak_scan() {
 	echo "kmemleak: scanned twice, $(grep -c '^unreferenced object' /sys/kernel/debug/kmemleak) objects reported"
 }
 
-# fuzz_parallel N SEED SECONDS CALLS: N fuzzer processes side by side, with
-# seeds SEED, SEED+1, ... and CALLS/N calls each, so that a debug kernel,
-# whose one fuzzer mostly waits on the mirror's locks, keeps every vCPU
-# busy. One result: it passes only if every process reached its calls.
-fuzz_parallel() {
-	n=$1 i=0 pids="" fail=0
-	while [ $i -lt $n ]; do
-		ioctl-fuzz $(($2 + i)) $3 $(($4 / n)) >/tmp/fuzz.$i 2>&1 &
-		pids="$pids $!"
-		i=$((i + 1))
-	done
-	for p in $pids; do wait $p || fail=1; done
-	i=0
-	while [ $i -lt $n ]; do
-		grep -v -E '^(not )?ok |^# Totals' /tmp/fuzz.$i
-		i=$((i + 1))
-	done
-	tap 1 $fail ioctl-fuzz
-	echo "# Totals: pass:$((1 - fail)) fail:$fail xfail:0 xpass:0 skip:0 error:0"
-	return $fail
-}
-
 # tap N OK NAME: one kselftest-style result line.
 tap() {
 	if [ "$2" = 0 ]; then echo "ok $1 $3"; else echo "not ok $1 $3"; fi

@@ -46,10 +46,11 @@ struct PageDirtier;
 
 impl DirtySink for PageDirtier {
     fn dirty(&mut self, pfn: u64) {
-        // Every unmap reaches the notifier, which removes the entry (and
-        // lands here, or in `invalidate_finish`) before the page can go; the
-        // table is emptied in `release`, before the notifier is removed.
-        // SAFETY: So the table only holds PFNs of pages still mapped.
+        // Every unmap reaches the notifier, which removes the entry and
+        // lands here, under the lock, before the page can go (the two-pass
+        // form holds references until its second pass, see `DeferredDirty`);
+        // `release` empties the table before the notifier is removed.
+        // SAFETY: So the pages named here are still alive.
         unsafe { bindings::set_page_dirty(ffi::rust_hmm_pfn_to_page(pfn as usize)) };
     }
 
@@ -59,20 +60,51 @@ impl DirtySink for PageDirtier {
     }
 }
 
-/// Collects dirty pages in the first pass of a two-pass invalidation, so
-/// that `set_page_dirty()` runs in the second, without the notifier lock.
-/// Falls back to dirtying at once when it cannot grow without sleeping.
-struct DeferredDirtier(KVec<(u64, u64)>);
+/// Dirty pages handed from the first pass of a two-pass invalidation to
+/// the second, which calls `set_page_dirty()` without the notifier lock.
+///
+/// # Invariants
+///
+/// Each `(pfn, npages)` holds one reference on every folio of its pages
+/// (`rust_hmm_get_pages`), dropped with the value. The first pass has
+/// removed the entries by then, so an unmap racing with the second pass
+/// no longer waits for the lock, and only these references keep the pages
+/// from being freed under `set_page_dirty()`.
+pub(crate) struct DeferredDirty(KVec<(u64, u64)>);
 
-impl DirtySink for DeferredDirtier {
+impl DeferredDirty {
+    fn set_dirty(self) {
+        for (pfn, npages) in self.0.iter() {
+            PageDirtier.dirty_range(*pfn, *npages);
+        }
+    }
+}
+
+impl Drop for DeferredDirty {
+    fn drop(&mut self) {
+        for (pfn, npages) in self.0.iter() {
+            // SAFETY: The type invariant: these are our references.
+            unsafe { ffi::rust_hmm_put_pages(*pfn as usize, *npages as usize) };
+        }
+    }
+}
+
+impl DirtySink for DeferredDirty {
     fn dirty(&mut self, pfn: u64) {
         self.dirty_range(pfn, 1);
     }
 
+    /// Falls back to dirtying at once when the list cannot grow without
+    /// sleeping.
     fn dirty_range(&mut self, pfn: u64, npages: u64) {
         if self.0.push((pfn, npages), GFP_NOWAIT).is_err() {
             PageDirtier.dirty_range(pfn, npages);
+            return;
         }
+        // INVARIANT: the reference for the element just pushed.
+        // SAFETY: The pages are the entry's, which was valid under the
+        // notifier lock the caller holds, so they are mapped and alive.
+        unsafe { ffi::rust_hmm_get_pages(pfn as usize, npages as usize) };
     }
 }
 
@@ -95,11 +127,11 @@ pub(crate) struct MirrorState {
 
 impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
     type State = MirrorState;
-    /// Pages to dirty in the second pass: first PFN, number of pages.
-    type Finish = KVec<(u64, u64)>;
+    /// Pages to dirty in the second pass.
+    type Finish = DeferredDirty;
     const TWO_PASS: bool = TWO_PASS;
 
-    fn invalidate(&self, state: &mut MirrorState, range: &NotifierRange<'_>) -> KVec<(u64, u64)> {
+    fn invalidate(&self, state: &mut MirrorState, range: &NotifierRange<'_>) -> DeferredDirty {
         let start = Instant::<Monotonic>::now();
         // Write-protection keeps read access; everything else drops it.
         let mask = if range.event().keeps_read() {
@@ -107,26 +139,24 @@ impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
         } else {
             0
         };
-        let dirty = if TWO_PASS {
-            let mut sink = DeferredDirtier(KVec::new());
-            state.pt.update(range.start(), range.end(), mask, &mut sink);
-            sink.0
+        let mut dirty = DeferredDirty(KVec::new());
+        if TWO_PASS {
+            state
+                .pt
+                .update(range.start(), range.end(), mask, &mut dirty);
         } else {
             state
                 .pt
                 .update(range.start(), range.end(), mask, &mut PageDirtier);
-            KVec::new()
-        };
+        }
         self.invalidations.fetch_add(1, Ordering::Relaxed);
         let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
         self.invalidate_ns.fetch_add(ns, Ordering::Relaxed);
         dirty
     }
 
-    fn invalidate_finish(&self, dirty: KVec<(u64, u64)>) {
-        for (pfn, npages) in dirty.iter() {
-            PageDirtier.dirty_range(*pfn, *npages);
-        }
+    fn invalidate_finish(&self, dirty: DeferredDirty) {
+        dirty.set_dirty();
     }
 
     fn release(&self, state: &mut MirrorState) {
