@@ -41,12 +41,21 @@ run() { # WORKLOAD MIB
 }
 bench() {
 	for w in $WORKLOADS; do
+		# NAME_thp runs right after NAME, run for run, so that the two are
+		# compared under the same conditions of the guest and the host.
+		case $w in *_thp) case " $WORKLOADS " in *" ${w%_thp} "*) continue ;; esac ;; esac
+		twin=
+		case " $WORKLOADS " in *" ${w}_thp "*) twin=${w}_thp ;; esac
 		for s in $SIZES; do
 			# Device-exclusive conversion is per page and slow: cap it;
 			# migration needs device, data and buffer memory: cap it too.
 			case $w in exclusive|migrate_*) [ $s -gt 256 ] && continue ;; esac
 			i=0
-			while [ $i -lt $REPS ]; do run $w $s; i=$((i + 1)); done
+			while [ $i -lt $REPS ]; do
+				run $w $s
+				[ -z "$twin" ] || run $twin $s
+				i=$((i + 1))
+			done
 		done
 	done
 }
