@@ -74,13 +74,13 @@ impl Stage {
 /// [`with_page`].
 pub(crate) unsafe fn copy_to_user_nofault(stage: &mut Stage, uptr: u64, pfn: u64, n: u64) -> u64 {
     let len = n as usize * PAGE_SIZE;
-    // SAFETY: The caller keeps the pages alive, and `stage` is ours alone
-    // for the call and `RUST_HMM_STAGE_PAGES` pages long. The helper checks
-    // `access_ok()` and copies with `pagefault_disable()`: a fault on the
-    // user address finds `faulthandler_disabled()` in the fault handler,
-    // which goes to the exception fixup before it takes a lock or allocates
-    // (arch/x86/mm/fault.c), so the copy cannot sleep, take the mmap lock
-    // or recurse through reclaim into the notifier lock the caller holds.
+    // The helper checks `access_ok()` and copies with `pagefault_disable()`:
+    // a fault on the user address finds `faulthandler_disabled()` in the
+    // fault handler, which goes to the exception fixup before it takes a
+    // lock or allocates (arch/x86/mm/fault.c), so the copy cannot sleep,
+    // take the mmap lock or recurse into the notifier lock the caller holds.
+    // SAFETY: The caller keeps the pages alive; `stage` is ours alone for
+    // the call and `RUST_HMM_STAGE_PAGES` pages long; the copy cannot fault.
     let left = unsafe {
         ffi::rust_hmm_copy_pages_to_user_nofault(
             UserPtr::from_addr(uptr as usize).as_mut_ptr(),
