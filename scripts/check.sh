@@ -78,6 +78,7 @@ setup_mm
 section insmod:rust_hmm insmod /mod/rust_hmm.ko
 use_driver rust
 section user:ioctl-fuzz:rust ioctl-fuzz $FUZZ_SEED $FUZZ_SECONDS $FUZZ_CALLS
+section user:devmem-unload devmem_unload_test
 section user:unload unload_tests $SLAB_CHECK
 JOB
 else
