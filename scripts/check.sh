@@ -72,21 +72,14 @@ FUZZ_CALLS=${FUZZ_CALLS:-1000000}
 SLAB_CHECK=${SLAB_CHECK:-256}
 HMM_TESTS_ARGS="${HMM_TESTS_ARGS:-}"
 JOB
-if [ -n "${FUZZ_ONLY:-}" ]; then
-	cat >>"$job" <<'JOB'
-setup_mm
-section insmod:rust_hmm insmod /mod/rust_hmm.ko
-use_driver rust
-section user:ioctl-fuzz:rust ioctl-fuzz $FUZZ_SEED $FUZZ_SECONDS $FUZZ_CALLS
-section user:devmem-unload devmem_unload_test
-section user:unload unload_tests $SLAB_CHECK
-JOB
-else
-	cat >>"$job" <<'JOB'
+cat >>"$job" <<'JOB'
 setup_mm
 # KUnit suites of the module run while it loads.
 section insmod:rust_hmm insmod /mod/rust_hmm.ko
 use_driver rust
+JOB
+# make fuzz-debug runs only the fuzzer and the unload tests.
+[ -n "${FUZZ_ONLY:-}" ] || cat >>"$job" <<'JOB'
 section user:mirror-tests:rust mirror-tests
 section user:huge-tests:rust huge-tests
 section user:exclusive-tests:rust exclusive-tests
@@ -94,18 +87,19 @@ section user:race-tests:rust race-tests
 section user:migrate-tests:rust migrate-tests
 section user:walker-tests:rust walker-tests
 section hmm-tests:rust hmm-tests $HMM_TESTS_ARGS
+JOB
+cat >>"$job" <<'JOB'
 section user:ioctl-fuzz:rust ioctl-fuzz $FUZZ_SEED $FUZZ_SECONDS $FUZZ_CALLS
 section user:devmem-unload devmem_unload_test
 section user:unload unload_tests $SLAB_CHECK
 JOB
-	# The C driver for comparison; not on the debug kernel, where it only
-	# costs time (its THP benchmark alone runs into the harness timeout).
-	[ "${VARIANT:-}" = debug ] || cat >>"$job" <<'JOB'
+# The C driver for comparison; not on the debug kernel, where it only
+# costs time (its THP benchmark alone runs into the harness timeout).
+[ "${VARIANT:-}" = debug ] || [ -n "${FUZZ_ONLY:-}" ] || cat >>"$job" <<'JOB'
 section insmod:test_hmm use_driver c
 section info:hmm-tests:c hmm-tests
 section rmmod:test_hmm rmmod test_hmm
 JOB
-fi
 cat >>"$job" <<'JOB'
 section info:kmemleak kmemleak_scan
 dump_kernel_log
