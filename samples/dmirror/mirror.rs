@@ -27,7 +27,6 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::time::{Instant, Monotonic};
 use kernel::{
     alloc::flags::GFP_NOWAIT,
-    bindings,
     mm::{virt::flags::READ as VM_READ, MmWithUser},
     page::{PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
@@ -46,16 +45,16 @@ struct PageDirtier;
 
 impl DirtySink for PageDirtier {
     fn dirty(&mut self, pfn: u64) {
+        self.dirty_range(pfn, 1);
+    }
+
+    fn dirty_range(&mut self, pfn: u64, npages: u64) {
         // Every unmap reaches the notifier, which removes the entry and
         // lands here, under the lock, before the page can go (the two-pass
         // form holds references until its second pass, see `DeferredDirty`);
         // `release` empties the table before the notifier is removed.
-        // SAFETY: So the pages named here are still alive.
-        unsafe { bindings::set_page_dirty(ffi::rust_hmm_pfn_to_page(pfn as usize)) };
-    }
-
-    fn dirty_range(&mut self, pfn: u64, npages: u64) {
-        // SAFETY: As above; one `set_page_dirty` per folio.
+        // SAFETY: So the pages named here are still alive; the helper calls
+        // `set_page_dirty` once per folio.
         unsafe { ffi::rust_hmm_set_pages_dirty(pfn as usize, npages as usize) };
     }
 }
