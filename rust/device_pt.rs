@@ -3,31 +3,37 @@
 //! A per-mirror device page table.
 //!
 //! This is the table a device walks to translate a virtual address of the
-//! mirrored process into a system PFN: a radix tree with 512 entries per
-//! directory and five levels, covering virtual addresses `[0, 2^57)` (the
-//! largest x86-64 user address space, with 5-level paging).
+//! mirrored process into a system PFN: a radix tree of eight levels
+//! covering virtual addresses `[0, 2^57)` (the largest x86-64 user address
+//! space, with 5-level paging). Directories hold 64 entries (512 bytes),
+//! except at level 1, where they hold 8 (64 bytes), so that one level-2
+//! entry spans 2 MiB, the size of a huge leaf ([`LEVEL_BITS`]). Small
+//! directories keep a sparse or small mirrored range about as cheap as an
+//! xarray (whose nodes also have 64 slots); a dense one costs 8 bytes per
+//! page plus 1/64 of that for level 1.
 //!
 //! A leaf entry is `pfn << PAGE_SHIFT | flags` (see [`Entry`]). A directory
-//! entry is the address of the child directory, which is page aligned, with
-//! the number of non-empty entries of that child in the low 12 bits. Keeping
-//! the count in the parent keeps every directory exactly one page: a dense
-//! table costs 8 bytes per mapped page plus 1/512 of that per level above.
-//! Directories are allocated on demand and freed as soon as they are empty.
+//! entry is the address of the child directory, which is aligned to its
+//! size, with the number of non-empty entries of that child in the low
+//! bits. Keeping the count in the parent keeps every directory a power of
+//! two in size, with no header. Directories are allocated on demand and
+//! freed as soon as they are empty.
 //!
 //! # Huge leaves
 //!
-//! An entry of a level-1 directory is either a directory or a *huge leaf*:
+//! An entry of a level-2 directory is either a directory or a *huge leaf*:
 //! one entry mapping a whole aligned 2 MiB range (PMD order, like the CPU's
 //! PMD) to [`HUGE_PAGES`] physically contiguous pages of one folio, with
 //! one set of flags. It is told from a directory by [`Entry::HUGE`], a bit
-//! a directory entry never has (its count is at most 512). Lookups hand out
-//! the entry of the page inside, with `HUGE` set. Changing part of a huge
-//! leaf (an invalidation, a 4 KiB insert) first splits it into a leaf
-//! directory of 512 entries carrying its flags, dirty bit included, so no
-//! dirty bit is lost; if no directory can be had without sleeping, an
-//! invalidation drops the whole leaf instead (reporting it dirty if it
-//! was), which is always correct for a mirror: the device faults again.
-//! [`DevicePageTable::insert_huge`] over a leaf directory merges it back.
+//! a directory entry there never has (its count is at most 8). Lookups
+//! hand out the entry of the page inside, with `HUGE` set. Changing part of
+//! a huge leaf (an invalidation, a 4 KiB insert) first splits it into a
+//! level-1 directory and its eight leaf directories, full, whose entries
+//! carry its flags, dirty bit included, so no dirty bit is lost; if those
+//! directories cannot be had without sleeping, an invalidation drops the
+//! whole leaf instead (reporting it dirty if it was), which is always
+//! correct for a mirror: the device faults again.
+//! [`DevicePageTable::insert_huge`] over directories merges them back.
 //! Device-exclusive entries are always 4 KiB.
 //!
 //! # Locking
@@ -39,33 +45,49 @@
 //! allocate with `GFP_KERNEL`: directories come from a [`DirReserve`]
 //! filled before the lock is taken, or from `GFP_NOWAIT`.
 
-use core::mem::MaybeUninit;
-use kernel::alloc::flags::{__GFP_NOWARN, __GFP_ZERO, GFP_NOWAIT};
+use kernel::alloc::flags::{__GFP_NOWARN, GFP_NOWAIT};
 use kernel::prelude::*;
 
-/// Bits of virtual address translated per level.
-const DIR_SHIFT: u32 = 9;
-/// Entries per directory.
-const DIR_ENTRIES: usize = 1 << DIR_SHIFT;
-/// Number of levels; level 0 holds the leaf entries.
-const LEVELS: u32 = 5;
+/// Number of levels; level 0 holds the 4 KiB leaf entries.
+const LEVELS: u32 = 8;
+/// Bits of virtual address each level translates, from level 0 up.
+const LEVEL_BITS: [u32; LEVELS as usize] = [6, 3, 6, 6, 6, 6, 6, 6];
 const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
-/// First virtual address the table cannot describe.
-pub const VA_LIMIT: u64 = 1 << (PAGE_SHIFT + LEVELS * DIR_SHIFT);
+
+/// Entries of a directory at `level`.
+const fn entries_at(level: u32) -> usize {
+    1 << LEVEL_BITS[level as usize]
+}
+
+/// Bytes of a directory at `level`; also its alignment.
+const fn dir_size(level: u32) -> u64 {
+    (entries_at(level) * core::mem::size_of::<u64>()) as u64
+}
 
 /// Size of the address range one entry at `level` covers, as a shift.
 const fn level_shift(level: u32) -> u32 {
-    PAGE_SHIFT + level * DIR_SHIFT
+    let mut shift = PAGE_SHIFT;
+    let mut l = 0;
+    while l < level {
+        shift += LEVEL_BITS[l as usize];
+        l += 1;
+    }
+    shift
 }
 
+/// First virtual address the table cannot describe.
+pub const VA_LIMIT: u64 = 1 << level_shift(LEVELS);
+
 /// Level whose entries may be huge leaves.
-const HUGE_LEVEL: u32 = 1;
+const HUGE_LEVEL: u32 = 2;
 /// log2 of the pages of a huge leaf: the PMD order.
-pub const HUGE_ORDER: u32 = DIR_SHIFT;
+pub const HUGE_ORDER: u32 = level_shift(HUGE_LEVEL) - PAGE_SHIFT;
 /// Pages one huge leaf maps.
 pub const HUGE_PAGES: u64 = 1 << HUGE_ORDER;
 /// Bytes one huge leaf maps (2 MiB with 4 KiB pages).
 pub const HUGE_SIZE: u64 = 1 << level_shift(HUGE_LEVEL);
+
+const _: () = assert!(VA_LIMIT == 1 << 57 && HUGE_ORDER == 9);
 
 /// One leaf entry of the device page table.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -88,8 +110,8 @@ impl Entry {
     pub const FLAGS: u64 = Self::VALID | Self::WRITE | Self::DIRTY | Self::EXCLUSIVE | Self::DEVICE;
     /// The page is part of a huge leaf. Set by the table in the entries it
     /// hands out and in huge leaves; [`Entry::new`] ignores it. Directory
-    /// entries never have this bit: their count is at most 512.
-    pub const HUGE: u64 = 1 << 11;
+    /// entries of level 2 never have this bit: their count is at most 8.
+    pub const HUGE: u64 = 1 << 4;
     const PFN_MASK: u64 = !((1 << PAGE_SHIFT) - 1);
 
     /// A valid entry for `pfn` with `flags` (`VALID` is implied).
@@ -118,6 +140,10 @@ impl Entry {
     }
 }
 
+// A level-2 directory entry's count stays below `HUGE`.
+const _: () = assert!((entries_at(HUGE_LEVEL - 1) as u64) < Entry::HUGE);
+const _: () = assert!(dir_size(HUGE_LEVEL - 1) > Entry::HUGE);
+
 /// Receives the PFNs whose dirty bit the table drops.
 ///
 /// The mirror passes the pages to `set_page_dirty`; tests record them.
@@ -134,7 +160,7 @@ pub trait DirtySink {
     }
 }
 
-/// Whether a non-zero entry of a level-1 directory is a huge leaf.
+/// Whether a non-zero entry of a level-2 directory is a huge leaf.
 fn is_huge_slot(e: u64) -> bool {
     e & Entry::HUGE != 0
 }
@@ -146,48 +172,151 @@ fn huge_page(e: u64, addr: u64) -> Entry {
     Entry(e + (i << PAGE_SHIFT))
 }
 
-/// One directory: exactly one page, so that its address leaves 12 low bits
-/// free in the parent entry for the count of its non-empty entries.
-#[repr(C, align(4096))]
-struct Dir([u64; DIR_ENTRIES]);
+/// Bits of a directory entry that hold the count of the child at
+/// `child_level`: the child's alignment leaves them free in its address.
+fn count_mask(child_level: u32) -> u64 {
+    dir_size(child_level) - 1
+}
 
-const _: () = assert!(core::mem::size_of::<Dir>() == 4096);
-const COUNT_MASK: u64 = 0xfff;
+/// The child directory (at `child_level`) named by a directory entry.
+fn child(e: u64, child_level: u32) -> *mut u64 {
+    (e & !count_mask(child_level)) as *mut u64
+}
+
+/// A directory of any level but 1.
+#[derive(Zeroable)]
+#[repr(C, align(512))]
+struct Dir([u64; entries_at(0)]);
+/// A level-1 directory.
+#[derive(Zeroable)]
+#[repr(C, align(64))]
+struct MidDir([u64; entries_at(1)]);
+
+const _: () = {
+    assert!(core::mem::size_of::<Dir>() as u64 == dir_size(0));
+    assert!(core::mem::size_of::<MidDir>() as u64 == dir_size(1));
+    let mut l = HUGE_LEVEL;
+    while l < LEVELS {
+        assert!(entries_at(l) == entries_at(0));
+        l += 1;
+    }
+};
+
+/// Which of the two directory types a level uses, as an index.
+const fn kind(level: u32) -> usize {
+    (level == 1) as usize
+}
+
+/// An owned directory, of the type its level uses.
+enum DirBox {
+    Dir(KBox<Dir>),
+    Mid(KBox<MidDir>),
+}
+
+impl DirBox {
+    /// A zeroed (empty) directory for `level`.
+    fn alloc(level: u32, flags: kernel::alloc::Flags) -> Result<Self> {
+        use pin_init::init_zeroed;
+        Ok(match kind(level) {
+            0 => Self::Dir(KBox::init(init_zeroed(), flags)?),
+            _ => Self::Mid(KBox::init(init_zeroed(), flags)?),
+        })
+    }
+
+    /// Leaks the directory, for a parent entry to own.
+    fn into_raw(self) -> *mut u64 {
+        match self {
+            Self::Dir(b) => KBox::into_raw(b).cast(),
+            Self::Mid(b) => KBox::into_raw(b).cast(),
+        }
+    }
+}
+
+/// Frees a directory leaked with [`DirBox::into_raw`].
+///
+/// # Safety
+///
+/// `dir` came from [`DirBox::into_raw`] of a directory of `level`, and
+/// nothing refers to it any more.
+unsafe fn free_dir(dir: *mut u64, level: u32) {
+    match kind(level) {
+        // SAFETY: Per the function's safety requirements, `dir` is a leaked
+        // box of the type `level` uses; likewise below.
+        0 => drop(unsafe { KBox::from_raw(dir.cast::<Dir>()) }),
+        // SAFETY: As above.
+        _ => drop(unsafe { KBox::from_raw(dir.cast::<MidDir>()) }),
+    }
+}
+
+/// The entries of the directory `dir` at `level`.
+///
+/// # Safety
+///
+/// `dir` is a live directory of `level`, not written to for `'a`.
+unsafe fn entries<'a>(dir: *const u64, level: u32) -> &'a [u64] {
+    // SAFETY: Per the function's safety requirements.
+    unsafe { core::slice::from_raw_parts(dir, entries_at(level)) }
+}
+
+/// Directories of each type ([`kind`]), as counts.
+type Need = [usize; 2];
+
+/// What splitting a huge leaf takes: a level-1 directory and its leaves.
+const SPLIT_NEED: Need = [entries_at(1), 1];
+
+/// What inserts anywhere inside one aligned [`HUGE_SIZE`] block may need:
+/// the directories from below the root down to the leaves.
+const BLOCK_NEED: Need = [entries_at(1) + (LEVELS - 1 - HUGE_LEVEL) as usize, 1];
 
 /// Directories allocated ahead of time, outside the notifier lock.
-pub struct DirReserve(KVec<KBox<Dir>>);
+pub struct DirReserve([KVec<DirBox>; 2]);
 
 impl DirReserve {
     /// An empty reserve.
     pub fn new() -> Self {
-        Self(KVec::new())
+        Self([KVec::new(), KVec::new()])
     }
 
-    /// Makes sure at least `n` directories are ready, allocating with `flags`.
-    pub fn fill(&mut self, n: usize, flags: kernel::alloc::Flags) -> Result {
-        while self.0.len() < n {
-            let dir = alloc_dir(flags)?;
-            self.0.push(dir, flags)?;
+    fn fill_need(&mut self, need: Need, flags: kernel::alloc::Flags) -> Result {
+        for (k, dirs) in self.0.iter_mut().enumerate() {
+            while dirs.len() < need[k] {
+                dirs.push(DirBox::alloc(k as u32, flags)?, flags)?;
+            }
         }
         Ok(())
     }
 
-    /// Directories a single [`DevicePageTable::insert`] (or
-    /// [`DevicePageTable::insert_huge`]) may need at most.
-    pub const PER_INSERT: usize = (LEVELS - 1) as usize;
+    /// Makes sure the reserve holds every directory that inserts anywhere
+    /// inside one aligned [`HUGE_SIZE`] block may need, allocating with
+    /// `flags`. One [`DevicePageTable::insert`] or
+    /// [`DevicePageTable::insert_huge`] never needs more.
+    pub fn fill_block(&mut self, flags: kernel::alloc::Flags) -> Result {
+        self.fill_need(BLOCK_NEED, flags)
+    }
+
+    /// A directory for `level`, leaked for a parent entry to own.
+    fn pop(&mut self, level: u32) -> Option<*mut u64> {
+        self.0[kind(level)].pop().map(DirBox::into_raw)
+    }
+
+    /// The directories of one split, or `None` if the reserve lacks any.
+    fn pop_split(&mut self) -> Option<(*mut u64, [*mut u64; entries_at(1)])> {
+        if self.0[0].len() < SPLIT_NEED[0] || self.0[1].len() < SPLIT_NEED[1] {
+            return None;
+        }
+        let mut leaves = [core::ptr::null_mut(); entries_at(1)];
+        for leaf in leaves.iter_mut() {
+            // Cannot fail: there are enough, checked above.
+            *leaf = self.pop(0)?;
+        }
+        Some((self.pop(1)?, leaves))
+    }
 }
 
 impl Default for DirReserve {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn alloc_dir(flags: kernel::alloc::Flags) -> Result<KBox<Dir>> {
-    let dir: KBox<MaybeUninit<Dir>> = KBox::new_uninit(flags | __GFP_ZERO)?;
-    // SAFETY: `__GFP_ZERO` zeroed the memory, and all zeroes is a valid `Dir`
-    // (every entry empty).
-    Ok(unsafe { dir.assume_init() })
 }
 
 /// Counters of what the table holds.
@@ -199,8 +328,22 @@ pub struct PtStats {
     pub huge: u64,
     /// Directories below the root.
     pub dirs: u64,
+    /// Bytes of the directories below the root.
+    pub bytes: u64,
     /// Huge leaves split into 4 KiB entries, ever.
     pub splits: u64,
+}
+
+impl PtStats {
+    fn dir_added(&mut self, level: u32) {
+        self.dirs += 1;
+        self.bytes += dir_size(level);
+    }
+
+    fn dir_freed(&mut self, level: u32) {
+        self.dirs -= 1;
+        self.bytes -= dir_size(level);
+    }
 }
 
 /// A multi-level device page table.
@@ -208,14 +351,16 @@ pub struct PtStats {
 /// # Invariants
 ///
 /// - Every non-zero entry of a directory at level `l > 0` is the address of
-///   a `KBox<Dir>` leaked with `KBox::into_raw`, owned by this table, or'ed
-///   with the number (1..=512) of non-zero entries of that directory.
-/// - `root_count` is the number of non-zero entries of `root`.
-/// - A non-zero entry of a level-1 directory with [`Entry::HUGE`] set is a
+///   a directory of level `l - 1` leaked with [`DirBox::into_raw`], owned by
+///   this table, or'ed with the number (at least 1) of non-zero entries of
+///   that directory.
+/// - `root` is the directory of level `LEVELS - 1`, and `root_count` is the
+///   number of its non-zero entries.
+/// - A non-zero entry of a level-2 directory with [`Entry::HUGE`] set is a
 ///   huge leaf, not a directory: its PFN is `HUGE_PAGES` aligned and it
 ///   never has `EXCLUSIVE`.
-/// - `stats` counts the 4 KiB and huge leaves and directories below the
-///   root.
+/// - `stats` counts the 4 KiB and huge leaves and the directories below
+///   the root, and their bytes.
 pub struct DevicePageTable {
     root: KBox<Dir>,
     root_count: u64,
@@ -225,15 +370,10 @@ pub struct DevicePageTable {
 // SAFETY: The table owns its directories; nothing in it is tied to a thread.
 unsafe impl Send for DevicePageTable {}
 
-/// Decoded directory entry.
-fn child(e: u64) -> *mut Dir {
-    (e & !COUNT_MASK) as *mut Dir
-}
-
 /// What covers an address.
 enum Leaf<'a> {
-    /// A leaf directory of 4 KiB entries.
-    Dir(&'a Dir),
+    /// The entries of a leaf directory.
+    Dir(&'a [u64]),
     /// A huge leaf (raw entry).
     Huge(u64),
 }
@@ -241,8 +381,9 @@ enum Leaf<'a> {
 impl DevicePageTable {
     /// An empty table.
     pub fn new(flags: kernel::alloc::Flags) -> Result<Self> {
+        let root = KBox::init(pin_init::init_zeroed(), flags)?;
         Ok(Self {
-            root: alloc_dir(flags)?,
+            root,
             root_count: 0,
             stats: PtStats::default(),
         })
@@ -255,7 +396,7 @@ impl DevicePageTable {
 
     /// Bytes of directories the table uses, the root included.
     pub fn bytes(&self) -> u64 {
-        (self.stats.dirs + 1) * core::mem::size_of::<Dir>() as u64
+        self.stats.bytes + dir_size(LEVELS - 1)
     }
 
     fn check_addr(addr: u64) -> Result {
@@ -269,15 +410,15 @@ impl DevicePageTable {
     }
 
     fn index(addr: u64, level: u32) -> usize {
-        ((addr >> level_shift(level)) as usize) & (DIR_ENTRIES - 1)
+        ((addr >> level_shift(level)) as usize) & (entries_at(level) - 1)
     }
 
     /// What covers `addr`: a leaf directory or a huge leaf, if either.
     fn leaf(&self, addr: u64) -> Option<Leaf<'_>> {
         Self::check_addr(addr).ok()?;
-        let mut dir: &Dir = &self.root;
+        let mut dir: &[u64] = &self.root.0;
         for level in (1..LEVELS).rev() {
-            let e = dir.0[Self::index(addr, level)];
+            let e = dir[Self::index(addr, level)];
             if e == 0 {
                 return None;
             }
@@ -285,8 +426,9 @@ impl DevicePageTable {
                 return Some(Leaf::Huge(e));
             }
             // SAFETY: Non-zero directory entries point to live directories
-            // owned by `self` (type invariant); `&self` keeps them alive.
-            dir = unsafe { &*child(e) };
+            // one level down, owned by `self` (type invariant); `&self`
+            // keeps them alive and unchanged.
+            dir = unsafe { entries(child(e, level - 1), level - 1) };
         }
         Some(Leaf::Dir(dir))
     }
@@ -296,7 +438,7 @@ impl DevicePageTable {
     pub fn lookup(&self, addr: u64) -> Option<Entry> {
         match self.leaf(addr)? {
             Leaf::Dir(dir) => {
-                let e = dir.0[Self::index(addr, 0)];
+                let e = dir[Self::index(addr, 0)];
                 (e != 0).then_some(Entry(e))
             }
             Leaf::Huge(e) => Some(huge_page(e, addr)),
@@ -343,7 +485,7 @@ impl DevicePageTable {
                     }
                 }
                 Some(Leaf::Dir(dir)) => {
-                    for e in dir.0[Self::index(addr, 0)..].iter() {
+                    for e in dir[Self::index(addr, 0)..].iter() {
                         if addr >= end || *e == 0 || f(addr, Entry(*e), 1) == 0 {
                             return addr;
                         }
@@ -355,67 +497,83 @@ impl DevicePageTable {
         addr
     }
 
-    /// Number of directories an insert at `addr` would allocate, down to
-    /// `bottom` (1 for a 4 KiB entry, 2 for a huge leaf). Splitting a huge
-    /// leaf in the way takes one.
-    fn missing_dirs(&self, addr: u64, bottom: u32) -> usize {
-        let mut dir: &Dir = &self.root;
-        for level in (bottom..LEVELS).rev() {
-            let e = dir.0[Self::index(addr, level)];
+    /// The directories a descent to the directory of `level` covering
+    /// `addr` would allocate; splitting a huge leaf in the way takes
+    /// [`SPLIT_NEED`].
+    fn missing_dirs(&self, addr: u64, level: u32) -> Need {
+        let mut need = [0; 2];
+        let mut dir: &[u64] = &self.root.0;
+        for l in (level + 1..LEVELS).rev() {
+            let e = dir[Self::index(addr, l)];
             if e == 0 {
-                return (level - bottom + 1) as usize;
+                for m in level..l {
+                    need[kind(m)] += 1;
+                }
+                return need;
             }
-            if level == HUGE_LEVEL && is_huge_slot(e) {
-                return 1;
+            if l == HUGE_LEVEL && is_huge_slot(e) {
+                return SPLIT_NEED;
             }
             // SAFETY: Non-zero directory entries point to live directories
-            // owned by `self` (type invariant).
-            dir = unsafe { &*child(e) };
+            // one level down, owned by `self` (type invariant).
+            dir = unsafe { entries(child(e, l - 1), l - 1) };
         }
-        0
+        need
     }
 
     /// The entry slot for `addr`: a 4 KiB entry in its leaf directory, or
     /// the huge leaf covering it; `None` when neither exists there.
     fn slot_mut(&mut self, addr: u64) -> Option<&mut u64> {
-        let mut dir: *mut Dir = &mut *self.root;
+        let mut dir: *mut u64 = self.root.0.as_mut_ptr();
         for level in (1..LEVELS).rev() {
-            // SAFETY: `dir` is the root or a live directory owned by `self`,
-            // and `&mut self` makes this the only reference into it.
-            let slot = unsafe { &mut (*dir).0[Self::index(addr, level)] };
+            // SAFETY: `dir` is the root or a live directory of `level` owned
+            // by `self`, and `&mut self` makes this the only reference into
+            // it.
+            let slot = unsafe { &mut *dir.add(Self::index(addr, level)) };
             if *slot == 0 {
                 return None;
             }
             if level == HUGE_LEVEL && is_huge_slot(*slot) {
                 return Some(slot);
             }
-            dir = child(*slot);
+            dir = child(*slot, level - 1);
         }
         // SAFETY: `dir` is a live leaf directory owned by `self`, and `&mut
         // self` makes this the only reference into it.
-        Some(unsafe { &mut (*dir).0[Self::index(addr, 0)] })
+        Some(unsafe { &mut *dir.add(Self::index(addr, 0)) })
     }
 
-    /// Replaces the huge leaf in `slot` with a leaf directory `dir` of 512
-    /// entries carrying its flags, dirty bit included. The parent's count
-    /// does not change: the slot stays non-zero.
-    fn split_into(slot: &mut u64, dir: KBox<Dir>, stats: &mut PtStats) {
+    /// Replaces the huge leaf in `slot` with a level-1 directory and its
+    /// leaf directories from `reserve`, full, whose entries carry the
+    /// leaf's flags, dirty bit included. The slot stays non-zero, so the
+    /// parent's count does not change. `ENOMEM` (and no change) if the
+    /// reserve lacks [`SPLIT_NEED`].
+    fn split_into(slot: &mut u64, reserve: &mut DirReserve, stats: &mut PtStats) -> Result {
+        let (mid, leaves) = reserve.pop_split().ok_or(ENOMEM)?;
         let e = *slot;
-        let dir = KBox::into_raw(dir);
         let head = e & Entry::PFN_MASK;
         let flags = e & Entry::FLAGS;
-        for i in 0..DIR_ENTRIES {
-            // SAFETY: `dir` is the directory just taken out of its box, not
-            // yet shared.
-            unsafe { (*dir).0[i] = (head + ((i as u64) << PAGE_SHIFT)) | flags };
+        let per_leaf = entries_at(0);
+        for (j, leaf) in leaves.iter().enumerate() {
+            for i in 0..per_leaf {
+                let page = (j * per_leaf + i) as u64;
+                // SAFETY: `leaf` and `mid` are directories just taken out of
+                // the reserve, not yet shared, of `per_leaf` and
+                // `leaves.len()` entries.
+                unsafe { *leaf.add(i) = (head + (page << PAGE_SHIFT)) | flags };
+            }
+            // SAFETY: As above.
+            unsafe { *mid.add(j) = *leaf as u64 | per_leaf as u64 };
+            stats.dir_added(0);
         }
-        // INVARIANT: the slot now points to an owned directory with 512
-        // non-zero entries; the huge leaf became 512 4 KiB entries.
-        *slot = dir as u64 | DIR_ENTRIES as u64;
+        // INVARIANT: the slot now points to an owned level-1 directory of
+        // full leaf directories; the huge leaf became 512 4 KiB entries.
+        *slot = mid as u64 | leaves.len() as u64;
+        stats.dir_added(1);
         stats.huge -= 1;
-        stats.entries += DIR_ENTRIES as u64;
-        stats.dirs += 1;
+        stats.entries += HUGE_PAGES;
         stats.splits += 1;
+        Ok(())
     }
 
     /// Walks from the root to the directory at `level` that covers `addr`,
@@ -427,29 +585,29 @@ impl DevicePageTable {
         addr: u64,
         level: u32,
         reserve: &mut DirReserve,
-    ) -> Result<(*mut Dir, *mut u64)> {
-        let mut dir: *mut Dir = &mut *self.root;
+    ) -> Result<(*mut u64, *mut u64)> {
+        let mut dir: *mut u64 = self.root.0.as_mut_ptr();
         let mut count: *mut u64 = &mut self.root_count;
         for l in (level + 1..LEVELS).rev() {
-            // SAFETY: `dir` is the root or a live directory owned by `self`.
-            let slot = unsafe { &mut (*dir).0[Self::index(addr, l)] };
+            // SAFETY: `dir` is the root or a live directory of level `l`
+            // owned by `self`.
+            let slot = unsafe { &mut *dir.add(Self::index(addr, l)) };
             if l == HUGE_LEVEL && is_huge_slot(*slot) {
                 // A 4 KiB entry inside a huge leaf: split it first.
-                let new = reserve.0.pop().ok_or(ENOMEM)?;
-                Self::split_into(slot, new, &mut self.stats);
+                Self::split_into(slot, reserve, &mut self.stats)?;
             }
             if *slot == 0 {
-                let new = KBox::into_raw(reserve.0.pop().ok_or(ENOMEM)?);
+                let new = reserve.pop(l - 1).ok_or(ENOMEM)?;
                 // INVARIANT: the new child is empty and owned by the table;
                 // the parent gains one non-zero entry.
                 *slot = new as u64;
                 // SAFETY: `count` points to the count of `dir`.
                 unsafe { *count += 1 };
-                self.stats.dirs += 1;
+                self.stats.dir_added(l - 1);
             }
             // The child's count lives in the low bits of `slot`.
             count = core::ptr::from_mut(slot);
-            dir = child(*slot);
+            dir = child(*slot, l - 1);
         }
         Ok((dir, count))
     }
@@ -468,12 +626,10 @@ impl DevicePageTable {
         Self::check_addr(addr)?;
         // Get every missing directory first, so that a failed allocation
         // leaves the table as it was.
-        let need = self.missing_dirs(addr, 1);
-        reserve.fill(need, GFP_NOWAIT)?;
+        reserve.fill_need(self.missing_dirs(addr, 0), GFP_NOWAIT)?;
         let (dir, count) = self.descend(addr, 0, reserve)?;
-        let idx = Self::index(addr, 0);
         // SAFETY: `dir` is a live leaf directory owned by `self`.
-        let slot = unsafe { &mut (*dir).0[idx] };
+        let slot = unsafe { &mut *dir.add(Self::index(addr, 0)) };
         let old = *slot;
         let mut new = entry.0;
         if old != 0 {
@@ -520,9 +676,9 @@ impl DevicePageTable {
     ///
     /// `addr` and the PFN must be aligned to the leaf size, and `entry`
     /// must not be `EXCLUSIVE` (`EINVAL`). Whatever was there is replaced:
-    /// a leaf directory is merged into the huge leaf and freed. Dirty bits
-    /// of the same pages carry over when the leaf is writable; any other
-    /// dirty page replaced is reported to `sink`.
+    /// directories of 4 KiB entries are merged into the huge leaf and
+    /// freed. Dirty bits of the same pages carry over when the leaf is
+    /// writable; any other dirty page replaced is reported to `sink`.
     pub fn insert_huge(
         &mut self,
         addr: u64,
@@ -537,11 +693,10 @@ impl DevicePageTable {
         {
             return Err(EINVAL);
         }
-        let need = self.missing_dirs(addr, HUGE_LEVEL + 1);
-        reserve.fill(need, GFP_NOWAIT)?;
+        reserve.fill_need(self.missing_dirs(addr, HUGE_LEVEL), GFP_NOWAIT)?;
         let (dir, count) = self.descend(addr, HUGE_LEVEL, reserve)?;
-        // SAFETY: `dir` is a live level-1 directory owned by `self`.
-        let slot = unsafe { &mut (*dir).0[Self::index(addr, HUGE_LEVEL)] };
+        // SAFETY: `dir` is a live level-2 directory owned by `self`.
+        let slot = unsafe { &mut *dir.add(Self::index(addr, HUGE_LEVEL)) };
         let head = entry.pfn();
         let keep_dirty = entry.has(Entry::WRITE);
         let mut new = entry.0 | Entry::HUGE;
@@ -560,28 +715,42 @@ impl DevicePageTable {
             }
             self.stats.huge -= 1;
         } else {
-            // Merge a leaf directory: its entries go, and so does it.
-            let sub = child(old);
-            // SAFETY: `sub` is a live leaf directory owned by the table.
-            let leaves = unsafe { &(*sub).0 };
-            for (i, e) in leaves.iter().enumerate() {
-                let e = Entry(*e);
-                if e.0 == 0 {
-                    continue;
+            // Merge: first hand over the dirty bits, then free the
+            // directories below.
+            let sub = child(old, HUGE_LEVEL - 1);
+            let end = addr + HUGE_SIZE;
+            // SAFETY: `sub` is a live level-1 directory owned by the table.
+            let sub_entries = unsafe { entries(sub, HUGE_LEVEL - 1) };
+            Self::walk_dir(sub_entries, HUGE_LEVEL - 1, addr, addr, end, &mut |a, e| {
+                if !e.has(Entry::DIRTY) {
+                    return;
                 }
-                self.stats.entries -= 1;
-                if e.has(Entry::DIRTY) {
-                    if e.pfn() == head + i as u64 && keep_dirty {
-                        new |= Entry::DIRTY;
-                    } else {
-                        sink.dirty(e.pfn());
-                    }
+                if keep_dirty && e.pfn() == head + ((a - addr) >> PAGE_SHIFT) {
+                    new |= Entry::DIRTY;
+                } else {
+                    sink.dirty(e.pfn());
                 }
-            }
-            // SAFETY: `sub` came from `KBox::into_raw`, and the slot that
+            });
+            let mut emptied = 0;
+            // SAFETY: `sub` is a live level-1 directory of this table, not
+            // otherwise borrowed.
+            unsafe {
+                Self::update_dir(
+                    sub,
+                    HUGE_LEVEL - 1,
+                    addr,
+                    (addr, end),
+                    0,
+                    &mut NoDirty,
+                    None,
+                    &mut self.stats,
+                    &mut emptied,
+                )
+            };
+            // SAFETY: `sub` came from `DirBox::into_raw`; the slot that
             // referred to it is overwritten below.
-            drop(unsafe { KBox::from_raw(sub) });
-            self.stats.dirs -= 1;
+            unsafe { free_dir(sub, HUGE_LEVEL - 1) };
+            self.stats.dir_freed(HUGE_LEVEL - 1);
         }
         // INVARIANT: an aligned, non-exclusive huge leaf.
         *slot = new;
@@ -598,8 +767,9 @@ impl DevicePageTable {
     /// size. Returns the number of entries changed.
     ///
     /// A huge leaf wholly inside the range is changed as one entry (and
-    /// counts as one). One only partly inside is split first, with a
-    /// directory from `GFP_NOWAIT`; if there is none, it is removed whole.
+    /// counts as one). One only partly inside is split first, with
+    /// directories from `GFP_NOWAIT`; if there are none, it is removed
+    /// whole.
     pub fn update(&mut self, start: u64, end: u64, mask: u64, sink: &mut impl DirtySink) -> u64 {
         self.update_split(start, end, mask, sink, Some(GFP_NOWAIT | __GFP_NOWARN))
     }
@@ -625,7 +795,7 @@ impl DevicePageTable {
         } else {
             mask | Entry::PFN_MASK | Entry::DEVICE
         };
-        let root: *mut Dir = &mut *self.root;
+        let root = self.root.0.as_mut_ptr();
         let mut removed_children = 0;
         // SAFETY: `root` is the live root directory, exclusively borrowed.
         let changed = unsafe {
@@ -655,7 +825,7 @@ impl DevicePageTable {
     /// borrowed.
     #[allow(clippy::too_many_arguments)]
     unsafe fn update_dir(
-        dir: *mut Dir,
+        dir: *mut u64,
         level: u32,
         base: u64,
         (start, end): (u64, u64),
@@ -667,11 +837,10 @@ impl DevicePageTable {
     ) -> u64 {
         let shift = level_shift(level);
         let first = (start.max(base) - base) >> shift;
-        let last = (end - 1 - base) >> shift;
-        let last = last.min(DIR_ENTRIES as u64 - 1);
+        let last = ((end - 1 - base) >> shift).min(entries_at(level) as u64 - 1);
         let mut changed = 0;
         // SAFETY: Per the function's safety requirements.
-        let entries = unsafe { &mut (*dir).0 };
+        let entries = unsafe { core::slice::from_raw_parts_mut(dir, entries_at(level)) };
         for (i, slot) in entries
             .iter_mut()
             .enumerate()
@@ -690,33 +859,26 @@ impl DevicePageTable {
                     continue;
                 }
                 let whole = start <= cbase && end - cbase >= HUGE_SIZE;
-                let dir = if whole {
-                    None
+                let mut dirs = DirReserve::new();
+                let can_split =
+                    !whole && split.is_some_and(|flags| dirs.fill_need(SPLIT_NEED, flags).is_ok());
+                if can_split && Self::split_into(slot, &mut dirs, stats).is_ok() {
+                    e = *slot;
+                    // Fall through to the new level-1 directory.
                 } else {
-                    split.and_then(|flags| alloc_dir(flags).ok())
-                };
-                match dir {
-                    Some(dir) => {
-                        Self::split_into(slot, dir, stats);
-                        e = *slot;
-                        // Fall through to the new leaf directory.
+                    // The whole leaf changes, or goes if it cannot be split.
+                    let new = if whole { new } else { 0 };
+                    let old = Entry(e);
+                    if old.has(Entry::DIRTY) && new & Entry::DIRTY == 0 {
+                        sink.dirty_range(old.pfn(), HUGE_PAGES);
                     }
-                    None => {
-                        // The whole leaf changes, or goes if it cannot be
-                        // split.
-                        let new = if whole { new } else { 0 };
-                        let old = Entry(e);
-                        if old.has(Entry::DIRTY) && new & Entry::DIRTY == 0 {
-                            sink.dirty_range(old.pfn(), HUGE_PAGES);
-                        }
-                        *slot = new;
-                        changed += 1;
-                        if new == 0 {
-                            stats.huge -= 1;
-                            *emptied += 1;
-                        }
-                        continue;
+                    *slot = new;
+                    changed += 1;
+                    if new == 0 {
+                        stats.huge -= 1;
+                        *emptied += 1;
                     }
+                    continue;
                 }
             }
             if level == 0 {
@@ -736,7 +898,7 @@ impl DevicePageTable {
                 }
                 continue;
             }
-            let sub = child(e);
+            let sub = child(e, level - 1);
             let mut sub_emptied = 0;
             // SAFETY: `sub` is a live child directory owned by the table
             // (type invariant), one level down.
@@ -753,13 +915,13 @@ impl DevicePageTable {
                     &mut sub_emptied,
                 )
             };
-            let count = (e & COUNT_MASK) - sub_emptied;
+            let count = (e & count_mask(level - 1)) - sub_emptied;
             if count == 0 {
-                // SAFETY: `sub` came from `KBox::into_raw` and nothing else
-                // refers to it once its parent entry is cleared.
-                drop(unsafe { KBox::from_raw(sub) });
+                // SAFETY: `sub` came from `DirBox::into_raw` and nothing
+                // else refers to it once its parent entry is cleared.
+                unsafe { free_dir(sub, level - 1) };
                 *slot = 0;
-                stats.dirs -= 1;
+                stats.dir_freed(level - 1);
                 *emptied += 1;
             } else {
                 *slot = sub as u64 | count;
@@ -774,12 +936,14 @@ impl DevicePageTable {
     pub fn for_each(&self, start: u64, end: u64, f: &mut impl FnMut(u64, Entry)) {
         let end = end.min(VA_LIMIT);
         if start < end {
-            Self::walk_dir(&self.root, LEVELS - 1, 0, start, end, f);
+            Self::walk_dir(&self.root.0, LEVELS - 1, 0, start, end, f);
         }
     }
 
+    /// Recursive part of [`Self::for_each`] for the entries `dir` of a
+    /// directory at `level` whose first address is `base`.
     fn walk_dir(
-        dir: &Dir,
+        dir: &[u64],
         level: u32,
         base: u64,
         start: u64,
@@ -788,9 +952,13 @@ impl DevicePageTable {
     ) {
         let shift = level_shift(level);
         let first = (start.max(base) - base) >> shift;
-        let last = ((end - 1 - base) >> shift).min(DIR_ENTRIES as u64 - 1);
-        for i in first as usize..=last as usize {
-            let e = dir.0[i];
+        let last = ((end - 1 - base) >> shift).min(dir.len() as u64 - 1);
+        for (i, &e) in dir
+            .iter()
+            .enumerate()
+            .take(last as usize + 1)
+            .skip(first as usize)
+        {
             if e == 0 {
                 continue;
             }
@@ -805,8 +973,10 @@ impl DevicePageTable {
                 }
             } else {
                 // SAFETY: Non-zero directory entries point to live
-                // directories owned by the table, kept alive by `&self`.
-                Self::walk_dir(unsafe { &*child(e) }, level - 1, addr, start, end, f);
+                // directories one level down, owned by the table and kept
+                // alive and unchanged while `dir` is borrowed.
+                let sub = unsafe { entries(child(e, level - 1), level - 1) };
+                Self::walk_dir(sub, level - 1, addr, start, end, f);
             }
         }
     }
@@ -817,7 +987,8 @@ impl DevicePageTable {
     }
 }
 
-/// Drops dirty bits on the floor; only for tables known to hold none.
+/// Drops dirty bits on the floor; only for tables known to hold none, or
+/// entries whose dirty bits were handed over already.
 struct NoDirty;
 
 impl DirtySink for NoDirty {
@@ -847,6 +1018,9 @@ mod tests {
     }
 
     const P: u64 = 1 << PAGE_SHIFT;
+    const UPPER: u64 = dir_size(HUGE_LEVEL);
+    const MID: u64 = dir_size(1);
+    const LEAF: u64 = dir_size(0);
 
     fn table() -> (DevicePageTable, DirReserve, Recorder) {
         (
@@ -864,8 +1038,7 @@ mod tests {
         pfn: u64,
         f: u64,
     ) {
-        r.fill(DirReserve::PER_INSERT, GFP_KERNEL)
-            .expect("fill reserve");
+        r.fill_block(GFP_KERNEL).expect("fill reserve");
         pt.insert(addr, Entry::new(pfn, f), r, s).expect("insert");
     }
 
@@ -884,7 +1057,8 @@ mod tests {
             pt.stats(),
             PtStats {
                 entries: 1,
-                dirs: 4,
+                dirs: 7,
+                bytes: 5 * UPPER + MID + LEAF,
                 ..Default::default()
             }
         );
@@ -918,7 +1092,8 @@ mod tests {
             pt.stats(),
             PtStats {
                 entries: 1024,
-                dirs: 5,
+                dirs: 23,
+                bytes: 5 * UPPER + 2 * MID + 16 * LEAF,
                 ..Default::default()
             }
         );
@@ -941,7 +1116,8 @@ mod tests {
             pt.stats(),
             PtStats {
                 entries: 512,
-                dirs: 4,
+                dirs: 14,
+                bytes: 5 * UPPER + MID + 8 * LEAF,
                 ..Default::default()
             }
         );
@@ -988,6 +1164,27 @@ mod tests {
         assert!(pt.lookup(0).is_some());
         assert!(pt.lookup(0x20_0000).is_none());
         assert!(pt.lookup(0x7fff_ffff_f000).is_some());
+    }
+
+    #[test]
+    fn sparse_memory() {
+        let (mut pt, mut r, mut s) = table();
+        // One page every 2 MiB costs one leaf and one level-1 directory,
+        // 576 bytes, plus the levels above shared by all of them.
+        for i in 0..64u64 {
+            put(&mut pt, &mut r, &mut s, 0x4000_0000 + i * HUGE_SIZE, i, 0);
+        }
+        assert_eq!(pt.stats().bytes, 5 * UPPER + 64 * (MID + LEAF));
+        assert_eq!(pt.bytes(), 6 * UPPER + 64 * (MID + LEAF));
+        // Filling one of them only adds a leaf directory per 64 pages.
+        for i in 1..HUGE_PAGES {
+            put(&mut pt, &mut r, &mut s, 0x4000_0000 + i * P, i, 0);
+        }
+        assert_eq!(pt.stats().bytes, 5 * UPPER + 64 * (MID + LEAF) + 7 * LEAF);
+        assert_eq!(pt.stats().entries, 64 + HUGE_PAGES - 1);
+        pt.clear(&mut s);
+        assert_eq!(pt.stats(), PtStats::default());
+        assert_eq!(pt.bytes(), UPPER);
     }
 
     #[test]
@@ -1074,7 +1271,8 @@ mod tests {
             pt.stats(),
             PtStats {
                 entries: 1,
-                dirs: 4,
+                dirs: 7,
+                bytes: 5 * UPPER + MID + LEAF,
                 ..Default::default()
             }
         );
@@ -1092,8 +1290,7 @@ mod tests {
         head: u64,
         f: u64,
     ) {
-        r.fill(DirReserve::PER_INSERT, GFP_KERNEL)
-            .expect("fill reserve");
+        r.fill_block(GFP_KERNEL).expect("fill reserve");
         pt.insert_huge(base, Entry::new(head, f), r, s)
             .expect("insert huge");
     }
@@ -1122,7 +1319,8 @@ mod tests {
             pt.stats(),
             PtStats {
                 huge: 1,
-                dirs: 3,
+                dirs: 5,
+                bytes: 5 * UPPER,
                 ..Default::default()
             }
         );
@@ -1161,7 +1359,7 @@ mod tests {
         });
         assert_eq!(pages, 4);
         // Misaligned addresses or PFNs, and exclusive leaves, are refused.
-        r.fill(DirReserve::PER_INSERT, GFP_KERNEL).expect("fill");
+        r.fill_block(GFP_KERNEL).expect("fill");
         let bad = [
             (BASE + P, Entry::new(HEAD, 0)),
             (BASE, Entry::new(HEAD + 1, 0)),
@@ -1207,7 +1405,8 @@ mod tests {
             PtStats {
                 entries: 502,
                 huge: 0,
-                dirs: 4,
+                dirs: 14,
+                bytes: 5 * UPPER + MID + 8 * LEAF,
                 splits: 1
             }
         );
@@ -1295,7 +1494,8 @@ mod tests {
             PtStats {
                 entries: 512,
                 huge: 0,
-                dirs: 4,
+                dirs: 14,
+                bytes: 5 * UPPER + MID + 8 * LEAF,
                 splits: 1
             }
         );
@@ -1322,7 +1522,8 @@ mod tests {
             pt.stats(),
             PtStats {
                 huge: 1,
-                dirs: 3,
+                dirs: 5,
+                bytes: 5 * UPPER,
                 splits: 1,
                 ..Default::default()
             }

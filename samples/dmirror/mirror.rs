@@ -36,10 +36,6 @@ use kernel::{
 /// Pages moved through the bounce buffer at a time.
 const CHUNK_PAGES: usize = MAX_RANGE_PAGES;
 
-/// Directories one [`HmmRange`] of `CHUNK_PAGES` pages may need: the range
-/// can straddle a boundary at every level.
-const CHUNK_DIRS: usize = 2 * DirReserve::PER_INSERT;
-
 /// Hands pages the device wrote back to the mm.
 struct PageDirtier;
 
@@ -333,7 +329,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             drop(f);
             match res {
                 Ok(next) => addr = next,
-                Err((_, e)) if e == ENOMEM => reserve.fill(CHUNK_DIRS, GFP_KERNEL)?,
+                Err((_, e)) if e == ENOMEM => reserve.fill_block(GFP_KERNEL)?,
                 Err((va, e)) if e == ENOENT => {
                     // Bounded: the page may be migrated here again meanwhile.
                     moved_back += 1;
@@ -485,7 +481,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             });
             match res {
                 Err(e) if e == ENOMEM && !filled => {
-                    reserve.fill(DirReserve::PER_INSERT, GFP_KERNEL)?;
+                    reserve.fill_block(GFP_KERNEL)?;
                     filled = true;
                 }
                 r => return r,

@@ -42,6 +42,9 @@ static long slab_bytes(void)
 	return kb * 1024;
 }
 
+/* Where the memory workloads' extra ranges go: 1 GiB apart from 64 GiB. */
+#define MEM_BASE (64UL << 30)
+
 static void result(const char *w, unsigned long mib, double v, const char *unit)
 {
 	printf("result %s %lu %.3f %s\n", w, mib, v, unit);
@@ -286,18 +289,40 @@ int main(int argc, char **argv)
 		result(w, mib, n / t, "pages/s");
 	} else if (!strcmp(w, "mem_dense") || !strcmp(w, "mem_sparse")) {
 		/* Slab growth per mirrored page: both drivers keep their device
-		 * page tables in slab memory (xarray nodes, our directories). */
+		 * page tables in slab memory (xarray nodes, our directories).
+		 * /proc/meminfo counts slab in whole slabs, so each size is
+		 * measured over enough ranges of MIB MiB to mirror 64 Ki pages
+		 * (dense) or 2 Ki (sparse: one page every 2 MiB), the ranges 1
+		 * GiB apart so that no two share a directory or an xarray node. */
 		int dense = !strcmp(w, "mem_dense");
 		unsigned long step = dense ? 1 : 512, mirrored = 0;
+		unsigned long total = dense ? 256 : 4096;
+		unsigned long ranges = mib >= total ? 1 : total / mib;
+		char **r = calloc(ranges, sizeof(*r));
 		long before;
 
-		memset(mem, 5, n * PAGE);
-		before = slab_bytes();
-		for (unsigned long i = 0; i < n; i += dense ? n : step) {
-			unsigned long cnt = dense ? n : 1;
+		for (unsigned long j = 0; r && j < ranges; j++) {
+			void *hint = (void *)(MEM_BASE + (j << 30));
 
-			timed(fd, HMM_DMIRROR_READ, mem + i * PAGE, buf, cnt, "READ");
-			mirrored += cnt;
+			r[j] = j ? mmap(hint, n * PAGE, PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) :
+				   mem;
+			if (r[j] == MAP_FAILED)
+				return die("mmap");
+			madvise(r[j], n * PAGE, MADV_NOHUGEPAGE);
+			for (unsigned long i = 0; i < n; i += step)
+				r[j][i * PAGE] = 5;
+		}
+		if (!r)
+			return die("calloc");
+		before = slab_bytes();
+		for (unsigned long j = 0; j < ranges; j++) {
+			for (unsigned long i = 0; i < n; i += dense ? n : step) {
+				unsigned long cnt = dense ? n : 1;
+
+				timed(fd, HMM_DMIRROR_READ, r[j] + i * PAGE, buf, cnt, "READ");
+				mirrored += cnt;
+			}
 		}
 		result(w, mib, (double)(slab_bytes() - before) / mirrored, "bytes/page");
 	} else {
