@@ -57,6 +57,8 @@ pub(crate) const MIGRATE_VMA_SELECT_COMPOUND: u64 = 1 << 3;
 /// `RUST_HMM_STAGE_PAGES` from `helpers.h`: the size, in pages, of the
 /// staging buffer `rust_hmm_copy_pages_to_user_nofault()` takes.
 pub(crate) const RUST_HMM_STAGE_PAGES: usize = 4;
+pub(crate) const RUST_HMM_PFN_ZERO: u8 = 1;
+pub(crate) const RUST_HMM_PFN_DEVICE_PRIVATE: u8 = 2;
 
 /// `enum hmm_pfn_flags` (64-bit).
 pub(crate) const HMM_PFN_VALID: u64 = 1 << 63;
@@ -93,6 +95,7 @@ extern "C" {
     pub(crate) fn rust_hmm_zero_pfn() -> c_ulong;
     pub(crate) fn rust_hmm_is_zero_pfn(pfn: c_ulong) -> bool;
     pub(crate) fn rust_hmm_is_device_private_pfn(pfn: c_ulong) -> bool;
+    pub(crate) fn rust_hmm_pfn_kinds(hmm_pfns: *const c_ulong, kinds: *mut u8, n: c_ulong);
     pub(crate) fn rust_hmm_msecs_to_jiffies(ms: c_uint) -> c_ulong;
     pub(crate) fn rust_hmm_page_to_pfn(page: *mut bindings::page) -> c_ulong;
     pub(crate) fn rust_hmm_folio_put(folio: *mut bindings::folio);

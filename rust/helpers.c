@@ -74,6 +74,31 @@ bool rust_hmm_is_device_private_pfn(unsigned long pfn)
 	return is_device_private_page(pfn_to_page(pfn));
 }
 
+/*
+ * One call for a whole hmm_range_fault() answer: two helper calls per page
+ * cost more than the tests they wrap.
+ */
+void rust_hmm_pfn_kinds(const unsigned long *hmm_pfns, u8 *kinds,
+			unsigned long n)
+{
+	unsigned long i;
+
+	for (i = 0; i < n; i++) {
+		unsigned long e = hmm_pfns[i];
+		struct page *page;
+		u8 k = 0;
+
+		if ((e & (HMM_PFN_VALID | HMM_PFN_ERROR)) == HMM_PFN_VALID) {
+			page = hmm_pfn_to_page(e);
+			if (is_zero_pfn(page_to_pfn(page)))
+				k = RUST_HMM_PFN_ZERO;
+			else if (is_device_private_page(page))
+				k = RUST_HMM_PFN_DEVICE_PRIVATE;
+		}
+		kinds[i] = k;
+	}
+}
+
 unsigned long rust_hmm_msecs_to_jiffies(unsigned int ms)
 {
 	return msecs_to_jiffies(ms);

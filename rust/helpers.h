@@ -22,6 +22,11 @@ struct page *rust_hmm_pfn_to_page(unsigned long pfn);
 unsigned long rust_hmm_zero_pfn(void);
 bool rust_hmm_is_zero_pfn(unsigned long pfn);
 bool rust_hmm_is_device_private_pfn(unsigned long pfn);
+/* What rust_hmm_pfn_kinds() writes for a valid entry; 0 for any other. */
+#define RUST_HMM_PFN_ZERO 1
+#define RUST_HMM_PFN_DEVICE_PRIVATE 2
+void rust_hmm_pfn_kinds(const unsigned long *hmm_pfns, u8 *kinds,
+			unsigned long n);
 unsigned long rust_hmm_msecs_to_jiffies(unsigned int ms);
 unsigned long rust_hmm_page_to_pfn(struct page *page);
 void rust_hmm_folio_put(struct folio *folio);

@@ -11,6 +11,7 @@
 use crate::ffi;
 use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, ReadSeq};
 use core::ffi::c_void;
+use core::mem::MaybeUninit;
 use core::ops::Range;
 use kernel::{
     mm::{virt::VmaRef, MmWithUser},
@@ -101,6 +102,36 @@ impl HmmPfn {
         // SAFETY: A valid HMM PFN names a page with a `struct page`.
         self.is_valid() && unsafe { ffi::rust_hmm_is_device_private_pfn(self.pfn() as usize) }
     }
+}
+
+/// What kind of page a valid [`HmmPfn`] names, as [`page_kinds`] tells.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum PageKind {
+    /// Not valid, or an ordinary page.
+    Other = 0,
+    /// The shared zero page.
+    Zero = ffi::RUST_HMM_PFN_ZERO,
+    /// Device-private memory.
+    DevicePrivate = ffi::RUST_HMM_PFN_DEVICE_PRIVATE,
+}
+
+/// Tells for every entry of `pfns` what [`PageKind`] it is, with one
+/// helper call for the lot: the same answers as [`HmmPfn::is_zero`] and
+/// [`HmmPfn::is_device_private`], which cost two calls per page. Fills the
+/// start of `kinds` (`EINVAL` if it is shorter than `pfns`) and returns it.
+pub fn page_kinds<'a>(
+    pfns: &[HmmPfn],
+    kinds: &'a mut [MaybeUninit<PageKind>],
+) -> Result<&'a [PageKind]> {
+    let kinds = kinds.get_mut(..pfns.len()).ok_or(EINVAL)?;
+    // SAFETY: `HmmPfn` is a transparent `u64`, and `kinds` has one byte for
+    // each of the `pfns.len()` entries the helper reads.
+    unsafe { ffi::rust_hmm_pfn_kinds(pfns.as_ptr().cast(), kinds.as_mut_ptr().cast(), pfns.len()) };
+    // SAFETY: The helper wrote every byte of `kinds`, each 0 or the value of
+    // one of `PageKind`'s discriminants; `MaybeUninit<PageKind>` has the
+    // layout of `PageKind`.
+    Ok(unsafe { &*(core::ptr::from_ref(kinds) as *const [PageKind]) })
 }
 
 /// Called between the chunks of a long request, with no spinlock held:
