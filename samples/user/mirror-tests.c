@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -367,6 +369,68 @@ TEST_F(mirror, close_during_use)
 	close(fd);
 	munmap(a.mem, a.n * PAGE);
 	munmap(a.buf, a.n * PAGE);
+}
+
+struct flipper_arg {
+	char *page;
+	atomic_int stop;
+	unsigned long flips;
+};
+
+/* mprotect()s one page back and forth: an invalidation a few µs apart. */
+static void *flipper(void *p)
+{
+	struct flipper_arg *f = p;
+
+	while (!atomic_load(&f->stop)) {
+		mprotect(f->page, PAGE, PROT_READ);
+		mprotect(f->page, PAGE, PROT_READ | PROT_WRITE);
+		f->flips += 2;
+	}
+	return NULL;
+}
+
+/*
+ * Invalidations of one page, as fast as another thread on the other CPU
+ * can make them, do not starve device faults and SNAPSHOTs of other
+ * ranges. The mirror's notifier covers the whole address space, so each of
+ * those invalidations ends their read sections; they must still get
+ * through within their retries, never EBUSY.
+ */
+TEST_F(mirror, unrelated_invalidations)
+{
+	unsigned long n = 1024, rounds = 0;
+	struct flipper_arg f = { 0 };
+	char *mem = map_anon(n), *buf = map_anon(n);
+	time_t end = time(NULL) + 5;
+	pthread_t t;
+
+	ASSERT_NE(mem, NULL);
+	ASSERT_NE(buf, NULL);
+	f.page = map_anon(1);
+	ASSERT_NE(f.page, NULL);
+	f.page[0] = 1;
+	fill(mem, n, 9);
+	ASSERT_EQ(pthread_create(&t, NULL, flipper, &f), 0);
+	while (time(NULL) < end || rounds < 10) {
+		EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_SNAPSHOT, mem, buf, n, NULL), 0);
+		/* Unmirror the range (an invalidation of it), then fault it. */
+		ASSERT_EQ(madvise(mem, n * PAGE, MADV_DONTNEED), 0);
+		fill(mem, n, 9);
+		memset(buf, 0, n * PAGE);
+		EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, NULL), 0);
+		EXPECT_TRUE(check(buf, n, 9));
+		rounds++;
+		if (_metadata->exit_code)
+			break;
+	}
+	atomic_store(&f.stop, 1);
+	pthread_join(t, NULL);
+	TH_LOG("%lu rounds beside %lu mprotect() calls", rounds, f.flips);
+	EXPECT_GT(f.flips, 100);
+	munmap(mem, n * PAGE);
+	munmap(buf, n * PAGE);
+	munmap(f.page, PAGE);
 }
 
 /*
