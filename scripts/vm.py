@@ -125,9 +125,10 @@ def run(args):
            + args.append]
     cmd += ["-enable-kvm", "-cpu", "host"] if kvm else ["-cpu", args.cpu]
     if not kvm and args.clock == "tsc":
-        # Without ACPI the guest cannot calibrate its TSC and falls back to
-        # jiffies (4 ms) for time. Under TCG the guest TSC runs at the host
-        # TSC's rate, so hand that over.
+        # Under TCG the guest TSC runs at the host TSC's rate: hand that
+        # over rather than let the guest calibrate against emulated timers
+        # (before the test kernel had ACPI it could not at all, and timed
+        # everything with 4 ms jiffies).
         khz = host_tsc_khz()
         if khz:
             cmd[cmd.index("-append") + 1] += (

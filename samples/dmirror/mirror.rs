@@ -400,7 +400,14 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     pub(crate) fn read(&self, c: &mut HmmDmirrorCmd, unlocked: bool) -> Result {
         let (start, end) = self.range(c)?;
         let mode = if unlocked {
-            Mode::Unlocked { timeout_ms: 0 }
+            // Bounded, unlike test_hmm's 0 (retry for ever): with two CPUs
+            // a thread invalidating elsewhere in the mm could keep the
+            // kernel's retry loop going; this gives up with EBUSY as READ
+            // does. A fault that drops the mmap lock (userfaultfd) made
+            // progress and restarts the clock.
+            Mode::Unlocked {
+                timeout_ms: crate::ffi::HMM_RANGE_DEFAULT_TIMEOUT,
+            }
         } else {
             Mode::Locked
         };

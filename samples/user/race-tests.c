@@ -45,6 +45,36 @@ static void stamp(int s, unsigned long g)
 		w[i] = (g << 32) | i;
 }
 
+/*
+ * Whether @w is word @i of a generation newer than @gone_before as a copy
+ * racing with its stamping can see it: every byte either the stamp's or
+ * still 0 (the fresh page's). A device READ copies bytes, not words, and
+ * with two CPUs the stamping thread can store the word between the copy's
+ * loads of its low and high bytes. Stamps are written once per mapping, so
+ * no other mix can appear.
+ */
+static int torn_stamp(uint64_t w, unsigned long i, unsigned long gone_before)
+{
+	uint64_t g = 0;
+
+	/* The generation is the high half, less any bytes still 0: take the
+	 * bytes there are, then require every byte of @w to match. */
+	for (int b = 4; b < 8; b++)
+		g |= w & (0xffULL << (8 * b));
+	g >>= 32;
+	/* No high byte yet: only a fresh page of the current mapping has
+	 * that (generations start at 1, and a gone page is not written). */
+	if (g && (g <= gone_before || g == CHILD_MARK))
+		return 0;
+	for (int b = 0; b < 8; b++) {
+		uint64_t m = 0xffULL << (8 * b);
+
+		if ((w & m) && (w & m) != ((g << 32 | i) & m))
+			return 0;
+	}
+	return 1;
+}
+
 /* 0 if @buf is a legal device view of slot @s read when @gone_before was
  * the newest unmapped generation; else the offending word index + 1. */
 static unsigned long bad_word(const uint64_t *buf, unsigned long gone_before)
@@ -54,7 +84,9 @@ static unsigned long bad_word(const uint64_t *buf, unsigned long gone_before)
 
 		if (buf[i] == 0)	/* a fresh page, not yet stamped */
 			continue;
-		if ((buf[i] & 0xffffffff) != i || g == CHILD_MARK || g <= gone_before)
+		if ((buf[i] & 0xffffffff) == i && g != CHILD_MARK && g > gone_before)
+			continue;
+		if (!torn_stamp(buf[i], i, gone_before))
 			return i + 1;
 	}
 	return 0;
