@@ -50,8 +50,6 @@ if [ "${VARIANT:-}" = debug ]; then
 	# when measured). They run in `make check`; here migrate-tests covers
 	# the same paths (repeated migration, mremap of device pages) in less.
 	HMM_TESTS_ARGS="-T benchmark_thp_migration -T migrate_multiple -T migrate_remap_fault"
-	# exclusive-tests' atomic stress: a tenth of its million increments.
-	EXCL_STRESS_OPS=100000
 fi
 : "${KDIR:?KDIR must name the kernel build}"
 export KDIR
@@ -73,6 +71,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-900}
 FUZZ_CALLS=${FUZZ_CALLS:-1000000}
 SLAB_CHECK=${SLAB_CHECK:-256}
 HMM_TESTS_ARGS="${HMM_TESTS_ARGS:-}"
+# exclusive-tests' atomic stress; a two-CPU debug guest needs 100000.
 export EXCL_STRESS_OPS=${EXCL_STRESS_OPS:-1000000}
 JOB
 cat >>"$job" <<'JOB'

@@ -228,7 +228,7 @@ TEST_F(excl, exit_while_exclusive)
 
 /*
  * Increments in all, 60 % by CPU threads: a million, or $EXCL_STRESS_OPS.
- * The debug kernel's job asks for fewer: with two CPUs the two devices
+ * A debug kernel with two CPUs needs fewer (100,000): the two devices then
  * take a page from each other on most of their atomics, and under
  * KASAN+lockdep on TCG a takeover costs about 20 ms.
  */
