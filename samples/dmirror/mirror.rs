@@ -406,7 +406,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             // does. A fault that drops the mmap lock (userfaultfd) made
             // progress and restarts the clock.
             Mode::Unlocked {
-                timeout_ms: crate::ffi::HMM_RANGE_DEFAULT_TIMEOUT,
+                timeout_ms: ffi::HMM_RANGE_DEFAULT_TIMEOUT,
             }
         } else {
             Mode::Locked

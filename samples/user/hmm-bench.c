@@ -301,7 +301,9 @@ int main(int argc, char **argv)
 		char **r = calloc(ranges, sizeof(*r));
 		long before;
 
-		for (unsigned long j = 0; r && j < ranges; j++) {
+		if (!r)
+			return die("calloc");
+		for (unsigned long j = 0; j < ranges; j++) {
 			void *hint = (void *)(MEM_BASE + (j << 30));
 
 			r[j] = j ? mmap(hint, n * PAGE, PROT_READ | PROT_WRITE,
@@ -313,8 +315,6 @@ int main(int argc, char **argv)
 			for (unsigned long i = 0; i < n; i += step)
 				r[j][i * PAGE] = 5;
 		}
-		if (!r)
-			return die("calloc");
 		before = slab_bytes();
 		for (unsigned long j = 0; j < ranges; j++) {
 			for (unsigned long i = 0; i < n; i += dense ? n : step) {
