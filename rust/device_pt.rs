@@ -55,25 +55,60 @@ const LEVEL_BITS: [u32; LEVELS as usize] = [6, 3, 6, 6, 6, 6, 6, 6];
 const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
 
 /// Entries of a directory at `level`.
+#[inline(always)]
 const fn entries_at(level: u32) -> usize {
-    1 << LEVEL_BITS[level as usize]
+    ENTRIES[level as usize]
 }
 
-/// Bytes of a directory at `level`; also its alignment.
-const fn dir_size(level: u32) -> u64 {
-    (entries_at(level) * core::mem::size_of::<u64>()) as u64
-}
-
-/// Size of the address range one entry at `level` covers, as a shift.
-const fn level_shift(level: u32) -> u32 {
-    let mut shift = PAGE_SHIFT;
+/// [`entries_at`] of every level. Tables rather than arithmetic: the walks
+/// index them with a variable level, and each shift or multiplication
+/// there would carry an overflow check.
+const ENTRIES: [usize; LEVELS as usize] = {
+    let mut t = [0; LEVELS as usize];
     let mut l = 0;
-    while l < level {
-        shift += LEVEL_BITS[l as usize];
+    while l < LEVELS as usize {
+        t[l] = 1 << LEVEL_BITS[l];
         l += 1;
     }
-    shift
+    t
+};
+
+/// Bytes of a directory at `level`; also its alignment.
+#[inline(always)]
+const fn dir_size(level: u32) -> u64 {
+    DIR_SIZES[level as usize]
 }
+
+/// [`dir_size`] of every level.
+const DIR_SIZES: [u64; LEVELS as usize] = {
+    let mut t = [0; LEVELS as usize];
+    let mut l = 0;
+    while l < LEVELS as usize {
+        t[l] = (ENTRIES[l] * core::mem::size_of::<u64>()) as u64;
+        l += 1;
+    }
+    t
+};
+
+/// Size of the address range one entry at `level` covers, as a shift.
+#[inline(always)]
+const fn level_shift(level: u32) -> u32 {
+    SHIFTS[level as usize]
+}
+
+/// [`level_shift`] of every level, and of `LEVELS` (the whole table).
+const SHIFTS: [u32; LEVELS as usize + 1] = {
+    let mut t = [0; LEVELS as usize + 1];
+    let mut shift = PAGE_SHIFT;
+    let mut l = 0;
+    while l < LEVELS as usize {
+        t[l] = shift;
+        shift += LEVEL_BITS[l];
+        l += 1;
+    }
+    t[l] = shift;
+    t
+};
 
 /// First virtual address the table cannot describe.
 pub const VA_LIMIT: u64 = 1 << level_shift(LEVELS);
@@ -161,11 +196,13 @@ pub trait DirtySink {
 }
 
 /// Whether a non-zero entry of a level-2 directory is a huge leaf.
+#[inline(always)]
 fn is_huge_slot(e: u64) -> bool {
     e & Entry::HUGE != 0
 }
 
 /// The entry of the page at `addr` inside the huge leaf `e`.
+#[inline(always)]
 fn huge_page(e: u64, addr: u64) -> Entry {
     let i = (addr >> PAGE_SHIFT) & (HUGE_PAGES - 1);
     // The head PFN is HUGE_PAGES aligned, so this only adds to the PFN.
@@ -174,11 +211,13 @@ fn huge_page(e: u64, addr: u64) -> Entry {
 
 /// Bits of a directory entry that hold the count of the child at
 /// `child_level`: the child's alignment leaves them free in its address.
+#[inline(always)]
 fn count_mask(child_level: u32) -> u64 {
-    dir_size(child_level) - 1
+    dir_size(child_level).wrapping_sub(1)
 }
 
 /// The child directory (at `child_level`) named by a directory entry.
+#[inline(always)]
 fn child(e: u64, child_level: u32) -> *mut u64 {
     (e & !count_mask(child_level)) as *mut u64
 }
@@ -399,6 +438,7 @@ impl DevicePageTable {
         self.stats.bytes + dir_size(LEVELS - 1)
     }
 
+    #[inline(always)]
     fn check_addr(addr: u64) -> Result {
         if addr & ((1 << PAGE_SHIFT) - 1) != 0 {
             return Err(EINVAL);
@@ -409,28 +449,32 @@ impl DevicePageTable {
         Ok(())
     }
 
+    #[inline(always)]
     fn index(addr: u64, level: u32) -> usize {
-        ((addr >> level_shift(level)) as usize) & (entries_at(level) - 1)
+        (addr.wrapping_shr(level_shift(level)) as usize) & entries_at(level).wrapping_sub(1)
     }
 
     /// What covers `addr`: a leaf directory or a huge leaf, if either.
     fn leaf(&self, addr: u64) -> Option<Leaf<'_>> {
         Self::check_addr(addr).ok()?;
-        let mut dir: &[u64] = &self.root.0;
+        let mut dir: *const u64 = self.root.0.as_ptr();
         for level in (1..LEVELS).rev() {
-            let e = dir[Self::index(addr, level)];
+            // SAFETY: `dir` is the root or a live directory of `level`:
+            // non-zero directory entries point to live directories one level
+            // down, owned by `self` (type invariant). The index is below the
+            // directory's size.
+            let e = unsafe { *dir.add(Self::index(addr, level)) };
             if e == 0 {
                 return None;
             }
             if level == HUGE_LEVEL && is_huge_slot(e) {
                 return Some(Leaf::Huge(e));
             }
-            // SAFETY: Non-zero directory entries point to live directories
-            // one level down, owned by `self` (type invariant); `&self`
-            // keeps them alive and unchanged.
-            dir = unsafe { entries(child(e, level - 1), level - 1) };
+            dir = child(e, level - 1);
         }
-        Some(Leaf::Dir(dir))
+        // SAFETY: `dir` is a live leaf directory owned by `self`; `&self`
+        // keeps it alive and unchanged.
+        Some(Leaf::Dir(unsafe { entries(dir, 0) }))
     }
 
     /// The leaf entry for `addr`, if one is present. Inside a huge leaf it
@@ -795,6 +839,14 @@ impl DevicePageTable {
         } else {
             mask | Entry::PFN_MASK | Entry::DEVICE
         };
+        // A range inside one leaf directory (a CPU fault, one page of a
+        // migration) goes without recursion: every call costs, and most
+        // under emulation, where a return is an indirect jump.
+        if start >> level_shift(1) == (end - 1) >> level_shift(1) {
+            if let Some(changed) = self.update_leaf(start, end, mask, sink) {
+                return changed;
+            }
+        }
         let root = self.root.0.as_mut_ptr();
         let mut removed_children = 0;
         // SAFETY: `root` is the live root directory, exclusively borrowed.
@@ -813,6 +865,81 @@ impl DevicePageTable {
         };
         self.root_count -= removed_children;
         changed
+    }
+
+    /// [`Self::update_split`] of `[start, end)`, inside one leaf directory's
+    /// span, with the mask already widened. `None` (and no change) if a huge
+    /// leaf covers the range: the general path splits it.
+    fn update_leaf(
+        &mut self,
+        start: u64,
+        end: u64,
+        mask: u64,
+        sink: &mut impl DirtySink,
+    ) -> Option<u64> {
+        // `dirs[l]` is the directory at level `l` on the way down.
+        let mut dirs = [core::ptr::null_mut::<u64>(); LEVELS as usize];
+        dirs[LEVELS as usize - 1] = self.root.0.as_mut_ptr();
+        for level in (1..LEVELS).rev() {
+            // SAFETY: `dirs[level]` is the root or a live directory of
+            // `level` owned by `self`, and `&mut self` makes this the only
+            // reference into it.
+            let e = unsafe { *dirs[level as usize].add(Self::index(start, level)) };
+            if e == 0 {
+                return Some(0);
+            }
+            if level == HUGE_LEVEL && is_huge_slot(e) {
+                return None;
+            }
+            dirs[level as usize - 1] = child(e, level - 1);
+        }
+        let (first, last) = (Self::index(start, 0), Self::index(end - 1, 0));
+        let mut changed = 0;
+        let mut emptied = 0;
+        for i in first..=last {
+            // SAFETY: `dirs[0]` is a live leaf directory owned by `self`,
+            // and `i` one of its indices.
+            let slot = unsafe { &mut *dirs[0].add(i) };
+            let e = *slot;
+            let new = e & mask;
+            if new == e {
+                continue;
+            }
+            let old = Entry(e);
+            if old.has(Entry::DIRTY) && new & Entry::DIRTY == 0 {
+                sink.dirty(old.pfn());
+            }
+            *slot = new;
+            changed += 1;
+            if new == 0 {
+                self.stats.entries -= 1;
+                emptied += 1;
+            }
+        }
+        // Lower the counts on the way up, freeing what became empty.
+        let mut level = 1;
+        while emptied > 0 {
+            if level == LEVELS {
+                self.root_count -= emptied;
+                break;
+            }
+            // SAFETY: As above, for the directory at `level`.
+            let slot = unsafe { &mut *dirs[level as usize].add(Self::index(start, level)) };
+            if *slot & count_mask(level - 1) == emptied {
+                // SAFETY: The child came from `DirBox::into_raw` and nothing
+                // refers to it once its parent entry is cleared.
+                unsafe { free_dir(dirs[level as usize - 1], level - 1) };
+                *slot = 0;
+                self.stats.dir_freed(level - 1);
+                emptied = 1;
+            } else {
+                // The count is in the low bits.
+                *slot -= emptied;
+                emptied = 0;
+            }
+            level += 1;
+        }
+        Some(changed)
     }
 
     /// Recursive part of [`Self::update`] for the directory `dir` at `level`
@@ -899,6 +1026,16 @@ impl DevicePageTable {
                 continue;
             }
             let sub = child(e, level - 1);
+            if mask == 0 && start <= cbase && end - cbase >= 1 << shift {
+                // Removing everything below: free the subtree whole,
+                // without clearing its entries one by one first.
+                // SAFETY: `sub` is a live child directory owned by the
+                // table, one level down, and its slot is cleared next.
+                changed += unsafe { Self::drop_dir(sub, level - 1, sink, stats) };
+                *slot = 0;
+                *emptied += 1;
+                continue;
+            }
             let mut sub_emptied = 0;
             // SAFETY: `sub` is a live child directory owned by the table
             // (type invariant), one level down.
@@ -928,6 +1065,54 @@ impl DevicePageTable {
             }
         }
         changed
+    }
+
+    /// Frees the directory `dir` at `level` and everything below it, handing
+    /// the dirty pages of its leaves to `sink`. Returns the number of leaves
+    /// (4 KiB entries and huge leaves) it held.
+    ///
+    /// # Safety
+    ///
+    /// `dir` is a live directory of this table at `level`, not otherwise
+    /// borrowed, and the caller clears the entry that names it.
+    unsafe fn drop_dir(
+        dir: *mut u64,
+        level: u32,
+        sink: &mut impl DirtySink,
+        stats: &mut PtStats,
+    ) -> u64 {
+        // SAFETY: Per the function's safety requirements.
+        let entries = unsafe { entries(dir, level) };
+        let mut removed = 0;
+        for &e in entries {
+            if e == 0 {
+                continue;
+            }
+            if level == 0 {
+                removed += 1;
+                if e & Entry::DIRTY != 0 {
+                    sink.dirty(Entry(e).pfn());
+                }
+            } else if level == HUGE_LEVEL && is_huge_slot(e) {
+                removed += 1;
+                stats.huge -= 1;
+                if e & Entry::DIRTY != 0 {
+                    sink.dirty_range(Entry(e).pfn(), HUGE_PAGES);
+                }
+            } else {
+                // SAFETY: A directory entry names a live child directory
+                // owned by the table (type invariant), dropped with `dir`.
+                removed += unsafe { Self::drop_dir(child(e, level - 1), level - 1, sink, stats) };
+            }
+        }
+        if level == 0 {
+            stats.entries -= removed;
+        }
+        // SAFETY: `dir` came from `DirBox::into_raw`, and nothing refers to
+        // it once the caller clears its entry.
+        unsafe { free_dir(dir, level) };
+        stats.dir_freed(level);
+        removed
     }
 
     /// Calls `f(addr, entry)` for every present entry in `[start, end)`, in
@@ -1310,6 +1495,62 @@ mod tests {
 
     const BASE: u64 = 0x4020_0000;
     const HEAD: u64 = 0x10_0000;
+
+    #[test]
+    fn whole_subtree_removal_reports_dirty() {
+        let (mut pt, mut r, mut s) = table();
+        // A huge leaf, then 600 pages in the next 2 MiB: nine leaf
+        // directories, the last one partly filled.
+        put_huge(&mut pt, &mut r, &mut s, BASE, HEAD, Entry::WRITE);
+        for i in 0..600u64 {
+            put(
+                &mut pt,
+                &mut r,
+                &mut s,
+                BASE + HUGE_SIZE + i * P,
+                5000 + i,
+                Entry::WRITE,
+            );
+        }
+        // Device writes: the huge leaf, and pages in the first leaf
+        // directory, in the last, and one left behind by the range below.
+        assert!(pt.set_flags(BASE + 7 * P, Entry::DIRTY).is_some());
+        for i in [3u64, 63, 520, 599] {
+            assert!(pt
+                .set_flags(BASE + HUGE_SIZE + i * P, Entry::DIRTY)
+                .is_some());
+        }
+        // Everything up to page 590 of the second block goes: whole
+        // directories are freed at once, the last one entry by entry.
+        let n = pt.update(BASE, BASE + HUGE_SIZE + 590 * P, 0, &mut s);
+        assert_eq!(n, 1 + 590);
+        s.0.sort_unstable();
+        let mut want = KVec::new();
+        want.extend_from_slice(&[5003, 5063, 5520], GFP_KERNEL)
+            .expect("vec");
+        for p in HEAD..HEAD + HUGE_PAGES {
+            want.push(p, GFP_KERNEL).expect("vec");
+        }
+        want.sort_unstable();
+        assert_eq!(&s.0[..], &want[..]);
+        assert_eq!(
+            pt.stats(),
+            PtStats {
+                entries: 10,
+                dirs: 7,
+                bytes: 5 * UPPER + MID + LEAF,
+                ..Default::default()
+            }
+        );
+        assert!(pt
+            .lookup(BASE + HUGE_SIZE + 599 * P)
+            .expect("left")
+            .has(Entry::DIRTY));
+        s.0.clear();
+        pt.clear(&mut s);
+        assert_eq!(&s.0[..], &[5599]);
+        assert_eq!(pt.stats(), PtStats::default());
+    }
 
     #[test]
     fn huge_install_lookup() {

@@ -39,9 +39,10 @@ pub trait DevmemOps: Send + Sync + Sized + 'static {
     /// Kept for every device page, from pool creation to unload.
     type PageData: Default + Send + Sync;
 
-    /// The folio of `order` at `pfn` was freed: release what the driver
-    /// holds for it. May run in atomic context.
-    fn folio_free(pool: &DevicePrivatePool<Self>, pfn: u64, order: u32);
+    /// The folio at `pfn` was freed: release what the driver holds for it.
+    /// `data` is that of each of its pages, in order (one for a small
+    /// folio). May run in atomic context.
+    fn folio_free(pool: &DevicePrivatePool<Self>, pfn: u64, data: &[Self::PageData]);
 
     /// The CPU faulted on a device page: migrate it to system memory.
     /// Returns a `vm_fault_t`.
@@ -233,7 +234,11 @@ impl<T: DevmemOps> VTable<T> {
                 ffi::rust_hmm_page_order(page),
             )
         };
-        T::folio_free(pool, pfn, order);
+        // A folio lies inside its chunk, so this always finds its data.
+        let first = (pfn - chunk.first_pfn) as usize;
+        if let Some(data) = chunk.data.get(first..first + (1 << order)) {
+            T::folio_free(pool, pfn, data);
+        }
         pool.release(pfn, order);
     }
 
@@ -286,27 +291,33 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         }
     }
 
-    /// Whether `pfn` is a device-private page of this pool.
-    pub fn owns(&self, pfn: u64) -> bool {
-        // SAFETY: `is_device_private_page` only reads the page's flags and
-        // pgmap; a PFN from HMM or migration has a `struct page`.
-        if !unsafe { ffi::rust_hmm_is_device_private_pfn(pfn as usize) } {
-            return false;
+    /// The chunk holding `pfn`, if it is a device-private page of this pool.
+    fn chunk_of(&self, pfn: u64) -> Option<&Chunk<T>> {
+        // SAFETY: Only reads the page's flags and pgmap; a PFN from HMM or
+        // migration has a `struct page`. One call for both: helper calls
+        // are what this path costs.
+        let pgmap = unsafe { ffi::rust_hmm_device_private_pgmap(pfn as usize) };
+        if pgmap.is_null() {
+            return None;
         }
-        // SAFETY: A device-private page names its `dev_pagemap`.
-        let pgmap = unsafe { ffi::rust_hmm_page_pgmap(ffi::rust_hmm_pfn_to_page(pfn as usize)) };
         // SAFETY: Every `dev_pagemap` of the kernel stays valid while it has
         // pages; `owner` is set before registration and never changes.
-        unsafe { (*pgmap).owner.cast_const() == self.owner() }
+        if unsafe { (*pgmap).owner.cast_const() } != self.owner() {
+            return None;
+        }
+        // SAFETY: Our owner cookie is on our chunks' pagemaps only, each the
+        // first field of its `#[repr(C)]` chunk, which outlives its pages.
+        Some(unsafe { &*pgmap.cast::<Chunk<T>>() })
+    }
+
+    /// Whether `pfn` is a device-private page of this pool.
+    pub fn owns(&self, pfn: u64) -> bool {
+        self.chunk_of(pfn).is_some()
     }
 
     /// The driver data of device page `pfn`, if the pool owns it.
     pub fn page_data(&self, pfn: u64) -> Option<&T::PageData> {
-        if !self.owns(pfn) {
-            return None;
-        }
-        // SAFETY: `owns` checked that the page is in one of our chunks.
-        let chunk = unsafe { VTable::<T>::chunk(ffi::rust_hmm_pfn_to_page(pfn as usize)) };
+        let chunk = self.chunk_of(pfn)?;
         chunk.data.get((pfn - chunk.first_pfn) as usize)
     }
 
@@ -509,9 +520,9 @@ mod tests {
     impl DevmemOps for TestOps {
         type PageData = Freed;
 
-        fn folio_free(pool: &DevicePrivatePool<Self>, pfn: u64, order: u32) {
-            if let Some(d) = pool.page_data(pfn) {
-                d.0.fetch_add(1 << order, Ordering::Relaxed);
+        fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, data: &[Freed]) {
+            if let Some(d) = data.first() {
+                d.0.fetch_add(data.len() as u64, Ordering::Relaxed);
             }
         }
 

@@ -74,6 +74,14 @@ bool rust_hmm_is_device_private_pfn(unsigned long pfn)
 	return is_device_private_page(pfn_to_page(pfn));
 }
 
+/* The pagemap of a device-private page, NULL for any other page. */
+struct dev_pagemap *rust_hmm_device_private_pgmap(unsigned long pfn)
+{
+	struct page *page = pfn_to_page(pfn);
+
+	return is_device_private_page(page) ? page_pgmap(page) : NULL;
+}
+
 /*
  * One call for a whole hmm_range_fault() answer: two helper calls per page
  * cost more than the tests they wrap.

@@ -130,23 +130,60 @@ enum Kind<'a> {
     Device,
 }
 
+/// Arrays of up to this many entries live inside the [`Migration`]: a CPU
+/// fault moves one page, and two allocations would cost a good part of it.
+const INLINE: usize = 1;
+
+/// A `src` or `dst` array of `MIGRATE_PFN_*` entries.
+enum Pfns {
+    Inline([u64; INLINE], usize),
+    Heap(KVec<u64>),
+}
+
+impl Pfns {
+    fn zeroed(n: usize) -> Result<Self> {
+        Ok(if n <= INLINE {
+            Self::Inline([0; INLINE], n)
+        } else {
+            Self::Heap(KVec::from_elem(0u64, n, GFP_KERNEL)?)
+        })
+    }
+}
+
+impl core::ops::Deref for Pfns {
+    type Target = [u64];
+
+    fn deref(&self) -> &[u64] {
+        match self {
+            Self::Inline(a, n) => &a[..*n],
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+impl core::ops::DerefMut for Pfns {
+    fn deref_mut(&mut self) -> &mut [u64] {
+        match self {
+            Self::Inline(a, n) => &mut a[..*n],
+            Self::Heap(v) => v,
+        }
+    }
+}
+
 /// One migration round; see the module documentation.
 ///
 /// # Invariants
 ///
-/// `raw.src` and `raw.dst` point into `src` and `dst`, which hold
-/// `raw.npages` entries; setup has succeeded, so finalize is owed, and
+/// `src` and `dst` hold `raw.npages` entries (`raw.src` and `raw.dst` are
+/// pointed at them before each call into the core, since inline arrays
+/// move with the value); setup has succeeded, so finalize is owed, and
 /// `pages_done` says whether `migrate_*_pages()` has run.
 pub struct Migration<'a> {
     raw: ffi::migrate_vma,
-    src: KVec<u64>,
-    dst: KVec<u64>,
+    src: Pfns,
+    dst: Pfns,
     kind: Kind<'a>,
     pages_done: bool,
-}
-
-fn zeroed(n: usize) -> Result<KVec<u64>> {
-    Ok(KVec::from_elem(0u64, n, GFP_KERNEL)?)
 }
 
 impl<'a> Migration<'a> {
@@ -175,8 +212,8 @@ impl<'a> Migration<'a> {
         if npages > MAX_PAGES {
             return Err(EINVAL);
         }
-        let mut src = zeroed(npages)?;
-        let mut dst = zeroed(npages)?;
+        let mut src = Pfns::zeroed(npages)?;
+        let mut dst = Pfns::zeroed(npages)?;
         let mut flags = match select {
             Select::System => ffi::MIGRATE_VMA_SELECT_SYSTEM,
             Select::DevicePrivate => ffi::MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
@@ -199,8 +236,7 @@ impl<'a> Migration<'a> {
         // SAFETY: `raw` names a range inside `vma`, which the caller keeps
         // mmap-locked for `'a`; the arrays hold one entry per page.
         kernel::error::to_result(unsafe { ffi::migrate_vma_setup(&mut raw) })?;
-        // INVARIANT: Setup succeeded; the arrays are owned and do not move
-        // (a `KVec` keeps its buffer when moved).
+        // INVARIANT: Setup succeeded; the arrays are owned.
         Ok(Self {
             raw,
             src,
@@ -219,7 +255,7 @@ impl<'a> Migration<'a> {
     /// Every PFN is a device-private page of the caller's `dev_pagemap`.
     pub unsafe fn device_pfns(mut pfns: KVec<u64>) -> Result<Migration<'static>> {
         let n = pfns.len();
-        let mut dst = zeroed(n)?;
+        let mut dst = Pfns::zeroed(n)?;
         // SAFETY: The caller guarantees the PFNs; `pfns` has `n` entries and
         // is rewritten in place into source entries.
         unsafe { ffi::migrate_device_pfns(pfns.as_mut_ptr().cast(), n) };
@@ -238,7 +274,7 @@ impl<'a> Migration<'a> {
         // INVARIANT: As in `vma`.
         Ok(Migration {
             raw,
-            src: pfns,
+            src: Pfns::Heap(pfns),
             dst,
             kind: Kind::Device,
             pages_done: false,
@@ -269,8 +305,8 @@ impl<'a> Migration<'a> {
         if self.pages_done || i >= self.npages() || self.dst[i] != 0 {
             return Err(EINVAL);
         }
-        let split_tail = folio.order() == 0 && self.in_compound(i);
-        if !self.src(i).migrate() && !split_tail {
+        let split_tail = || folio.order() == 0 && self.in_compound(i);
+        if !self.src(i).migrate() && !split_tail() {
             return Err(EINVAL);
         }
         if i + (1usize << folio.order()) > self.npages() {
@@ -300,6 +336,13 @@ impl<'a> Migration<'a> {
             .is_some_and(|(h, s)| s.compound() && s.migrate() && i < h + span)
     }
 
+    /// `raw`, pointed at the arrays where they are now.
+    fn raw(&mut self) -> &mut ffi::migrate_vma {
+        self.raw.src = self.src.as_mut_ptr().cast();
+        self.raw.dst = self.dst.as_mut_ptr().cast();
+        &mut self.raw
+    }
+
     /// `migrate_*_pages()`: moves every entry that has a destination.
     /// Afterwards [`Self::migrated`] tells which did.
     pub fn pages(&mut self) {
@@ -310,11 +353,12 @@ impl<'a> Migration<'a> {
         match self.kind {
             // SAFETY: Setup succeeded (type invariant) and the VMA is still
             // locked (`'a`).
-            Kind::Vma(_) => unsafe { ffi::migrate_vma_pages(&mut self.raw) },
-            // SAFETY: As above; the arrays have `npages` entries.
-            Kind::Device => unsafe {
-                ffi::migrate_device_pages(self.raw.src, self.raw.dst, self.raw.npages)
-            },
+            Kind::Vma(_) => unsafe { ffi::migrate_vma_pages(self.raw()) },
+            Kind::Device => {
+                let raw = self.raw();
+                // SAFETY: As above; the arrays have `npages` entries.
+                unsafe { ffi::migrate_device_pages(raw.src, raw.dst, raw.npages) }
+            }
         }
     }
 
@@ -329,11 +373,12 @@ impl Drop for Migration<'_> {
         match self.kind {
             // SAFETY: Setup succeeded and finalize has not run (type
             // invariant); it unlocks and releases sources and destinations.
-            Kind::Vma(_) => unsafe { ffi::migrate_vma_finalize(&mut self.raw) },
-            // SAFETY: As above.
-            Kind::Device => unsafe {
-                ffi::migrate_device_finalize(self.raw.src, self.raw.dst, self.raw.npages)
-            },
+            Kind::Vma(_) => unsafe { ffi::migrate_vma_finalize(self.raw()) },
+            Kind::Device => {
+                let raw = self.raw();
+                // SAFETY: As above.
+                unsafe { ffi::migrate_device_finalize(raw.src, raw.dst, raw.npages) }
+            }
         }
     }
 }

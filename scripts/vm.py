@@ -124,6 +124,8 @@ def run(args):
            "-append", "console=ttyS0 panic=-1 oops=panic loglevel=7 log_buf_len=16M "
            + args.append]
     cmd += ["-enable-kvm", "-cpu", "host"] if kvm else ["-cpu", args.cpu]
+    if not kvm and args.icount is not None:
+        cmd += ["-icount", f"shift={args.icount},sleep=off"]
     if not kvm and args.clock == "tsc":
         # Under TCG the guest TSC runs at the host TSC's rate: hand that
         # over rather than let the guest calibrate against emulated timers
@@ -189,6 +191,8 @@ def main():
     ap.add_argument("--append", default="")
     ap.add_argument("--clock", choices=("tsc", "jiffies"), default="tsc",
                     help="guest clocksource under TCG (default: tsc)")
+    ap.add_argument("--icount", type=int, default=None,
+                    help="TCG: guest time counts instructions, 2^N ns each")
     ap.add_argument("--cache", default=os.environ.get("HMM_CACHE", "/tmp"))
     ap.add_argument("--verbose", action="store_true")
     sys.exit(run(ap.parse_args()))

@@ -246,16 +246,14 @@ pub(crate) fn evict(pool: &Devmem, owner: Option<u64>) -> Result<u64> {
 impl DevmemOps for SimDevmem {
     type PageData = PageData;
 
-    fn folio_free(pool: &Devmem, pfn: u64, order: u32) {
-        for p in pfn..pfn + (1 << order) {
-            if let Some(d) = pool.page_data(p) {
-                let data = d.data.swap(0, Ordering::AcqRel);
-                d.owner.store(0, Ordering::Relaxed);
-                if data != 0 {
-                    // SAFETY: The data page was allocated for this device
-                    // page, which is free now, so nothing reads it any more.
-                    unsafe { ffi::rust_hmm_free_data_page(page(data)) };
-                }
+    fn folio_free(_pool: &Devmem, _pfn: u64, pages: &[PageData]) {
+        for d in pages {
+            let data = d.data.swap(0, Ordering::AcqRel);
+            d.owner.store(0, Ordering::Relaxed);
+            if data != 0 {
+                // SAFETY: The data page was allocated for this device page,
+                // which is free now, so nothing reads it any more.
+                unsafe { ffi::rust_hmm_free_data_page(page(data)) };
             }
         }
     }
