@@ -867,6 +867,31 @@ impl DevicePageTable {
         changed
     }
 
+    /// Applies `mask` to the 4 KiB entry in `slot`, handing a lost dirty bit
+    /// to `sink`. Returns whether the entry changed, and whether it went.
+    #[inline(always)]
+    fn update_entry(
+        slot: &mut u64,
+        mask: u64,
+        sink: &mut impl DirtySink,
+        stats: &mut PtStats,
+    ) -> (bool, bool) {
+        let e = *slot;
+        let new = e & mask;
+        if new == e {
+            return (false, false);
+        }
+        let old = Entry(e);
+        if old.has(Entry::DIRTY) && new & Entry::DIRTY == 0 {
+            sink.dirty(old.pfn());
+        }
+        *slot = new;
+        if new == 0 {
+            stats.entries -= 1;
+        }
+        (true, new == 0)
+    }
+
     /// [`Self::update_split`] of `[start, end)`, inside one leaf directory's
     /// span, with the mask already widened. `None` (and no change) if a huge
     /// leaf covers the range: the general path splits it.
@@ -900,21 +925,9 @@ impl DevicePageTable {
             // SAFETY: `dirs[0]` is a live leaf directory owned by `self`,
             // and `i` one of its indices.
             let slot = unsafe { &mut *dirs[0].add(i) };
-            let e = *slot;
-            let new = e & mask;
-            if new == e {
-                continue;
-            }
-            let old = Entry(e);
-            if old.has(Entry::DIRTY) && new & Entry::DIRTY == 0 {
-                sink.dirty(old.pfn());
-            }
-            *slot = new;
-            changed += 1;
-            if new == 0 {
-                self.stats.entries -= 1;
-                emptied += 1;
-            }
+            let (c, gone) = Self::update_entry(slot, mask, sink, &mut self.stats);
+            changed += u64::from(c);
+            emptied += u64::from(gone);
         }
         // Lower the counts on the way up, freeing what became empty.
         let mut level = 1;
@@ -1009,20 +1022,9 @@ impl DevicePageTable {
                 }
             }
             if level == 0 {
-                let new = e & mask;
-                if new == e {
-                    continue;
-                }
-                let old = Entry(e);
-                if old.has(Entry::DIRTY) && new & Entry::DIRTY == 0 {
-                    sink.dirty(old.pfn());
-                }
-                *slot = new;
-                changed += 1;
-                if new == 0 {
-                    stats.entries -= 1;
-                    *emptied += 1;
-                }
+                let (c, gone) = Self::update_entry(slot, mask, sink, stats);
+                changed += u64::from(c);
+                *emptied += u64::from(gone);
                 continue;
             }
             let sub = child(e, level - 1);
