@@ -18,6 +18,8 @@ use kernel::{bindings, mm::virt::VmaRef, page::PAGE_SIZE, prelude::*};
 const CHUNK_BYTES: u64 = 256 << 20;
 /// At most this many chunks per device (4 GiB).
 const MAX_CHUNKS: usize = 16;
+/// Attempts of one CPU fault to move its page back (see `migrate_to_ram`).
+const MIGRATE_TO_RAM_TRIES: u32 = 8;
 
 /// What the device keeps per page of its memory.
 #[derive(Default)]
@@ -270,21 +272,38 @@ impl DevmemOps for SimDevmem {
         let size = (PAGE_SIZE as u64) << order;
         let start = fault.address() & !(size - 1);
         let vma = fault.vma();
-        let Ok(mut m) = Migration::vma(
-            vma,
-            start,
-            start + size,
-            pool.owner(),
-            Select::DevicePrivate,
-            order > 0,
-            Some(fault.page()),
-        ) else {
-            return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
-        };
-        if copy_to_system(pool, &mut m, Some(vma), None).is_err() {
-            return bindings::vm_fault_reason_VM_FAULT_OOM;
+        // Two threads faulting on one page (two HMM faults from other
+        // devices, say) can fail each other's migration for ever: waiting
+        // for the page lock takes a reference for a moment, the core
+        // refuses a page with a reference it cannot account for, and each
+        // fault is retried at once. The page lock is ours until we return,
+        // so a waiter sleeps, its reference dropped, while we try again.
+        for attempt in 0..MIGRATE_TO_RAM_TRIES {
+            let Ok(mut m) = Migration::vma(
+                vma,
+                start,
+                start + size,
+                pool.owner(),
+                Select::DevicePrivate,
+                order > 0,
+                Some(fault.page()),
+            ) else {
+                return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+            };
+            if copy_to_system(pool, &mut m, Some(vma), None).is_err() {
+                return bindings::vm_fault_reason_VM_FAULT_OOM;
+            }
+            m.pages();
+            // The faulting page (or folio) is entry 0. Collected but not
+            // moved: refused. Not collected: no longer mapped here.
+            let s = m.src(0);
+            if m.migrated(0) || s.pfn().is_none() || s.migrate() {
+                return 0;
+            }
+            drop(m);
+            kernel::time::delay::fsleep(kernel::time::Delta::from_micros(20 << attempt));
         }
-        m.pages();
+        // The fault is taken again.
         0
     }
 
