@@ -124,6 +124,10 @@ def run(args):
            "-append", "console=ttyS0 panic=-1 oops=panic loglevel=7 log_buf_len=16M "
            + args.append]
     cmd += ["-enable-kvm", "-cpu", "host"] if kvm else ["-cpu", args.cpu]
+    if args.gdb:
+        # Debugging a hung guest: gdb -ex "target remote :PORT" with the
+        # build's vmlinux (and the module's .ko at its .text address).
+        cmd += ["-gdb", f"tcp::{args.gdb}"]
     if not kvm and args.icount is not None:
         cmd += ["-icount", f"shift={args.icount},sleep=off"]
     if not kvm and args.clock == "tsc":
@@ -191,6 +195,8 @@ def main():
     ap.add_argument("--append", default="")
     ap.add_argument("--clock", choices=("tsc", "jiffies"), default="tsc",
                     help="guest clocksource under TCG (default: tsc)")
+    ap.add_argument("--gdb", type=int, default=None,
+                    help="serve QEMU's gdb stub on this TCP port")
     ap.add_argument("--icount", type=int, default=None,
                     help="TCG: guest time counts instructions, 2^N ns each")
     ap.add_argument("--cache", default=os.environ.get("HMM_CACHE", "/tmp"))
