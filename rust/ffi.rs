@@ -86,11 +86,6 @@ extern "C" {
         sub: *mut bindings::mmu_interval_notifier,
         seq: c_ulong,
     ) -> bool;
-    pub(crate) fn rust_hmm_interval_set_seq(
-        sub: *mut bindings::mmu_interval_notifier,
-        cur_seq: c_ulong,
-    );
-    pub(crate) fn rust_hmm_range_blockable(range: *const bindings::mmu_notifier_range) -> bool;
     pub(crate) fn rust_hmm_pfn_to_page(pfn: c_ulong) -> *mut bindings::page;
     pub(crate) fn rust_hmm_zero_pfn() -> c_ulong;
     pub(crate) fn rust_hmm_is_zero_pfn(pfn: c_ulong) -> bool;
@@ -119,14 +114,14 @@ extern "C" {
         order: c_uint,
     );
     pub(crate) fn rust_hmm_alloc_data_page() -> *mut bindings::page;
-    pub(crate) fn rust_hmm_free_data_page(page: *mut bindings::page);
+    pub(crate) fn rust_hmm_free_data_pfn(pfn: c_ulong);
     pub(crate) fn rust_hmm_alloc_migrate_folio(
         vma: *mut bindings::vm_area_struct,
         addr: c_ulong,
         order: c_uint,
     ) -> *mut bindings::page;
     pub(crate) fn rust_hmm_unlock_put_page(page: *mut bindings::page);
-    pub(crate) fn rust_hmm_copy_highpage(to: *mut bindings::page, from: *mut bindings::page);
+    pub(crate) fn rust_hmm_copy_from_pfn(to: *mut bindings::page, from_pfn: c_ulong);
     pub(crate) fn rust_hmm_clear_highpage(page: *mut bindings::page);
     pub(crate) fn rust_hmm_request_free_mem_region(
         size: c_ulong,

@@ -43,17 +43,6 @@ bool rust_hmm_interval_read_retry(struct mmu_interval_notifier *sub,
 	return mmu_interval_read_retry(sub, seq);
 }
 
-void rust_hmm_interval_set_seq(struct mmu_interval_notifier *sub,
-			       unsigned long cur_seq)
-{
-	mmu_interval_set_seq(sub, cur_seq);
-}
-
-bool rust_hmm_range_blockable(const struct mmu_notifier_range *range)
-{
-	return mmu_notifier_range_blockable(range);
-}
-
 struct page *rust_hmm_pfn_to_page(unsigned long pfn)
 {
 	return pfn_to_page(pfn);
@@ -171,9 +160,10 @@ struct page *rust_hmm_alloc_data_page(void)
 	return alloc_page(GFP_HIGHUSER | __GFP_NOWARN);
 }
 
-void rust_hmm_free_data_page(struct page *page)
+/* By PFN: the sample keeps data pages by PFN, and a call costs. */
+void rust_hmm_free_data_pfn(unsigned long pfn)
 {
-	__free_page(page);
+	__free_page(pfn_to_page(pfn));
 }
 
 /*
@@ -206,9 +196,9 @@ void rust_hmm_unlock_put_page(struct page *page)
 	folio_put(folio);
 }
 
-void rust_hmm_copy_highpage(struct page *to, struct page *from)
+void rust_hmm_copy_from_pfn(struct page *to, unsigned long from_pfn)
 {
-	copy_highpage(to, from);
+	copy_highpage(to, pfn_to_page(from_pfn));
 }
 
 void rust_hmm_clear_highpage(struct page *page)

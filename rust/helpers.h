@@ -15,9 +15,6 @@ struct resource;
 
 bool rust_hmm_interval_read_retry(struct mmu_interval_notifier *sub,
 				  unsigned long seq);
-void rust_hmm_interval_set_seq(struct mmu_interval_notifier *sub,
-			       unsigned long cur_seq);
-bool rust_hmm_range_blockable(const struct mmu_notifier_range *range);
 struct page *rust_hmm_pfn_to_page(unsigned long pfn);
 unsigned long rust_hmm_zero_pfn(void);
 bool rust_hmm_is_zero_pfn(unsigned long pfn);
@@ -48,12 +45,12 @@ void rust_hmm_zone_device_folio_init(struct page *page,
 				     struct dev_pagemap *pgmap,
 				     unsigned int order);
 struct page *rust_hmm_alloc_data_page(void);
-void rust_hmm_free_data_page(struct page *page);
+void rust_hmm_free_data_pfn(unsigned long pfn);
 struct page *rust_hmm_alloc_migrate_folio(struct vm_area_struct *vma,
 					  unsigned long addr,
 					  unsigned int order);
 void rust_hmm_unlock_put_page(struct page *page);
-void rust_hmm_copy_highpage(struct page *to, struct page *from);
+void rust_hmm_copy_from_pfn(struct page *to, unsigned long from_pfn);
 void rust_hmm_clear_highpage(struct page *page);
 struct resource *rust_hmm_request_free_mem_region(unsigned long size,
 						  const char *name);

@@ -106,10 +106,9 @@ impl NotifierRange<'_> {
         self.raw.owner
     }
 
-    /// Whether the callback may sleep.
+    /// Whether the callback may sleep (`mmu_notifier_range_blockable()`).
     pub fn blockable(&self) -> bool {
-        // SAFETY: `self.raw` is a valid range for the duration of the callback.
-        unsafe { ffi::rust_hmm_range_blockable(self.raw) }
+        self.raw.flags & bindings::MMU_NOTIFIER_RANGE_BLOCKABLE != 0
     }
 }
 
@@ -310,8 +309,16 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
         } else {
             self.state.try_lock()?
         };
-        // SAFETY: `raw` is inserted and its lock is held.
-        unsafe { ffi::rust_hmm_interval_set_seq(self.raw.get(), cur_seq as usize) };
+        // `mmu_interval_set_seq()`, a `WRITE_ONCE()`: called on every
+        // invalidation, so not through a helper call.
+        // SAFETY: `raw` is inserted and its lock is held, which is what
+        // the kernel asks of a writer of `invalidate_seq`.
+        unsafe {
+            core::ptr::write_volatile(
+                &raw mut (*self.raw.get()).invalidate_seq,
+                cur_seq as kernel::ffi::c_ulong,
+            )
+        };
         Some(Some(self.ops.invalidate(&mut guard, range)))
     }
 }

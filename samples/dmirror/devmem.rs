@@ -41,11 +41,6 @@ pub(crate) fn new_pool() -> impl PinInit<Devmem, Error> {
     DevicePrivatePool::new(SimDevmem, CHUNK_BYTES, MAX_CHUNKS)
 }
 
-fn page(pfn: u64) -> *mut bindings::page {
-    // SAFETY: Only computes the `struct page` address of a valid PFN.
-    unsafe { ffi::rust_hmm_pfn_to_page(pfn as usize) }
-}
-
 /// The data page of device page `dpfn` of `pool`, if it has one.
 pub(crate) fn data_pfn(pool: &Devmem, dpfn: u64) -> Option<u64> {
     let d = pool.page_data(dpfn)?.data.load(Ordering::Acquire);
@@ -58,7 +53,7 @@ fn copy_from_device(pool: &Devmem, dpfn: u64, dst: *mut bindings::page) {
         // SAFETY: Both pages are alive: `dst` is a locked destination and the
         // data page lives until its device page is freed, which the
         // migration in progress prevents (it holds the source locked).
-        Some(d) => unsafe { ffi::rust_hmm_copy_highpage(dst, page(d)) },
+        Some(d) => unsafe { ffi::rust_hmm_copy_from_pfn(dst, d as usize) },
         // SAFETY: `dst` is a locked destination.
         None => unsafe { ffi::rust_hmm_clear_highpage(dst) },
     }
@@ -77,7 +72,7 @@ fn fill_device(pool: &Devmem, dst: &DstFolio, src: Option<u64>, id: u64) -> Resu
         match src {
             // SAFETY: `data` is ours; the source page is locked by the
             // migration.
-            Some(s) => unsafe { ffi::rust_hmm_copy_highpage(data, page(s + j)) },
+            Some(s) => unsafe { ffi::rust_hmm_copy_from_pfn(data, (s + j) as usize) },
             // SAFETY: `data` is ours.
             None => unsafe { ffi::rust_hmm_clear_highpage(data) },
         }
@@ -245,6 +240,45 @@ pub(crate) fn evict(pool: &Devmem, owner: Option<u64>) -> Result<u64> {
     Ok(left)
 }
 
+/// The faulting page was collected but the core would not move it.
+struct Refused;
+
+/// One attempt of `migrate_to_ram()` at `[start, start + size)`: a
+/// `vm_fault_t`, or `Refused`.
+fn move_back(
+    pool: &Devmem,
+    fault: &DeviceFault<'_>,
+    start: u64,
+    size: u64,
+    order: u32,
+) -> Result<u32, Refused> {
+    let vma = fault.vma();
+    let Ok(mut m) = Migration::vma(
+        vma,
+        start,
+        start + size,
+        pool.owner(),
+        Select::DevicePrivate,
+        order > 0,
+        Some(fault.page()),
+    ) else {
+        return Ok(bindings::vm_fault_reason_VM_FAULT_SIGBUS);
+    };
+    if copy_to_system(pool, &mut m, Some(vma), None).is_err() {
+        return Ok(bindings::vm_fault_reason_VM_FAULT_OOM);
+    }
+    m.pages();
+    // The faulting page (or folio) is entry 0. Still marked to migrate
+    // after `pages()`: it moved. Not collected at all: it is no longer
+    // mapped here, and the fault will find out. Otherwise: refused.
+    let s = m.src(0);
+    if s.pfn().is_none() || s.migrate() {
+        Ok(0)
+    } else {
+        Err(Refused)
+    }
+}
+
 impl DevmemOps for SimDevmem {
     type PageData = PageData;
 
@@ -255,7 +289,7 @@ impl DevmemOps for SimDevmem {
             if data != 0 {
                 // SAFETY: The data page was allocated for this device page,
                 // which is free now, so nothing reads it any more.
-                unsafe { ffi::rust_hmm_free_data_page(page(data)) };
+                unsafe { ffi::rust_hmm_free_data_pfn(data as usize) };
             }
         }
     }
@@ -271,40 +305,25 @@ impl DevmemOps for SimDevmem {
         };
         let size = (PAGE_SIZE as u64) << order;
         let start = fault.address() & !(size - 1);
-        let vma = fault.vma();
         // Two threads faulting on one page (two HMM faults from other
         // devices, say) can fail each other's migration for ever: waiting
         // for the page lock takes a reference for a moment, the core
         // refuses a page with a reference it cannot account for, and each
         // fault is retried at once. The page lock is ours until we return,
         // so a waiter sleeps, its reference dropped, while we try again.
-        for attempt in 0..MIGRATE_TO_RAM_TRIES {
-            let Ok(mut m) = Migration::vma(
-                vma,
-                start,
-                start + size,
-                pool.owner(),
-                Select::DevicePrivate,
-                order > 0,
-                Some(fault.page()),
-            ) else {
-                return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
-            };
-            if copy_to_system(pool, &mut m, Some(vma), None).is_err() {
-                return bindings::vm_fault_reason_VM_FAULT_OOM;
+        let mut attempt = 0;
+        loop {
+            match move_back(pool, fault, start, size, order) {
+                Err(refused) if attempt + 1 < MIGRATE_TO_RAM_TRIES => {
+                    drop(refused);
+                    kernel::time::delay::fsleep(kernel::time::Delta::from_micros(20 << attempt));
+                    attempt += 1;
+                }
+                // Refused every time: the fault is taken again.
+                Err(_) => return 0,
+                Ok(ret) => return ret,
             }
-            m.pages();
-            // The faulting page (or folio) is entry 0. Collected but not
-            // moved: refused. Not collected: no longer mapped here.
-            let s = m.src(0);
-            if m.migrated(0) || s.pfn().is_none() || s.migrate() {
-                return 0;
-            }
-            drop(m);
-            kernel::time::delay::fsleep(kernel::time::Delta::from_micros(20 << attempt));
         }
-        // The fault is taken again.
-        0
     }
 
     fn evict_all(pool: &Devmem) {
