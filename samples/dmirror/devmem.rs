@@ -314,8 +314,7 @@ impl DevmemOps for SimDevmem {
         let mut attempt = 0;
         loop {
             match move_back(pool, fault, start, size, order) {
-                Err(refused) if attempt + 1 < MIGRATE_TO_RAM_TRIES => {
-                    drop(refused);
+                Err(Refused) if attempt + 1 < MIGRATE_TO_RAM_TRIES => {
                     kernel::time::delay::fsleep(kernel::time::Delta::from_micros(20 << attempt));
                     attempt += 1;
                 }
