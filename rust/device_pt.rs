@@ -459,10 +459,9 @@ impl DevicePageTable {
         Self::check_addr(addr).ok()?;
         let mut dir: *const u64 = self.root.0.as_ptr();
         for level in (1..LEVELS).rev() {
-            // SAFETY: `dir` is the root or a live directory of `level`:
-            // non-zero directory entries point to live directories one level
-            // down, owned by `self` (type invariant). The index is below the
-            // directory's size.
+            // SAFETY: `dir` is the root or, through non-zero entries (type
+            // invariant), a live directory of `level` owned by `self`; the
+            // index is below its size.
             let e = unsafe { *dir.add(Self::index(addr, level)) };
             if e == 0 {
                 return None;
@@ -1501,8 +1500,9 @@ mod tests {
     #[test]
     fn whole_subtree_removal_reports_dirty() {
         let (mut pt, mut r, mut s) = table();
-        // A huge leaf, then 600 pages in the next 2 MiB: nine leaf
-        // directories, the last one partly filled.
+        // A huge leaf, then 600 pages from the next 2 MiB on: its eight
+        // leaf directories full, then two more in the block after, the
+        // last one partly filled.
         put_huge(&mut pt, &mut r, &mut s, BASE, HEAD, Entry::WRITE);
         for i in 0..600u64 {
             put(
@@ -1514,8 +1514,9 @@ mod tests {
                 Entry::WRITE,
             );
         }
-        // Device writes: the huge leaf, and pages in the first leaf
-        // directory, in the last, and one left behind by the range below.
+        // Device writes: the huge leaf, two pages in the first leaf
+        // directory, one in a leaf directory freed whole below (520), and
+        // one the range leaves behind (599).
         assert!(pt.set_flags(BASE + 7 * P, Entry::DIRTY).is_some());
         for i in [3u64, 63, 520, 599] {
             assert!(pt

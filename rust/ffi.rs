@@ -89,7 +89,6 @@ extern "C" {
     pub(crate) fn rust_hmm_pfn_to_page(pfn: c_ulong) -> *mut bindings::page;
     pub(crate) fn rust_hmm_zero_pfn() -> c_ulong;
     pub(crate) fn rust_hmm_is_zero_pfn(pfn: c_ulong) -> bool;
-    pub(crate) fn rust_hmm_is_device_private_pfn(pfn: c_ulong) -> bool;
     pub(crate) fn rust_hmm_device_private_pgmap(pfn: c_ulong) -> *mut bindings::dev_pagemap;
     pub(crate) fn rust_hmm_pfn_kinds(hmm_pfns: *const c_ulong, kinds: *mut u8, n: c_ulong);
     pub(crate) fn rust_hmm_msecs_to_jiffies(ms: c_uint) -> c_ulong;

@@ -58,11 +58,6 @@ bool rust_hmm_is_zero_pfn(unsigned long pfn)
 	return is_zero_pfn(pfn);
 }
 
-bool rust_hmm_is_device_private_pfn(unsigned long pfn)
-{
-	return is_device_private_page(pfn_to_page(pfn));
-}
-
 /* The pagemap of a device-private page, NULL for any other page. */
 struct dev_pagemap *rust_hmm_device_private_pgmap(unsigned long pfn)
 {

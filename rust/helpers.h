@@ -18,7 +18,6 @@ bool rust_hmm_interval_read_retry(struct mmu_interval_notifier *sub,
 struct page *rust_hmm_pfn_to_page(unsigned long pfn);
 unsigned long rust_hmm_zero_pfn(void);
 bool rust_hmm_is_zero_pfn(unsigned long pfn);
-bool rust_hmm_is_device_private_pfn(unsigned long pfn);
 struct dev_pagemap *rust_hmm_device_private_pgmap(unsigned long pfn);
 /* What rust_hmm_pfn_kinds() writes for a valid entry; 0 for any other. */
 #define RUST_HMM_PFN_ZERO 1

@@ -100,7 +100,8 @@ impl HmmPfn {
     /// The page is device-private memory.
     pub fn is_device_private(&self) -> bool {
         // SAFETY: A valid HMM PFN names a page with a `struct page`.
-        self.is_valid() && unsafe { ffi::rust_hmm_is_device_private_pfn(self.pfn() as usize) }
+        self.is_valid()
+            && !unsafe { ffi::rust_hmm_device_private_pgmap(self.pfn() as usize) }.is_null()
     }
 }
 

@@ -14,7 +14,7 @@ name=check${VARIANT:+-$VARIANT}
 # FUZZ_ONLY=1 (make fuzz-debug): only the fuzzer, a million calls by
 # default, then the unload tests and the kmemleak scan; about two hours on
 # the debug kernel under TCG. Runs with different FUZZ_SEEDs can go side by
-# side (out/fuzz-debug-sSEED each); each guest keeps two host cores busy.
+# side (out/fuzz-debug-sSEED each): the guest has one CPU, QEMU one core.
 if [ -n "${FUZZ_ONLY:-}" ]; then
 	name=fuzz${VARIANT:+-$VARIANT}-s${FUZZ_SEED:-1}
 	export FUZZ_CALLS=${FUZZ_CALLS:-1000000} FUZZ_SECONDS=${FUZZ_SECONDS:-8400}

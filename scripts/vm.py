@@ -131,10 +131,9 @@ def run(args):
     if not kvm and args.icount is not None:
         cmd += ["-icount", f"shift={args.icount},sleep=off"]
     if not kvm and args.clock == "tsc":
-        # Under TCG the guest TSC runs at the host TSC's rate: hand that
-        # over rather than let the guest calibrate against emulated timers
-        # (before the test kernel had ACPI it could not at all, and timed
-        # everything with 4 ms jiffies).
+        # Without ACPI (the test kernel has none) the guest cannot calibrate
+        # its TSC and falls back to jiffies (4 ms) for time. Under TCG the
+        # guest TSC runs at the host TSC's rate, so hand that over.
         khz = host_tsc_khz()
         if khz:
             cmd[cmd.index("-append") + 1] += (
