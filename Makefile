@@ -9,6 +9,8 @@
 #   make check       every test; ends with "N passed, N failed"
 #   make check-debug the same on the debug kernel (KASAN, lockdep, ...)
 #   make fuzz-debug  a million fuzzer calls on the debug kernel (about 2 h)
+#   make soak        race-tests, fuzzer, hmm-tests in rounds for SOAK_MIN
+#                    minutes (30); VARIANT=debug on the debug kernel
 #   make hmm-tests DRIVER=c|rust   upstream hmm-tests against one driver
 #   make bench       our module and test_hmm.ko side by side, ratios + chart
 #   make clippy      the module with CLIPPY=1
@@ -36,7 +38,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) \
 
 RUST_SRCS = $(shell find rust samples -name '*.rs')
 
-.PHONY: all modules clean clippy fmt fmt-check user demo check check-debug fuzz-debug bench hmm-tests
+.PHONY: all modules clean clippy fmt fmt-check user demo check check-debug fuzz-debug soak bench hmm-tests
 
 all: modules
 
@@ -70,6 +72,9 @@ check-debug: user
 
 fuzz-debug: user
 	VARIANT=debug FUZZ_ONLY=1 scripts/check.sh
+
+soak: modules user
+	KDIR=$(KDIR) scripts/soak.sh
 
 bench: modules user
 	KDIR=$(KDIR) scripts/bench.sh

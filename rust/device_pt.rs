@@ -1527,14 +1527,14 @@ mod tests {
         // directories are freed at once, the last one entry by entry.
         let n = pt.update(BASE, BASE + HUGE_SIZE + 590 * P, 0, &mut s);
         assert_eq!(n, 1 + 590);
-        s.0.sort_unstable();
+        crate::sort::heapsort(&mut s.0);
         let mut want = KVec::new();
         want.extend_from_slice(&[5003, 5063, 5520], GFP_KERNEL)
             .expect("vec");
         for p in HEAD..HEAD + HUGE_PAGES {
             want.push(p, GFP_KERNEL).expect("vec");
         }
-        want.sort_unstable();
+        crate::sort::heapsort(&mut want);
         assert_eq!(&s.0[..], &want[..]);
         assert_eq!(
             pt.stats(),
@@ -1784,7 +1784,7 @@ mod tests {
         put_huge(&mut pt, &mut r, &mut s, BASE, HEAD, 0);
         let mut got = KVec::new();
         got.extend_from_slice(&s.0, GFP_KERNEL).expect("copy");
-        got.sort_unstable();
+        crate::sort::heapsort(&mut got);
         assert_eq!(&got[..2], &[77, HEAD + 1]);
         assert_eq!(got.len(), 511);
         assert!(!pt.lookup(BASE).expect("ro").has(Entry::DIRTY));

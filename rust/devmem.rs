@@ -141,7 +141,7 @@ impl FreeLists {
         if self.small.len() < PMD_PAGES as usize {
             return;
         }
-        self.small.sort_unstable();
+        crate::sort::heapsort(self.small.as_mut_slice());
         let v = self.small.as_mut_slice();
         let (mut read, mut write) = (0, 0);
         while read < v.len() {
@@ -548,7 +548,7 @@ mod tests {
             f.small.push(2 * PMD_PAGES + i, GFP_KERNEL)?;
         }
         f.coalesce();
-        f.large.sort_unstable();
+        crate::sort::heapsort(&mut f.large);
         assert_eq!(&f.large[..], &[PMD_PAGES, 4 * PMD_PAGES]);
         assert_eq!(f.small.len(), 10);
         assert!(f

@@ -54,9 +54,6 @@ pub(crate) const MIGRATE_VMA_SELECT_SYSTEM: u64 = 1 << 0;
 pub(crate) const MIGRATE_VMA_SELECT_DEVICE_PRIVATE: u64 = 1 << 1;
 pub(crate) const MIGRATE_VMA_SELECT_COMPOUND: u64 = 1 << 3;
 
-/// `RUST_HMM_STAGE_PAGES` from `helpers.h`: the size, in pages, of the
-/// staging buffer `rust_hmm_copy_pages_to_user_nofault()` takes.
-pub(crate) const RUST_HMM_STAGE_PAGES: usize = 4;
 pub(crate) const RUST_HMM_PFN_ZERO: u8 = 1;
 pub(crate) const RUST_HMM_PFN_DEVICE_PRIVATE: u8 = 2;
 
@@ -99,7 +96,6 @@ extern "C" {
         to: *mut c_void,
         pfn: c_ulong,
         len: c_ulong,
-        stage: *mut c_void,
     ) -> c_ulong;
     pub(crate) fn rust_hmm_set_pages_dirty(pfn: c_ulong, npages: c_ulong);
     pub(crate) fn rust_hmm_get_pages(pfn: c_ulong, npages: c_ulong);
@@ -169,4 +165,22 @@ extern "C" {
         owner: *mut c_void,
         foliop: *mut *mut bindings::folio,
     ) -> *mut bindings::page;
+}
+
+// ---- Device-buffer cache modes (samples/dmirror/devbuf.rs) ----
+
+// The pointee types are opaque bindgen structs, as above.
+#[allow(improper_ctypes)]
+extern "C" {
+    /// Sets the linear-map memory type of `n` pages to `mode` (0 WB, 1 UC-,
+    /// 2 WC) in one call; may sleep.
+    pub(crate) fn rust_hmm_set_pages_cache(
+        pages: *mut *mut bindings::page,
+        n: kernel::ffi::c_int,
+        mode: c_uint,
+    ) -> kernel::ffi::c_int;
+    pub(crate) fn rust_hmm_pat_enabled() -> bool;
+    pub(crate) fn rust_hmm_linear_cache_bits(page: *mut bindings::page) -> c_ulong;
+    pub(crate) fn rust_hmm_cache_mode_bits(mode: c_uint) -> c_ulong;
+    pub(crate) fn rust_hmm_pat_memtype(bits: c_ulong) -> kernel::ffi::c_int;
 }

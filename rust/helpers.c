@@ -282,48 +282,17 @@ bool rust_hmm_copy_from_folio(void *to, unsigned long pfn, size_t len)
 }
 
 /*
- * Whether a copy from @from to @to may touch, at the same time, two pages
- * that share an entry of QEMU TCG's software TLB. That TLB is direct-mapped,
- * at least 64 entries (CPU_TLB_DYN_MIN_BITS), so such pages evict each other
- * on every access of the copy: a 2 MiB aligned huge page copied to a 2 MiB
- * aligned buffer ran 15 times slower than to any other address. Hardware
- * TLBs are set-associative and do not care, so only a CPU that says it runs
- * under a hypervisor (an emulator is one) takes the detour: on bare metal
- * it would only add a page copy.
- */
-#define RUST_HMM_SOFT_TLB_SPAN (64 * PAGE_SIZE)
-
-/* @from is page aligned; the page copied to @to may straddle two pages. */
-static bool soft_tlb_alias(unsigned long from, unsigned long to)
-{
-#ifdef CONFIG_X86
-	unsigned long d = (to - from) & (RUST_HMM_SOFT_TLB_SPAN - 1);
-
-	if (!boot_cpu_has(X86_FEATURE_HYPERVISOR))
-		return false;
-	return d < PAGE_SIZE || d > RUST_HMM_SOFT_TLB_SPAN - PAGE_SIZE;
-#else
-	return false;
-#endif
-}
-
-/*
  * Copies @len bytes from the pages at @pfn on to user address @to with page
  * faults disabled, one copy per folio (or per page where the folio is not
  * mapped contiguously). A user page that is not present and writable ends
  * the copy there instead of faulting: with pagefault_disable() the fault
  * handler sees faulthandler_disabled() and goes straight to the exception
- * fixup, before it takes any lock or allocates anything. Where source and
- * destination alias in a software TLB (above), the data goes a page at a
- * time through whichever of the RUST_HMM_STAGE_PAGES pages of @stage
- * aliases neither, with copy_page(): its 8-byte moves cost TCG an eighth
- * of the byte-wise rep movsb of memcpy() and the user copy, so the detour
- * adds little. Returns the number of bytes not copied.
+ * fixup, before it takes any lock or allocates anything. Returns the
+ * number of bytes not copied.
  */
 unsigned long rust_hmm_copy_pages_to_user_nofault(void __user *to,
 						  unsigned long pfn,
-						  unsigned long len,
-						  void *stage)
+						  unsigned long len)
 {
 	unsigned long done = 0;
 
@@ -336,34 +305,13 @@ unsigned long rust_hmm_copy_pages_to_user_nofault(void __user *to,
 		struct folio *folio = page_folio(page);
 		size_t offset = folio_page_idx(folio, page) * PAGE_SIZE;
 		size_t chunk = min(len - done, folio_size(folio) - offset);
-		unsigned long dst, left = 0;
+		unsigned long left;
 		char *from;
 
 		if (folio_test_partial_kmap(folio))
 			chunk = min(chunk, PAGE_SIZE);
 		from = kmap_local_folio(folio, offset);
-		dst = (unsigned long)(to + done);
-		if (soft_tlb_alias((unsigned long)from, dst)) {
-			char *via = stage;
-			size_t i;
-
-			/* At most three of the pages are ruled out. */
-			for (i = 1; i < RUST_HMM_STAGE_PAGES; i++) {
-				if (!soft_tlb_alias((unsigned long)from,
-						    (unsigned long)via) &&
-				    !soft_tlb_alias((unsigned long)via, dst))
-					break;
-				via += PAGE_SIZE;
-			}
-			for (i = 0; i < chunk && !left; i += PAGE_SIZE) {
-				copy_page(via, from + i);
-				left = __copy_to_user_inatomic(to + done + i, via,
-							       PAGE_SIZE);
-			}
-			left = left ? chunk - i + left : 0;
-		} else {
-			left = __copy_to_user_inatomic(to + done, from, chunk);
-		}
+		left = __copy_to_user_inatomic(to + done, from, chunk);
 		kunmap_local(from);
 		done += chunk - left;
 		if (left)
@@ -414,4 +362,131 @@ void rust_hmm_get_pages(unsigned long pfn, unsigned long npages)
 void rust_hmm_put_pages(unsigned long pfn, unsigned long npages)
 {
 	rust_hmm_for_each_folio(pfn, npages, RUST_HMM_PUT);
+}
+
+/* ---- Device-buffer cache modes (samples/dmirror/devbuf.rs) ---- */
+#include <linux/cpu.h>
+#ifdef CONFIG_X86
+#include <asm/memtype.h>
+#include <asm/msr.h>
+#include <asm/set_memory.h>
+#endif
+
+/*
+ * Sets the memory type of the linear map of @n pages to @mode
+ * (RUST_HMM_CACHE_*), as TTM's pool does before it maps pages UC or WC to
+ * user space. With PAT, vmf_insert_pfn_prot() gives a RAM page the type
+ * recorded here, whatever the pgprot asks; without PAT, a UC or WC user
+ * mapping of a page that the linear map holds write-back is a conflicting
+ * alias. PAT grants UC or WC only to a page that is write-back now.
+ *
+ * One call for all @n pages: it flushes the TLB on every CPU (and the
+ * pages from the caches, for UC and WC), may allocate page tables to split
+ * the linear map, and so may sleep. Other architectures map user pages
+ * with pgprot_*() alone: nothing to do.
+ */
+int rust_hmm_set_pages_cache(struct page **pages, int n, unsigned int mode)
+{
+	might_sleep();
+#ifdef CONFIG_X86
+	switch (mode) {
+	case RUST_HMM_CACHE_WB:
+		return set_pages_array_wb(pages, n);
+	case RUST_HMM_CACHE_UC:
+		return set_pages_array_uc(pages, n);
+	case RUST_HMM_CACHE_WC:
+		return set_pages_array_wc(pages, n);
+	}
+	return -EINVAL;
+#else
+	return mode <= RUST_HMM_CACHE_WC ? 0 : -EINVAL;
+#endif
+}
+
+bool rust_hmm_pat_enabled(void)
+{
+#ifdef CONFIG_X86
+	return pat_enabled();
+#else
+	return false;
+#endif
+}
+
+/*
+ * The cache bits (PWT, PCD, PAT in the 4 KiB layout) of the linear-map
+ * entry of @page, or ~0 if it has none; for tests.
+ */
+unsigned long rust_hmm_linear_cache_bits(struct page *page)
+{
+#ifdef CONFIG_X86
+	unsigned int level;
+	pte_t *pte = lookup_address((unsigned long)page_address(page), &level);
+	unsigned long val;
+
+	if (!pte || !pte_present(*pte))
+		return ~0UL;
+	/* The raw value: pte_flags() would drop a large entry's PAT bit. */
+	val = pte_val(*pte);
+	if (level != PG_LEVEL_4K)
+		val = protval_large_2_4k(val);
+	return val & _PAGE_CACHE_MASK;
+#else
+	return 0;
+#endif
+}
+
+/*
+ * The cache bits a page of @mode gets, in the linear map and in a user PTE
+ * on this kernel: set_pages_array_uc() gives UC-, and without PAT, WC is
+ * UC- too.
+ */
+unsigned long rust_hmm_cache_mode_bits(unsigned int mode)
+{
+#ifdef CONFIG_X86
+	switch (mode) {
+	case RUST_HMM_CACHE_UC:
+		return cachemode2protval(_PAGE_CACHE_MODE_UC_MINUS);
+	case RUST_HMM_CACHE_WC:
+		return cachemode2protval(_PAGE_CACHE_MODE_WC);
+	}
+#endif
+	return 0;
+}
+
+/*
+ * The memory type (X86_MEMTYPE_*) that the PAT MSR of every online CPU
+ * selects for a 4 KiB PTE with cache @bits, or -1 if they disagree or it
+ * cannot be read: what hardware would use, for tests (QEMU TCG keeps the
+ * MSR but caches nothing).
+ */
+int rust_hmm_pat_memtype(unsigned long bits)
+{
+#ifdef CONFIG_X86
+	unsigned int idx = (bits & _PAGE_PAT ? 4 : 0) |
+			   (bits & _PAGE_PCD ? 2 : 0) |
+			   (bits & _PAGE_PWT ? 1 : 0);
+	int type = -1;
+	unsigned int cpu;
+
+	cpus_read_lock();
+	for_each_online_cpu(cpu) {
+		u64 pat;
+		int t;
+
+		if (rdmsrq_safe_on_cpu(cpu, MSR_IA32_CR_PAT, &pat)) {
+			type = -1;
+			break;
+		}
+		t = (pat >> (idx * 8)) & 7;
+		if (type != -1 && t != type) {
+			type = -1;
+			break;
+		}
+		type = t;
+	}
+	cpus_read_unlock();
+	return type;
+#else
+	return -1;
+#endif
 }

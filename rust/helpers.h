@@ -28,12 +28,9 @@ unsigned long rust_hmm_msecs_to_jiffies(unsigned int ms);
 unsigned long rust_hmm_page_to_pfn(struct page *page);
 void rust_hmm_folio_put(struct folio *folio);
 bool rust_hmm_copy_from_folio(void *to, unsigned long pfn, size_t len);
-/* Pages of the staging buffer rust_hmm_copy_pages_to_user_nofault() takes. */
-#define RUST_HMM_STAGE_PAGES 4
 unsigned long rust_hmm_copy_pages_to_user_nofault(void __user *to,
 						  unsigned long pfn,
-						  unsigned long len,
-						  void *stage);
+						  unsigned long len);
 void rust_hmm_set_pages_dirty(unsigned long pfn, unsigned long npages);
 void rust_hmm_get_pages(unsigned long pfn, unsigned long npages);
 void rust_hmm_put_pages(unsigned long pfn, unsigned long npages);
@@ -60,5 +57,22 @@ void rust_hmm_vma_set_pfnmap(struct vm_area_struct *vma);
 unsigned long rust_hmm_prot_with_cache(unsigned long protval, unsigned int mode);
 unsigned long rust_hmm_prot_cache_bits(unsigned long protval);
 bool rust_hmm_prot_dirty(unsigned long protval);
+
+#endif
+
+/* ---- Device-buffer cache modes (samples/dmirror/devbuf.rs) ---- */
+#ifndef RUST_HMM_HELPERS_CACHE_H
+#define RUST_HMM_HELPERS_CACHE_H
+
+/* The cache modes of HMM_DEVBUF_SET_CACHE. */
+#define RUST_HMM_CACHE_WB 0
+#define RUST_HMM_CACHE_UC 1
+#define RUST_HMM_CACHE_WC 2
+
+int rust_hmm_set_pages_cache(struct page **pages, int n, unsigned int mode);
+bool rust_hmm_pat_enabled(void);
+unsigned long rust_hmm_linear_cache_bits(struct page *page);
+unsigned long rust_hmm_cache_mode_bits(unsigned int mode);
+int rust_hmm_pat_memtype(unsigned long bits);
 
 #endif

@@ -21,6 +21,7 @@ pub mod hmm;
 pub mod migrate;
 pub mod mmu_notifier;
 pub mod pfn_walk;
+pub mod sort;
 
 module! {
     type: RustHmm,
@@ -45,6 +46,14 @@ impl kernel::Module for RustHmm {
         }
         pr_info!("rust_hmm: {} mirror devices ready\n", dmirror::NDEVICES);
         Ok(Self { _devices: devices })
+    }
+}
+
+impl Drop for RustHmm {
+    fn drop(&mut self) {
+        // No file of ours is open (each holds the module): nothing of the
+        // devices' may be left.
+        dmirror::unload_check();
     }
 }
 

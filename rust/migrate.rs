@@ -14,6 +14,8 @@
 //!
 //! Pages the driver gives no destination, or that the core cannot move, are
 //! restored where they were: a failure is per page, never for the range.
+//! A [`Migration`] dropped before [`Migration::pages`] (a driver's error
+//! path) releases the destinations it was given and restores every page.
 
 use crate::ffi;
 use core::marker::PhantomData;
@@ -370,6 +372,34 @@ impl<'a> Migration<'a> {
 
 impl Drop for Migration<'_> {
     fn drop(&mut self) {
+        if !self.pages_done {
+            // Finalize replaces each source's migration entries by walking
+            // the rmap of its destination, which only `migrate_*_pages()`
+            // gives the source's mapping. Finalized without it, a
+            // destination's walk finds nothing, the entries stay behind
+            // pointing to a source that is then unlocked and released, and
+            // every later fault there returns at once and faults again, for
+            // ever. So the destinations go first, and finalize restores
+            // every source where it was.
+            for d in self.dst.iter_mut() {
+                if *d & ffi::MIGRATE_PFN_VALID != 0 {
+                    let order = if *d & ffi::MIGRATE_PFN_COMPOUND != 0 {
+                        crate::devmem::PMD_ORDER
+                    } else {
+                        0
+                    };
+                    // SAFETY: `set_dst` stored the PFN of a locked folio
+                    // head of that order and gave up its reference, which
+                    // nothing has taken over since `pages()` never ran.
+                    let page = unsafe {
+                        ffi::rust_hmm_pfn_to_page((*d >> ffi::MIGRATE_PFN_SHIFT) as usize)
+                    };
+                    // SAFETY: As above: ours to unlock and release.
+                    drop(unsafe { DstFolio::from_raw(page, order) });
+                    *d = 0;
+                }
+            }
+        }
         match self.kind {
             // SAFETY: Setup succeeded and finalize has not run (type
             // invariant); it unlocks and releases sources and destinations.

@@ -298,7 +298,7 @@ impl VmaRegistry {
                 }
             }
         }
-        starts.sort_unstable();
+        crate::sort::heapsort(&mut starts);
         let mut prev = None;
         for &start in starts.iter() {
             if prev == Some(start) {

@@ -31,7 +31,7 @@ WALK_MIB=${BENCH_WALK_MIB:-1024}  # 0: no device-buffer walks
 JOB
 cat >>"$job" <<'JOB'
 insmod /mod/test_hmm.ko
-insmod /mod/rust_hmm.ko
+load_rust
 run() { # WORKLOAD MIB
 	for d in c rust; do
 		dev=/dev/hmm_dmirror0

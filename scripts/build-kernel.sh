@@ -6,6 +6,12 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 "$TOP/scripts/setup-toolchain.sh"
 
+# One build at a time per variant: a second caller (another make, a
+# parallel job) waits for the first and then reuses what it built.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/build-${VARIANT:-normal}.lock"
+flock 9
+
 frags=("$TOP/.config.fragment")
 [ "${VARIANT:-}" = debug ] && frags+=("$TOP/.config.fragment.debug")
 key=$(cat "${frags[@]}" | sha256sum | cut -c1-12)

@@ -22,28 +22,16 @@ if [ -n "${FUZZ_ONLY:-}" ]; then
 fi
 mkdir -p "$TOP/out/$name"
 
+. "$TOP/scripts/variant.sh"
 if [ "${VARIANT:-}" = debug ]; then
-	KDIR=$(VARIANT=debug "$TOP/scripts/build-kernel.sh")
-	# A copy of the sources, so the two kernels' objects never mix (the
-	# kernel's MO= wants a source tree without in-tree objects).
-	src=$TOP/out/$name/module
-	mkdir -p "$src"
-	rsync -a --delete --include='*/' --include='*.rs' --include='*.c' \
-		--include='*.h' --include=Kbuild --exclude='*' \
-		"$TOP/Kbuild" "$TOP/rust" "$TOP/samples" "$src/"
-	log "building rust_hmm.ko for the debug kernel"
-	make -s -C "$KDIR" M="$src" "${KMAKE_VARS[@]}" modules
-	export MODULE=$src/rust_hmm.ko
 	export VM_TIMEOUT=${VM_TIMEOUT:-4800}
 	# About 110 fuzz calls a second under KASAN+lockdep on TCG: a million
 	# would take hours, so the debug run fuzzes a bounded subset.
 	FUZZ_CALLS=${FUZZ_CALLS:-20000}
 	SLAB_CHECK=kmemleak
-	# With the TSC handed over (vm.py), an interrupt during early boot once
-	# tripped KASAN (wild-memory-access in rcu_is_watching, inside
-	# identify_boot_cpu, long before our module loads); the debug kernel
-	# keeps the jiffies clocksource it booted reliably with.
-	export VM_CLOCK=jiffies
+	# Device-to-device takeovers of a page cost about 20 ms each under
+	# KASAN+lockdep with two CPUs: a tenth of exclusive-tests' stress.
+	EXCL_STRESS_OPS=${EXCL_STRESS_OPS:-100000}
 	# Three upstream cases are timing-bound under KASAN+TCG: their own
 	# harness timeouts (30 s, 120 s for the benchmark) expire before they
 	# finish, for test_hmm.ko as well (migrate_multiple took it 26 s of 30
@@ -51,9 +39,6 @@ if [ "${VARIANT:-}" = debug ]; then
 	# the same paths (repeated migration, mremap of device pages) in less.
 	HMM_TESTS_ARGS="-T benchmark_thp_migration -T migrate_multiple -T migrate_remap_fault"
 fi
-: "${KDIR:?KDIR must name the kernel build}"
-export KDIR
-
 log "host tests"
 host_log=$TOP/out/$name/host.log
 python3 -m unittest discover -s "$TOP/scripts/tests" -t "$TOP/scripts" >"$host_log" 2>&1 || true
@@ -77,7 +62,7 @@ JOB
 cat >>"$job" <<'JOB'
 setup_mm
 # KUnit suites of the module run while it loads.
-section insmod:rust_hmm insmod /mod/rust_hmm.ko
+section insmod:rust_hmm load_rust
 use_driver rust
 JOB
 # make fuzz-debug runs only the fuzzer and the unload tests.

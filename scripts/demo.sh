@@ -8,7 +8,7 @@ mkdir -p "$TOP/out/demo"
 job=$TOP/out/demo/job.sh
 cat >"$job" <<'JOB'
 . /lib/vm-lib.sh
-section insmod:rust_hmm insmod /mod/rust_hmm.ko
+section insmod:rust_hmm load_rust
 section step:demo hmm-demo /dev/rust_hmm_dmirror0
 section rmmod:rust_hmm rmmod rust_hmm
 dump_kernel_log

@@ -7,7 +7,7 @@ set -euo pipefail
 driver=${1:-}
 case $driver in
 c) load="section insmod:test_hmm use_driver c" ;;
-rust) load="section insmod:rust_hmm insmod /mod/rust_hmm.ko
+rust) load="section insmod:rust_hmm load_rust
 use_driver rust" ;;
 *) die "usage: make hmm-tests DRIVER=c|rust" ;;
 esac

@@ -3,6 +3,10 @@
 # machine.  Idempotent: a second run only checks.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
+# One setup at a time (apt, the unpacked source): others wait, then check.
+mkdir -p "$CACHE"
+exec 8>"$CACHE/setup.lock"
+flock 8
 
 need_apt=()
 for p in clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev \

@@ -21,7 +21,8 @@ python3 "$TOP/scripts/vm.py" --bzimage "$KDIR/arch/x86/boot/bzImage" \
 	--job "$job" "${files[@]}" --log "$dir/console.log" \
 	--cache "$CACHE" --timeout "${VM_TIMEOUT:-2400}" \
 	${VM_CLOCK:+--clock "$VM_CLOCK"} ${VM_ICOUNT:+--icount "$VM_ICOUNT"} \
-	${VM_GDB:+--gdb "$VM_GDB"} \
+	${VM_GDB:+--gdb "$VM_GDB" --vmlinux "$KDIR/vmlinux" \
+		--module "${MODULE:-$TOP/rust_hmm.ko}"} \
 	${VM_VERBOSE:+--verbose} || vm_ok=0
 python3 "$TOP/scripts/results.py" --data "$dir/console.log.data" \
 	--ksrc "$(readlink -f "$KDIR/source")" --vm-ok "$vm_ok" \

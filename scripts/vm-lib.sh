@@ -14,6 +14,43 @@ section() {
 	return 0
 }
 
+# watched SECONDS NAME CMD...: section NAME, but if CMD is still running
+# after SECONDS, it counts as a hang: every CPU's backtrace and every
+# blocked task go to the kernel log (sysrq l and w, twice, a second
+# apart, so a loop shows as moving and a deadlock as still), the log is
+# dumped, and the job ends there with status 2 ("@@HANG NAME@@").
+watched() {
+	limit=$1; name=$2; shift 2
+	echo "@@BEGIN $name@@" | tee -a $DATA
+	("$@" 2>&1 | tee -a $DATA; echo $? >/tmp/watched.rc) &
+	pid=$!
+	t=0
+	while kill -0 $pid 2>/dev/null; do
+		if [ $t -ge "$limit" ]; then
+			echo "@@HANG $name after ${t} s@@" | tee -a $DATA
+			for i in 1 2; do
+				echo l >/proc/sysrq-trigger; echo w >/proc/sysrq-trigger
+				sleep 1
+			done
+			dump_kernel_log
+			echo "@@VM-EXIT-STATUS=2@@"
+			sync; reboot -f
+		fi
+		sleep 1
+		t=$((t + 1))
+	done
+	wait $pid
+	echo "@@END $name rc=$(cat /tmp/watched.rc)@@" | tee -a $DATA
+	return 0
+}
+
+# load_rust [PARAMS]: insmod rust_hmm.ko and tell the host where its code
+# is, for a debugger attached to a hung guest (vm.py).
+load_rust() {
+	insmod /mod/rust_hmm.ko "$@" || return
+	echo "@@MODULE-TEXT=$(cat /sys/module/rust_hmm/sections/.text)@@" >>$DATA
+}
+
 # With kmemleak in the kernel, scan twice (the second scan confirms) and
 # let the splat check see any report in the kernel log.
 kmemleak_scan() {
@@ -38,7 +75,7 @@ tap() {
 unload_tests() {
 	max_growth=${1:-256}
 	fail=0
-	insmod /mod/rust_hmm.ko || return 1
+	load_rust || return 1
 	hold-device /dev/rust_hmm_dmirror0 >/tmp/hold & pid=$!
 	while ! grep -q holding /tmp/hold; do sleep 0.1; done
 	rmmod rust_hmm 2>/dev/null; r=$?
@@ -55,7 +92,7 @@ unload_tests() {
 	before=$(awk '/^Slab:/ {print $2}' /proc/meminfo)
 	i=0; r=0
 	while [ $i -lt 100 ] && [ $r = 0 ]; do
-		insmod /mod/rust_hmm.ko && rmmod rust_hmm || r=1
+		load_rust && rmmod rust_hmm || r=1
 		i=$((i + 1))
 	done
 	sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null

@@ -32,9 +32,19 @@ mount -t debugfs debugfs /sys/kernel/debug
 mount -t tmpfs tmp /tmp
 mkdir -p /dev/hugepages && mount -t hugetlbfs none /dev/hugepages
 echo 0 > /proc/sys/kernel/printk_ratelimit 2>/dev/null
+echo 0 > /proc/sys/kernel/kptr_restrict 2>/dev/null
+# The data channel stays open for the whole job. Each section's tee opens
+# and closes it; on a two-CPU guest it once went silent for the rest of a
+# job right after one section's tee closed it and the next opened it.
+# Held open, the port is never shut down and started up in between.
+exec 3>/dev/ttyS1
+nodes=$(ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | wc -l)
+echo "@@VM-CPUS=$(grep -c ^processor /proc/cpuinfo) NODES=$nodes@@"
+# Where KASLR put the kernel, for a debugger attached to a hung guest.
+echo "@@VM-TEXT=$(grep -m1 ' _text$' /proc/kallsyms | cut -d' ' -f1)@@" >&3
 echo "@@VM-READY@@"
 cd /
-sh -c '. /job.sh'
+sh -c '. /job.sh' </dev/null
 echo "@@VM-EXIT-STATUS=$?@@"
 sync
 reboot -f
@@ -67,6 +77,74 @@ def kvm_works(cache, bzimage):
     with open(marker, "w") as f:
         f.write("ok\n" if ok else "broken\n")
     return ok
+
+
+CPUS = re.compile(r"@@VM-CPUS=(\d+) NODES=(\d+)@@")
+
+
+def smp_topology(args):
+    """One socket per NUMA node, like a multi-socket server: cores that
+    share a last-level cache must share a node, or the guest kernel WARNs."""
+    nodes = max(1, min(args.nodes, args.smp))
+    return (f"{args.smp},sockets={nodes},cores={args.smp // nodes},threads=1"
+            if args.smp % nodes == 0 else str(args.smp))
+
+
+def numa_args(mem, smp, nodes):
+    """QEMU options for `nodes` NUMA nodes sharing `mem` and `smp` vCPUs
+    evenly (the guest finds them in ACPI's SRAT)."""
+    if nodes < 2:
+        return []
+    units = {"M": 1, "G": 1024}
+    mib = int(mem[:-1]) * units[mem[-1].upper()]
+    out = []
+    for n in range(nodes):
+        lo, hi = n * smp // nodes, (n + 1) * smp // nodes - 1
+        size = mib // nodes + (mib % nodes if n == nodes - 1 else 0)
+        out += ["-object", f"memory-backend-ram,id=ram{n},size={size}M",
+                "-numa", f"node,nodeid={n},memdev=ram{n}"
+                + (f",cpus={lo}-{hi}" if hi >= lo else "")]
+    return out
+
+
+def sample_hung_guest(args, data):
+    """Where each vCPU is, a few times over, from QEMU's gdb stub, with the
+    kernel's symbols at the address KASLR gave them (the guest wrote it on
+    the data channel) and the module's, if the job wrote its .text address
+    ("@@MODULE-TEXT=0x...@@"). Written to LOG.hang-gdb."""
+    text = open(data, errors="replace").read() if os.path.exists(data) else ""
+    m = re.search(r"@@VM-TEXT=([0-9a-f]+)@@", text)
+    out = args.log + ".hang-gdb"
+    cmds = ["set pagination off", "set confirm off"]
+    if m:
+        base = None
+        nm = subprocess.run(["nm", args.vmlinux], capture_output=True,
+                            text=True).stdout
+        for line in nm.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "_text":
+                base = int(parts[0], 16)
+        if base is not None:
+            off = int(m.group(1), 16) - base
+            cmds.append(f"symbol-file -o {off:#x} {args.vmlinux}")
+    mod = re.findall(r"@@MODULE-TEXT=(0x[0-9a-f]+)@@", text)
+    if mod and args.module:
+        cmds.append(f"add-symbol-file {args.module} {mod[-1]}")
+    # Each attach stops the guest and detach resumes it: five samples,
+    # a second apart, show whether a vCPU is stuck or looping.
+    cmds += [f"target remote :{args.gdb}", "info threads",
+             "thread apply all bt 30", "detach"]
+    with open(out, "w") as f:
+        for i in range(5):
+            try:
+                r = subprocess.run(["gdb", "-batch", "-nx"] + sum(
+                    (["-ex", c] for c in cmds), []), capture_output=True,
+                    text=True, timeout=120)
+                f.write(f"=== sample {i + 1}\n{r.stdout}{r.stderr}\n")
+            except (OSError, subprocess.TimeoutExpired) as e:
+                f.write(f"=== sample {i + 1}: gdb failed: {e}\n")
+            time.sleep(1)
+    print(f"vm: hung guest sampled with gdb into {out}")
 
 
 def host_tsc_khz():
@@ -117,16 +195,21 @@ def run(args):
         os.unlink(data)
     # ttyS0 is the console; ttyS1 is a data channel for the job's results,
     # free of interleaved kernel messages.
-    cmd = ["qemu-system-x86_64", "-m", args.mem, "-smp", "2",
+    cmd = ["qemu-system-x86_64", "-m", args.mem, "-smp", smp_topology(args),
            "-display", "none", "-monitor", "none", "-serial", "stdio",
            "-serial", "file:" + data, "-no-reboot", "-kernel", args.bzimage,
            "-initrd", initrd,
            "-append", "console=ttyS0 panic=-1 oops=panic loglevel=7 log_buf_len=16M "
            + args.append]
     cmd += ["-enable-kvm", "-cpu", "host"] if kvm else ["-cpu", args.cpu]
+    cmd += numa_args(args.mem, args.smp, min(args.nodes, args.smp))
+    if not kvm and args.icount is None:
+        # One host thread per vCPU, so the guest's CPUs really run in
+        # parallel (the default for x86 guests, spelled out). -icount
+        # needs the single-threaded round robin instead.
+        cmd += ["-accel", "tcg,thread=multi"]
     if args.gdb:
-        # Debugging a hung guest: gdb -ex "target remote :PORT" with the
-        # build's vmlinux (and the module's .ko at its .text address).
+        # Debugging a hung guest: see sample_hung_guest().
         cmd += ["-gdb", f"tcp::{args.gdb}"]
     if not kvm and args.icount is not None:
         cmd += ["-icount", f"shift={args.icount},sleep=off"]
@@ -161,6 +244,8 @@ def run(args):
                 break
             if time.time() - start > args.timeout:
                 timed_out = True
+                if args.gdb and args.vmlinux:
+                    sample_hung_guest(args, data)
                 p.kill()
                 p.wait()
                 break
@@ -172,8 +257,11 @@ def run(args):
     dmesg = vmlog.sections(open(data, errors="replace").read()).get("dmesg")
     verdict = vmlog.judge(text, timed_out=timed_out, timeout=args.timeout,
                           dmesg=dmesg.text if dmesg else None)
-    print(f"vm: {'kvm' if kvm else 'tcg'} boot, {time.time() - start:.0f} s, "
-          f"console in {args.log}")
+    m = CPUS.search(text)
+    guest = (f"{m.group(1)} CPUs, {m.group(2)} NUMA nodes, " if m
+             else "guest CPUs unknown, ")
+    print(f"vm: {'kvm' if kvm else 'tcg'} boot, {guest}"
+          f"{time.time() - start:.0f} s, console in {args.log}")
     for line in verdict.problems:
         print(f"vm: FAIL: {line}")
     print(f"splats: {verdict.splats}")
@@ -194,8 +282,17 @@ def main():
     ap.add_argument("--append", default="")
     ap.add_argument("--clock", choices=("tsc", "jiffies"), default="tsc",
                     help="guest clocksource under TCG (default: tsc)")
+    ap.add_argument("--smp", type=int,
+                    default=int(os.environ.get("VM_CPUS", "2")),
+                    help="guest vCPUs (default VM_CPUS or 2)")
+    ap.add_argument("--nodes", type=int,
+                    default=int(os.environ.get("VM_NODES", "2")),
+                    help="guest NUMA nodes (default VM_NODES or 2)")
     ap.add_argument("--gdb", type=int, default=None,
-                    help="serve QEMU's gdb stub on this TCP port")
+                    help="serve QEMU's gdb stub on this TCP port; with "
+                    "--vmlinux, sample the vCPUs before a timeout kills QEMU")
+    ap.add_argument("--vmlinux", help="the guest kernel's vmlinux")
+    ap.add_argument("--module", help="rust_hmm.ko, for its symbols")
     ap.add_argument("--icount", type=int, default=None,
                     help="TCG: guest time counts instructions, 2^N ns each")
     ap.add_argument("--cache", default=os.environ.get("HMM_CACHE", "/tmp"))

@@ -47,18 +47,6 @@ fn vmalloc_pages(pages: usize) -> Result<VVec<MaybeUninit<u8>>> {
     Ok(buf)
 }
 
-/// Staging pages for [`copy_to_user_nofault`], owned by one mirror and used
-/// only under its notifier lock.
-pub(crate) struct Stage(VVec<MaybeUninit<u8>>);
-
-impl Stage {
-    /// `ffi::RUST_HMM_STAGE_PAGES` pages, in vmalloc space like the bounce
-    /// buffers.
-    pub(crate) fn new() -> Result<Self> {
-        Ok(Self(vmalloc_pages(ffi::RUST_HMM_STAGE_PAGES)?))
-    }
-}
-
 /// Copies the `n` pages from `pfn` on straight to user address `uptr`, with
 /// page faults disabled: a user page that is not present and writable ends
 /// the copy there. Returns how many whole pages were copied.
@@ -72,21 +60,19 @@ impl Stage {
 ///
 /// The `n` pages from `pfn` must be kept alive by the caller, as for
 /// [`with_page`].
-pub(crate) unsafe fn copy_to_user_nofault(stage: &mut Stage, uptr: u64, pfn: u64, n: u64) -> u64 {
+pub(crate) unsafe fn copy_to_user_nofault(uptr: u64, pfn: u64, n: u64) -> u64 {
     let len = n as usize * PAGE_SIZE;
     // The helper checks `access_ok()` and copies with `pagefault_disable()`:
     // a fault on the user address finds `faulthandler_disabled()` in the
     // fault handler, which goes to the exception fixup before it takes a
     // lock or allocates (arch/x86/mm/fault.c), so the copy cannot sleep,
     // take the mmap lock or recurse into the notifier lock the caller holds.
-    // SAFETY: The caller keeps the pages alive; `stage` is ours alone for
-    // the call and `RUST_HMM_STAGE_PAGES` pages long; the copy cannot fault.
+    // SAFETY: The caller keeps the pages alive; the copy cannot fault.
     let left = unsafe {
         ffi::rust_hmm_copy_pages_to_user_nofault(
             UserPtr::from_addr(uptr as usize).as_mut_ptr(),
             pfn as usize,
             len,
-            stage.0.as_mut_ptr().cast(),
         )
     };
     (len.saturating_sub(left) / PAGE_SIZE) as u64
@@ -106,13 +92,9 @@ pub(crate) struct Bounce {
 impl Bounce {
     /// A buffer for `pages` pages.
     ///
-    /// vmalloc, not kvmalloc: under QEMU TCG, a kvmalloc bounce made device
-    /// READs 8 times slower than a vmalloc one (6.5k against 53k pages/s,
-    /// the rate of test_hmm, which uses vmalloc too), most likely because a
-    /// 2 MiB aligned buffer in the direct map and a 2 MiB aligned user
-    /// buffer share entries of QEMU's direct-mapped software TLB page for
-    /// page (see `rust_hmm_copy_pages_to_user_nofault()`). On hardware it
-    /// is a wash.
+    /// vmalloc, as test_hmm's: up to 2 MiB that need not be physically
+    /// contiguous, so no high-order allocation that could fail on a
+    /// fragmented machine.
     pub(crate) fn new(pages: usize) -> Result<Self> {
         // INVARIANT: nothing is filled yet.
         Ok(Self {

@@ -9,6 +9,18 @@
 //! protection computed for that page at that fault: its cache mode
 //! (`HMM_DEVBUF_SET_CACHE`) and writable only for a write fault.
 //!
+//! # Cache modes
+//!
+//! A UC or WC page also has its linear (direct) map set to that memory
+//! type before any user PTE maps it with that mode, and back to
+//! write-back before it changes mode again or is freed, as TTM's page pool
+//! does: on x86 with PAT, `vmf_insert_pfn_prot()` gives a RAM page the
+//! type recorded for it, whatever the pgprot asks, and without PAT a UC or
+//! WC user mapping of a page the linear map holds write-back is a
+//! conflicting alias. Each change flushes the TLB on every CPU, so
+//! `SET_CACHE` changes all allocated pages of its range in one call per
+//! target type; a page allocated later gets its type at its first fault.
+//!
 //! # Dirty tracking
 //!
 //! `dirty` has a bit per page. Every writable PTE of a page is created
@@ -36,7 +48,7 @@
 
 use crate::ffi;
 use crate::pfn_walk::{Missing, PfnEntry, PfnSource, VmaRegistry};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use kernel::{
     bindings,
     ffi::c_void,
@@ -61,6 +73,83 @@ const DEVBUF_MAX_IDS: u64 = 1 << 22;
 const DEVBUF_MAX_PER_FILE: usize = 16;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Buffer pages allocated now, in every buffer of the module.
+static PAGES: AtomicUsize = AtomicUsize::new(0);
+/// Of those, pages whose linear map is not write-back: 0 again once every
+/// buffer is gone, checked at unload.
+static PAGES_NOT_WB: AtomicUsize = AtomicUsize::new(0);
+/// `set_pages_array_*()` calls made since load.
+static CACHE_CALLS: AtomicU64 = AtomicU64::new(0);
+
+const WB: u8 = HMM_DEVBUF_CACHE_WB as u8;
+const UC: u8 = HMM_DEVBUF_CACHE_UC as u8;
+const WC: u8 = HMM_DEVBUF_CACHE_WC as u8;
+/// The linear map of a page after a change that failed: part of it may
+/// have happened. Only a change to WB is tried on such a page.
+const LINEAR_UNKNOWN: u8 = u8::MAX;
+
+/// One call that sets the linear map of `pages` to `mode`. It flushes the
+/// TLB of every CPU and may allocate: call it where sleeping is allowed,
+/// and while no user PTE maps the pages with another type.
+///
+/// # Safety
+///
+/// Every entry of `pages` is a live page (allocated and not yet freed).
+unsafe fn set_pages_cache(pages: &[*mut bindings::page], mode: u8) -> Result {
+    CACHE_CALLS.fetch_add(1, Ordering::Relaxed);
+    // The C function takes a mutable array but only reads it.
+    let ptr = pages.as_ptr().cast_mut();
+    // At most `HMM_DEVBUF_MAX_PAGES` entries: the length fits.
+    let n = pages.len() as i32;
+    // SAFETY: `n` readable entries, each a live page (function contract).
+    let r = unsafe { ffi::rust_hmm_set_pages_cache(ptr, n, mode.into()) };
+    kernel::error::to_result(r)
+}
+
+/// Sets the linear map of `pages` to `mode`; if that fails, tries to put
+/// them back to write-back (the failed call may have changed some). Returns
+/// the type they now have, and the error of the first call.
+///
+/// # Safety
+///
+/// As for [`set_pages_cache`].
+unsafe fn change_linear(pages: &[*mut bindings::page], mode: u8) -> (u8, Result) {
+    // SAFETY: The caller's contract is the callee's.
+    let r = unsafe { set_pages_cache(pages, mode) };
+    if r.is_ok() {
+        (mode, r)
+    // SAFETY: As above.
+    } else if mode != WB && unsafe { set_pages_cache(pages, WB) }.is_ok() {
+        (WB, r)
+    } else {
+        (LINEAR_UNKNOWN, r)
+    }
+}
+
+/// The counters of `HMM_DEVBUF_STATS`.
+fn stats() -> HmmDevbufStats {
+    // SAFETY: Reads a boot-time setting.
+    let pat = unsafe { ffi::rust_hmm_pat_enabled() };
+    HmmDevbufStats {
+        pages: PAGES.load(Ordering::Relaxed) as u64,
+        pages_not_wb: PAGES_NOT_WB.load(Ordering::Relaxed) as u64,
+        cache_calls: CACHE_CALLS.load(Ordering::Relaxed),
+        flags: if pat { HMM_DEVBUF_STATS_PAT } else { 0 },
+    }
+}
+
+/// At unload: every buffer is gone (each holds a file of the device, which
+/// holds the module), so every page went back to write-back before it was
+/// freed. A page whose linear map could not be restored was leaked, never
+/// freed, and is still counted.
+pub(crate) fn unload_check() {
+    let n = PAGES_NOT_WB.load(Ordering::Relaxed);
+    if n != 0 {
+        pr_err!("{n} device-buffer pages not write-back at unload\n");
+    }
+    kernel::warn_on!(n != 0);
+}
 
 /// A bitmap with atomic bits, one per buffer page.
 struct Bits(KVVec<AtomicU64>);
@@ -99,9 +188,138 @@ impl Bits {
 }
 
 /// Pages and their cache modes, allocated on first fault.
+///
+/// # Invariants
+///
+/// For an allocated page `i`, `linear[i]` is the memory type of its linear
+/// map (`WB`, `UC`, `WC` or `LINEAR_UNKNOWN`), and the page is counted in
+/// [`PAGES`] and, unless `linear[i]` is `WB`, in [`PAGES_NOT_WB`]. A user
+/// PTE maps page `i` only while `linear[i] == cache[i]`. A page is freed
+/// only with a write-back linear map.
 struct Store {
     pages: KVVec<Option<Page>>,
+    /// The mode of each page's PTEs.
     cache: KVVec<u8>,
+    linear: KVVec<u8>,
+}
+
+impl Store {
+    fn new(npages: usize) -> Result<Self> {
+        let mut pages = KVVec::with_capacity(npages, GFP_KERNEL)?;
+        for _ in 0..npages {
+            pages.push(None, GFP_KERNEL)?;
+        }
+        Ok(Self {
+            pages,
+            cache: KVVec::from_elem(WB, npages, GFP_KERNEL)?,
+            linear: KVVec::from_elem(WB, npages, GFP_KERNEL)?,
+        })
+    }
+
+    /// Page `idx`, allocated (zeroed, write-back) if it was not.
+    fn page(&mut self, idx: usize) -> Result<&Page> {
+        if self.pages[idx].is_none() {
+            self.pages[idx] = Some(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?);
+            self.linear[idx] = WB;
+            PAGES.fetch_add(1, Ordering::Relaxed);
+        }
+        self.pages[idx].as_ref().ok_or(ENOMEM)
+    }
+
+    /// Records that the linear map of allocated page `idx` is now `new`.
+    fn record_linear(&mut self, idx: usize, new: u8) {
+        match (self.linear[idx] == WB, new == WB) {
+            (true, false) => PAGES_NOT_WB.fetch_add(1, Ordering::Relaxed),
+            (false, true) => PAGES_NOT_WB.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        self.linear[idx] = new;
+    }
+
+    /// Sets the linear map of the allocated pages of `first..end` that
+    /// `pick(linear, cache)` selects to `mode`: one call, or one per page
+    /// if there is no memory for the array. The picked pages must have no
+    /// user PTE: `sync_linear` picks only pages whose linear map differs
+    /// from their mode (type invariants), `drop` runs when no VMA is left.
+    fn convert(&mut self, first: usize, end: usize, mode: u8, pick: fn(u8, u8) -> bool) -> Result {
+        let picked = |s: &Self, i: usize| s.pages[i].is_some() && pick(s.linear[i], s.cache[i]);
+        let ptr = |s: &Self, i: usize| {
+            s.pages[i]
+                .as_ref()
+                .map_or(core::ptr::null_mut(), Page::as_ptr)
+        };
+        let n = (first..end).filter(|&i| picked(self, i)).count();
+        if n == 0 {
+            return Ok(());
+        }
+        let Ok(mut ptrs) = KVVec::with_capacity(n, GFP_KERNEL) else {
+            let mut r = Ok(());
+            for i in first..end {
+                if picked(self, i) {
+                    // SAFETY: `pages[i]` holds it: a live page.
+                    let (new, ri) = unsafe { change_linear(&[ptr(self, i)], mode) };
+                    self.record_linear(i, new);
+                    r = r.and(ri);
+                }
+            }
+            return r;
+        };
+        for i in first..end {
+            if picked(self, i) {
+                // Within the capacity: does not allocate.
+                ptrs.push(ptr(self, i), GFP_KERNEL)?;
+            }
+        }
+        // SAFETY: As above, each entry.
+        let (new, r) = unsafe { change_linear(&ptrs, mode) };
+        for i in first..end {
+            // Picked as above: recording page `i` changes only `linear[i]`,
+            // after it was tested.
+            if picked(self, i) {
+                self.record_linear(i, new);
+            }
+        }
+        r
+    }
+
+    /// Brings the linear map of every allocated page of `first..end` to
+    /// the page's mode: pages leaving UC or WC (or in an unknown state) go
+    /// back to write-back first, since PAT grants a new type only to a
+    /// write-back page; then one call per target type. Returns the first
+    /// error; a page left behind is retried at its next fault.
+    fn sync_linear(&mut self, first: usize, end: usize) -> Result {
+        let r = self.convert(first, end, WB, |lin, want| lin != want && lin != WB);
+        let r = r.and(self.convert(first, end, UC, |lin, want| lin == WB && want == UC));
+        r.and(self.convert(first, end, WC, |lin, want| lin == WB && want == WC))
+    }
+}
+
+impl Drop for Store {
+    /// Every page goes back to write-back before it is freed: the page
+    /// allocator clears PAT's record of the type but not the linear map,
+    /// so the next owner would get an uncached page. One call for all;
+    /// then one per page for any the batch left behind. A page that still
+    /// cannot be restored is leaked, and stays counted.
+    fn drop(&mut self) {
+        let n = self.pages.len();
+        if self.convert(0, n, WB, |lin, _| lin != WB).is_err() {
+            for i in 0..n {
+                let _ = self.convert(i, i + 1, WB, |lin, _| lin != WB);
+            }
+        }
+        for i in 0..n {
+            let Some(page) = self.pages[i].take() else {
+                continue;
+            };
+            if self.linear[i] == WB {
+                drop(page);
+                PAGES.fetch_sub(1, Ordering::Relaxed);
+            } else {
+                pr_err!("a device-buffer page could not be made write-back again: leaked\n");
+                core::mem::forget(page);
+            }
+        }
+    }
 }
 
 /// One device buffer.
@@ -194,17 +412,25 @@ impl DevBuffer {
         mkwrite: bool,
     ) -> bindings::vm_fault_t {
         let mut store = self.store.lock();
-        if store.pages[idx].is_none() {
-            match Page::alloc_page(GFP_KERNEL | __GFP_ZERO) {
-                Ok(p) => store.pages[idx] = Some(p),
-                Err(_) => return VM_FAULT_OOM,
+        let page = match store.page(idx) {
+            Ok(p) => p.as_ptr(),
+            Err(_) => return VM_FAULT_OOM,
+        };
+        // A new page, or one a failed SET_CACHE left behind, gets its
+        // linear map changed now. We hold the store mutex and the mmap
+        // lock, and may sleep: TTM's pool changes pages at fault time too.
+        if store.linear[idx] != store.cache[idx] {
+            let r = store.sync_linear(idx, idx + 1);
+            if store.linear[idx] != store.cache[idx] {
+                return if r == Err(ENOMEM) {
+                    VM_FAULT_OOM
+                } else {
+                    VM_FAULT_SIGBUS
+                };
             }
         }
-        let Some(page) = store.pages[idx].as_ref() else {
-            return VM_FAULT_OOM;
-        };
         // SAFETY: `page` is a live page of ours.
-        let pfn = unsafe { ffi::rust_hmm_page_to_pfn(page.as_ptr()) };
+        let pfn = unsafe { ffi::rust_hmm_page_to_pfn(page) };
         // SAFETY: The caller holds the mmap lock of a valid `vma`.
         let flags = unsafe { VmaRef::from_raw(vma) }.flags();
         let prot = Self::prot(flags, write, store.cache[idx]);
@@ -254,14 +480,19 @@ impl DevBuffer {
         self.unmap(first, end);
     }
 
-    fn set_cache(&self, first: usize, end: usize, mode: u8) {
+    /// Sets the mode of `first..end`. On error the mode is set all the
+    /// same, and a page whose linear map could not be changed is changed
+    /// at its next fault (which fails if that fails again).
+    fn set_cache(&self, first: usize, end: usize, mode: u8) -> Result {
         let mut store = self.store.lock();
         for i in first..end {
             store.cache[i] = mode;
             self.mapped.clear(i);
         }
-        // The next fault of each page computes its new protection.
+        // The next fault of each page computes its new protection; and no
+        // user PTE may map a page while its linear map changes.
         self.unmap(first, end);
+        store.sync_linear(first, end)
     }
 
     /// Reports and clears the dirty bits of `first..end` into `out` (bit
@@ -484,11 +715,7 @@ fn create(bufs: &Buffers, file: &File, c: &mut HmmDevbufCreate) -> Result {
         return Err(ENOSPC);
     }
     let offset = DEVBUF_MMAP_BASE + id * DEVBUF_MMAP_STRIDE;
-    let mut pages = KVVec::with_capacity(npages, GFP_KERNEL)?;
-    for _ in 0..npages {
-        pages.push(None, GFP_KERNEL)?;
-    }
-    let cache = KVVec::from_elem(0u8, npages, GFP_KERNEL)?;
+    let store = Store::new(npages)?;
     // SAFETY: The file is valid during the ioctl.
     let mapping = unsafe { (*file.as_ptr()).f_mapping };
     let (dirty, mapped) = (Bits::new(npages)?, Bits::new(npages)?);
@@ -497,7 +724,7 @@ fn create(bufs: &Buffers, file: &File, c: &mut HmmDevbufCreate) -> Result {
             offset,
             npages,
             mapping,
-            store <- new_mutex!(Store { pages, cache }),
+            store <- new_mutex!(store),
             dirty,
             mapped,
             vmas <- VmaRegistry::new(),
@@ -605,7 +832,7 @@ fn range_cmd(bufs: &Buffers, cmd: u32, r: &mut HmmDevbufRange) -> Result {
                 HMM_DEVBUF_CACHE_WB | HMM_DEVBUF_CACHE_UC | HMM_DEVBUF_CACHE_WC => r.arg as u8,
                 _ => return Err(EINVAL),
             };
-            buf.set_cache(first, end, mode);
+            buf.set_cache(first, end, mode)?;
             r.count = (end - first) as u64;
         }
         _ => return Err(ENOTTY),
@@ -632,6 +859,10 @@ pub(crate) fn ioctl(bufs: &Buffers, file: &File, cmd: u32, arg: usize) -> Option
         HMM_DEVBUF_CLEAN | HMM_DEVBUF_ZAP | HMM_DEVBUF_SET_CACHE => {
             rw(arg, |r: &mut HmmDevbufRange| range_cmd(bufs, cmd, r))
         }
+        HMM_DEVBUF_STATS => UserSlice::new(UserPtr::from_addr(arg), size_of::<HmmDevbufStats>())
+            .writer()
+            .write(&stats())
+            .map(|()| 0),
         _ => return None,
     })
 }
@@ -699,5 +930,108 @@ mod tests {
             DevBuffer::prot(shared_rw & !bindings::VM_WRITE, true, 0).pgprot,
             wb.pgprot
         );
+    }
+
+    /// The linear map follows the modes: one call per target type for the
+    /// allocated pages of a range, none for pages already there, one for a
+    /// page allocated later; dropping the store puts every page back to
+    /// write-back, in one call, before freeing it.
+    #[test]
+    fn linear_map_follows_mode() -> Result {
+        // SAFETY: Reads the kernel's page table entry for the linear
+        // address of a page; the `struct page` stays in the memory map
+        // even after the page is freed.
+        let bits = |p: *mut bindings::page| unsafe { ffi::rust_hmm_linear_cache_bits(p) };
+        // SAFETY: A pure computation.
+        let want = |m: u8| unsafe { ffi::rust_hmm_cache_mode_bits(m.into()) };
+        let calls = || CACHE_CALLS.load(Ordering::Relaxed);
+        let not_wb = || PAGES_NOT_WB.load(Ordering::Relaxed);
+        // SAFETY: Reads a boot-time setting.
+        if unsafe { ffi::rust_hmm_pat_enabled() } {
+            // SAFETY: Reads the PAT MSR of each CPU.
+            let hw = |m: u8| unsafe { ffi::rust_hmm_pat_memtype(want(m)) };
+            // What the CPUs make of the bits: `X86_MEMTYPE_WB`, `_UC_MINUS`
+            // and `_WC`.
+            assert_eq!((hw(WB), hw(UC), hw(WC)), (6, 7, 1));
+        }
+        let (c0, n0, pages0) = (calls(), not_wb(), PAGES.load(Ordering::Relaxed));
+        let mut s = Store::new(4)?;
+        let p = [
+            s.page(0)?.as_ptr(),
+            s.page(1)?.as_ptr(),
+            s.page(2)?.as_ptr(),
+        ];
+        assert_eq!(PAGES.load(Ordering::Relaxed), pages0 + 3);
+        for &pg in &p {
+            assert_eq!(bits(pg), want(WB));
+        }
+        s.cache.iter_mut().for_each(|m| *m = UC);
+        s.sync_linear(0, 4)?;
+        assert_eq!(calls() - c0, 1);
+        assert_eq!(not_wb() - n0, 3);
+        for &pg in &p {
+            assert_eq!(bits(pg), want(UC));
+        }
+        s.sync_linear(0, 4)?;
+        assert_eq!(calls() - c0, 1);
+        // UC to WC goes through write-back: two calls.
+        s.cache.iter_mut().for_each(|m| *m = WC);
+        s.sync_linear(0, 4)?;
+        assert_eq!(calls() - c0, 3);
+        assert_eq!(not_wb() - n0, 3);
+        for &pg in &p {
+            assert_eq!(bits(pg), want(WC));
+        }
+        let p3 = s.page(3)?.as_ptr();
+        assert_eq!(bits(p3), want(WB));
+        s.sync_linear(3, 4)?;
+        assert_eq!(calls() - c0, 4);
+        assert_eq!(bits(p3), want(WC));
+        s.cache[1] = WB;
+        s.sync_linear(0, 4)?;
+        assert_eq!(calls() - c0, 5);
+        assert_eq!(bits(p[1]), want(WB));
+        assert_eq!(not_wb() - n0, 3);
+        drop(s);
+        assert_eq!(calls() - c0, 6);
+        assert_eq!(not_wb(), n0);
+        assert_eq!(PAGES.load(Ordering::Relaxed), pages0);
+        for pg in [p[0], p[2], p3] {
+            assert_eq!(bits(pg), want(WB));
+        }
+        Ok(())
+    }
+
+    /// A change that fails (here PAT refuses WC for a page it records as
+    /// UC behind the store's back) leaves its whole batch write-back and
+    /// counted as such; the next sync makes it.
+    #[test]
+    fn failed_change_leaves_write_back() -> Result {
+        // SAFETY: Reads a boot-time setting.
+        if !unsafe { ffi::rust_hmm_pat_enabled() } {
+            // Without PAT nothing refuses a change.
+            return Ok(());
+        }
+        // SAFETY: As in `linear_map_follows_mode`.
+        let bits = |p: *mut bindings::page| unsafe { ffi::rust_hmm_linear_cache_bits(p) };
+        // SAFETY: A pure computation.
+        let want = |m: u8| unsafe { ffi::rust_hmm_cache_mode_bits(m.into()) };
+        let not_wb = || PAGES_NOT_WB.load(Ordering::Relaxed);
+        let n0 = not_wb();
+        let mut s = Store::new(2)?;
+        let (a, b) = (s.page(0)?.as_ptr(), s.page(1)?.as_ptr());
+        // SAFETY: A live page of `s`.
+        unsafe { set_pages_cache(&[b], UC)? };
+        s.cache.iter_mut().for_each(|m| *m = WC);
+        assert_eq!(s.sync_linear(0, 2), Err(EINVAL));
+        assert_eq!((s.linear[0], s.linear[1]), (WB, WB));
+        assert_eq!((bits(a), bits(b)), (want(WB), want(WB)));
+        assert_eq!(not_wb(), n0);
+        s.sync_linear(0, 2)?;
+        assert_eq!((bits(a), bits(b)), (want(WC), want(WC)));
+        assert_eq!(not_wb() - n0, 2);
+        drop(s);
+        assert_eq!(not_wb(), n0);
+        Ok(())
     }
 }

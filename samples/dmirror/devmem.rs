@@ -11,15 +11,13 @@
 use crate::devmem::{DeviceFault, DevicePrivatePool, DevmemOps, PMD_ORDER};
 use crate::ffi;
 use crate::migrate::{DstFolio, Migration, Select};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::{bindings, mm::virt::VmaRef, page::PAGE_SIZE, prelude::*};
 
 /// Device memory is registered in chunks of this size, as test_hmm does.
 const CHUNK_BYTES: u64 = 256 << 20;
 /// At most this many chunks per device (4 GiB).
 const MAX_CHUNKS: usize = 16;
-/// Attempts of one CPU fault to move its page back (see `migrate_to_ram`).
-const MIGRATE_TO_RAM_TRIES: u32 = 8;
 
 /// What the device keeps per page of its memory.
 #[derive(Default)]
@@ -87,15 +85,19 @@ fn fill_device(pool: &Devmem, dst: &DstFolio, src: Option<u64>, id: u64) -> Resu
     Ok(())
 }
 
-/// Consumes a pending injected allocation failure.
-fn fail_now(fail: Option<&AtomicBool>) -> bool {
-    fail.is_some_and(|f| f.swap(false, Ordering::Relaxed))
+/// Counts one destination allocation against an injected failure
+/// (`HMM_DMIRROR_FLAG_FAIL_ALLOC`): `fail` holds how many allocations are
+/// left until the one that fails, 0 when none is armed. True for that one.
+fn fail_now(fail: Option<&AtomicU32>) -> bool {
+    fail.is_some_and(|f| {
+        f.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)) == Ok(1)
+    })
 }
 
 /// Chooses device destinations for a migration to the device and copies
 /// the data in. A PMD-sized source gets a device folio, or 512 small pages
 /// if that fails; pages that get no memory simply stay in system memory.
-pub(crate) fn copy_to_device(pool: &Devmem, m: &mut Migration<'_>, id: u64, fail: &AtomicBool) {
+pub(crate) fn copy_to_device(pool: &Devmem, m: &mut Migration<'_>, id: u64, fail: &AtomicU32) {
     let mut i = 0;
     while i < m.npages() {
         let s = m.src(i);
@@ -137,7 +139,7 @@ pub(crate) fn copy_to_system(
     pool: &Devmem,
     m: &mut Migration<'_>,
     vma: Option<&VmaRef>,
-    fail: Option<&AtomicBool>,
+    fail: Option<&AtomicU32>,
 ) -> Result {
     let mut i = 0;
     while i < m.npages() {
@@ -240,45 +242,6 @@ pub(crate) fn evict(pool: &Devmem, owner: Option<u64>) -> Result<u64> {
     Ok(left)
 }
 
-/// The faulting page was collected but the core would not move it.
-struct Refused;
-
-/// One attempt of `migrate_to_ram()` at `[start, start + size)`: a
-/// `vm_fault_t`, or `Refused`.
-fn move_back(
-    pool: &Devmem,
-    fault: &DeviceFault<'_>,
-    start: u64,
-    size: u64,
-    order: u32,
-) -> Result<u32, Refused> {
-    let vma = fault.vma();
-    let Ok(mut m) = Migration::vma(
-        vma,
-        start,
-        start + size,
-        pool.owner(),
-        Select::DevicePrivate,
-        order > 0,
-        Some(fault.page()),
-    ) else {
-        return Ok(bindings::vm_fault_reason_VM_FAULT_SIGBUS);
-    };
-    if copy_to_system(pool, &mut m, Some(vma), None).is_err() {
-        return Ok(bindings::vm_fault_reason_VM_FAULT_OOM);
-    }
-    m.pages();
-    // The faulting page (or folio) is entry 0. Still marked to migrate
-    // after `pages()`: it moved. Not collected at all: it is no longer
-    // mapped here, and the fault will find out. Otherwise: refused.
-    let s = m.src(0);
-    if s.pfn().is_none() || s.migrate() {
-        Ok(0)
-    } else {
-        Err(Refused)
-    }
-}
-
 impl DevmemOps for SimDevmem {
     type PageData = PageData;
 
@@ -305,24 +268,27 @@ impl DevmemOps for SimDevmem {
         };
         let size = (PAGE_SIZE as u64) << order;
         let start = fault.address() & !(size - 1);
-        // Two threads faulting on one page (two HMM faults from other
-        // devices, say) can fail each other's migration for ever: waiting
-        // for the page lock takes a reference for a moment, the core
-        // refuses a page with a reference it cannot account for, and each
-        // fault is retried at once. The page lock is ours until we return,
-        // so a waiter sleeps, its reference dropped, while we try again.
-        let mut attempt = 0;
-        loop {
-            match move_back(pool, fault, start, size, order) {
-                Err(Refused) if attempt + 1 < MIGRATE_TO_RAM_TRIES => {
-                    kernel::time::delay::fsleep(kernel::time::Delta::from_micros(20 << attempt));
-                    attempt += 1;
-                }
-                // Refused every time: the fault is taken again.
-                Err(_) => return 0,
-                Ok(ret) => return ret,
-            }
+        let vma = fault.vma();
+        let Ok(mut m) = Migration::vma(
+            vma,
+            start,
+            start + size,
+            pool.owner(),
+            Select::DevicePrivate,
+            order > 0,
+            Some(fault.page()),
+        ) else {
+            return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+        };
+        if copy_to_system(pool, &mut m, Some(vma), None).is_err() {
+            // Dropped before `pages()`: every page stays where it was.
+            return bindings::vm_fault_reason_VM_FAULT_OOM;
         }
+        m.pages();
+        // A page the core did not move (another thread held a reference
+        // for a moment, or unmapped it) is faulted on again, as in
+        // test_hmm: the CPU retries the access.
+        0
     }
 
     fn evict_all(pool: &Devmem) {

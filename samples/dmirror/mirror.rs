@@ -11,11 +11,11 @@
 //! faults disabled and falls back to a bounce buffer where that stops short;
 //! WRITE always goes through the bounce buffer.
 
-use super::bounce::{copy_to_user_nofault, with_page, Bounce, Stage};
+use super::bounce::{copy_to_user_nofault, with_page, Bounce};
 use super::devmem::{self as sim, Devmem};
 use super::uapi::*;
 use super::DmirrorDevice;
-use crate::device_exclusive::map_exclusive;
+use crate::device_exclusive::{exclusive_session, ExclusiveSession};
 use crate::device_pt::{
     DevicePageTable, DirReserve, DirtySink, Entry, HUGE_ORDER, HUGE_PAGES, HUGE_SIZE,
 };
@@ -27,7 +27,7 @@ use crate::hmm::{
 use crate::migrate::{Migration, Select};
 use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::time::{Instant, Monotonic};
 use kernel::{
     alloc::flags::GFP_NOWAIT,
@@ -120,8 +120,6 @@ pub(crate) struct MirrorOps<const TWO_PASS: bool> {
 /// What the notifier lock protects.
 pub(crate) struct MirrorState {
     pt: DevicePageTable,
-    /// For READ's copies to user memory.
-    stage: Stage,
 }
 
 impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
@@ -170,9 +168,9 @@ pub(crate) struct Mirror<const TWO_PASS: bool> {
     notifier: IntervalNotifier<MirrorOps<TWO_PASS>>,
     /// Names this mirror as the owner of the device pages it migrated.
     id: u64,
-    /// `HMM_DMIRROR_FLAG_FAIL_ALLOC`: the next device or system page
-    /// allocation of a migration fails.
-    fail_alloc: AtomicBool,
+    /// `HMM_DMIRROR_FLAG_FAIL_ALLOC`: destination allocations of this
+    /// file's migrations left until the one that fails (0: none armed).
+    fail_alloc: AtomicU32,
     /// `HMM_DMIRROR_FLAG_KEEP_ON_CLOSE`.
     keep_on_close: AtomicBool,
 }
@@ -257,7 +255,6 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     ) -> Result<impl PinInit<Self, Error>> {
         let state = MirrorState {
             pt: DevicePageTable::new(GFP_KERNEL)?,
-            stage: Stage::new()?,
         };
         let ops = MirrorOps {
             device,
@@ -268,7 +265,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         Ok(try_pin_init!(Self {
             notifier <- notifier,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            fail_alloc: AtomicBool::new(false),
+            fail_alloc: AtomicU32::new(0),
             keep_on_close: AtomicBool::new(false),
         }))
     }
@@ -283,8 +280,12 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
 
     /// HMM_DMIRROR_FLAGS.
     pub(crate) fn set_flags(&self, flags: u64) {
-        self.fail_alloc
-            .store(flags & HMM_DMIRROR_FLAG_FAIL_ALLOC != 0, Ordering::Relaxed);
+        let nth = if flags & HMM_DMIRROR_FLAG_FAIL_ALLOC == 0 {
+            0
+        } else {
+            ((flags >> HMM_DMIRROR_FLAG_FAIL_NTH_SHIFT) as u32 & 0xffff).max(1)
+        };
+        self.fail_alloc.store(nth, Ordering::Relaxed);
         self.keep_on_close.store(
             flags & HMM_DMIRROR_FLAG_KEEP_ON_CLOSE != 0,
             Ordering::Relaxed,
@@ -422,12 +423,11 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             let chunk_end = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
             let mut short = overlaps;
             if !overlaps {
-                let mut guard = self.notifier.lock();
-                let MirrorState { pt, stage } = &mut *guard;
-                let reached = pt.run_spans(addr, chunk_end, &mut |va, e, n| {
+                let guard = self.notifier.lock();
+                let reached = guard.pt.run_spans(addr, chunk_end, &mut |va, e, n| {
                     // SAFETY: Valid entries under the notifier lock name
                     // pages that stay mapped, so alive, until we unlock.
-                    let done = unsafe { copy_to_user_nofault(stage, uptr(va), e.pfn(), n) };
+                    let done = unsafe { copy_to_user_nofault(uptr(va), e.pfn(), n) };
                     short = done < n;
                     done
                 });
@@ -508,15 +508,15 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         Ok(())
     }
 
-    /// Takes device-exclusive access to the page at `addr` and runs `op` on
-    /// its PFN with the notifier lock held and the entry installed with
-    /// `extra` flags (`DIRTY` when `op` writes the page).
+    /// Takes device-exclusive access to the page at `addr` in `session`
+    /// and runs `op` on its PFN with the notifier lock held and the entry
+    /// installed with `extra` flags (`DIRTY` when `op` writes the page).
     ///
     /// Directories come from `reserve` or `GFP_NOWAIT` under the lock; only
     /// if both fail is `reserve` filled with `GFP_KERNEL` and the page taken
     /// again, so a run of pages allocates only what it needs.
     fn take_exclusive<R>(
-        &self,
+        session: &mut ExclusiveSession<'_, MirrorOps<TWO_PASS>>,
         addr: u64,
         extra: u64,
         reserve: &mut DirReserve,
@@ -525,7 +525,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let mut op = Some(op);
         let mut filled = false;
         loop {
-            let res = map_exclusive(&self.notifier, addr, |st, pfn| {
+            let res = session.map(addr, |st, pfn| {
                 let flags = Entry::WRITE | Entry::EXCLUSIVE | extra;
                 st.pt
                     .insert(addr, Entry::new(pfn, flags), reserve, &mut PageDirtier)?;
@@ -542,16 +542,22 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     }
 
     /// HMM_DMIRROR_EXCLUSIVE: make every page of the range exclusive to
-    /// this mirror, then read it back through the device.
+    /// this mirror, then read it back through the device. The mmap lock is
+    /// taken once per 2 MiB of the range, not per page.
     pub(crate) fn exclusive(&self, c: &mut HmmDmirrorCmd) -> Result {
         let (start, end) = self.range(c)?;
         let mut reserve = DirReserve::new();
-        let mut addr = start;
-        while addr < end {
-            resched_or_killed()?;
-            self.take_exclusive(addr, 0, &mut reserve, |_| ())?;
-            addr += PAGE_SIZE as u64;
-        }
+        exclusive_session(&self.notifier, |session| {
+            let mut addr = start;
+            while addr < end {
+                if addr != start && addr % HUGE_SIZE == 0 {
+                    session.relax()?;
+                }
+                Self::take_exclusive(session, addr, 0, &mut reserve, |_| ())?;
+                addr += PAGE_SIZE as u64;
+            }
+            Ok(())
+        })?;
         self.read(c, false)
     }
 
@@ -598,8 +604,10 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         a.faults = 1;
         let value = a.value;
         let mut reserve = DirReserve::new();
-        a.old = self.take_exclusive(page, Entry::DIRTY, &mut reserve, |pfn| {
-            fetch_add(pfn, off, value)
+        a.old = exclusive_session(&self.notifier, |session| {
+            Self::take_exclusive(session, page, Entry::DIRTY, &mut reserve, |pfn| {
+                fetch_add(pfn, off, value)
+            })
         })?;
         Ok(())
     }

@@ -30,6 +30,11 @@ const NAMES: [&CStr; NDEVICES] = [c"rust_hmm_dmirror0", c"rust_hmm_dmirror1"];
 /// Largest mapping of the device file: its pages are allocated at mmap time.
 const MMAP_MAX: usize = 1 << 30;
 
+/// Checks at unload that the device left the kernel as it found it.
+pub(crate) fn unload_check() {
+    devbuf::unload_check();
+}
+
 /// One device instance.
 #[pin_data]
 pub(crate) struct DmirrorDevice {

@@ -108,8 +108,12 @@ pub(crate) const HMM_DMIRROR_PROT_PMD: u8 = 0x04;
 pub(crate) const HMM_DMIRROR_PROT_PUD: u8 = 0x08;
 pub(crate) const HMM_DMIRROR_PROT_ZERO: u8 = 0x10;
 pub(crate) const HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL: u8 = 0x20;
-/// `HMM_DMIRROR_FLAGS` bit: fail the next allocation of a migration.
+/// `HMM_DMIRROR_FLAGS` bit: fail an allocation of a migration, the next
+/// one, or the one that bits 32 to 47 count (1: the next).
 pub(crate) const HMM_DMIRROR_FLAG_FAIL_ALLOC: u64 = 1 << 0;
+/// Our own: where in `HMM_DMIRROR_FLAGS` the count of the failing
+/// allocation goes.
+pub(crate) const HMM_DMIRROR_FLAG_FAIL_NTH_SHIFT: u32 = 32;
 /// Our own `HMM_DMIRROR_FLAGS` bit: pages this file migrated stay in
 /// device memory when it is closed.
 pub(crate) const HMM_DMIRROR_FLAG_KEEP_ON_CLOSE: u64 = 1 << 1;
@@ -209,11 +213,32 @@ unsafe impl FromBytes for HmmDevbufEntry {}
 // SAFETY: Plain integers, no padding.
 unsafe impl AsBytes for HmmDevbufEntry {}
 
+/// `HMM_DEVBUF_STATS`: module-wide counters of device-buffer pages.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HmmDevbufStats {
+    /// Buffer pages allocated now, in every buffer.
+    pub(crate) pages: u64,
+    /// Of those, pages whose linear map is not write-back (UC or WC).
+    pub(crate) pages_not_wb: u64,
+    /// Linear-map changes made since load (`set_pages_array_*()` calls,
+    /// each a TLB flush on every CPU).
+    pub(crate) cache_calls: u64,
+    /// `HMM_DEVBUF_STATS_*` flags.
+    pub(crate) flags: u64,
+}
+
+// SAFETY: Plain integers, no padding; every bit pattern is valid.
+unsafe impl FromBytes for HmmDevbufStats {}
+// SAFETY: Plain integers, no padding.
+unsafe impl AsBytes for HmmDevbufStats {}
+
 pub(crate) const HMM_DEVBUF_CREATE: u32 = _IOWR::<HmmDevbufCreate>('H' as u32, 0x50);
 pub(crate) const HMM_DEVBUF_WALK: u32 = _IOWR::<HmmDevbufWalk>('H' as u32, 0x51);
 pub(crate) const HMM_DEVBUF_CLEAN: u32 = _IOWR::<HmmDevbufRange>('H' as u32, 0x52);
 pub(crate) const HMM_DEVBUF_ZAP: u32 = _IOWR::<HmmDevbufRange>('H' as u32, 0x53);
 pub(crate) const HMM_DEVBUF_SET_CACHE: u32 = _IOWR::<HmmDevbufRange>('H' as u32, 0x54);
+pub(crate) const HMM_DEVBUF_STATS: u32 = _IOR::<HmmDevbufStats>('H' as u32, 0x55);
 
 /// Largest buffer: 1 GiB.
 pub(crate) const HMM_DEVBUF_MAX_PAGES: u64 = 1 << 18;
@@ -228,3 +253,6 @@ pub(crate) const HMM_DEVBUF_PTE_DIRTY: u32 = 2;
 pub(crate) const HMM_DEVBUF_CACHE_WB: u64 = 0;
 pub(crate) const HMM_DEVBUF_CACHE_UC: u64 = 1;
 pub(crate) const HMM_DEVBUF_CACHE_WC: u64 = 2;
+/// `HMM_DEVBUF_STATS` flag: x86 PAT is enabled, so UC, WC and WB pages
+/// have three different PTE memory types.
+pub(crate) const HMM_DEVBUF_STATS_PAT: u64 = 1;

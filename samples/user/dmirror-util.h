@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -12,6 +13,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/mempolicy.h>
 
 #include "rust_hmm_uapi.h"
 
@@ -64,6 +67,50 @@ static inline int datomic(int fd, uint64_t *p, uint64_t value,
 	if (out)
 		*out = a;
 	return ret ? -errno : 0;
+}
+
+/*
+ * Exempts this process's memory from NUMA balancing. On a machine with
+ * several nodes the kernel's scanner (task_numa_work()) makes ranges of a
+ * task that has run for a second PROT_NONE now and then, to see where they
+ * are used: an invalidation like any other, which drops device mappings,
+ * so a test that counts device faults would count those too. A task
+ * policy without MPOL_F_NUMA_BALANCING (here MPOL_LOCAL) makes the scanner
+ * skip every VMA. The race tests and the fuzzer keep the default, and
+ * mirror-tests numa_hinting tests the scanner's invalidations themselves.
+ */
+static inline int numa_hinting_off(void)
+{
+	return syscall(SYS_set_mempolicy, MPOL_LOCAL, NULL, 0);
+}
+
+/* Back to the default policy, under which the scanner runs. */
+static inline int numa_hinting_on(void)
+{
+	return syscall(SYS_set_mempolicy, MPOL_DEFAULT, NULL, 0);
+}
+
+/* The number of NUMA nodes with memory, 1 if unknown. */
+static inline int numa_nodes(void)
+{
+	int n = 0;
+	char path[64];
+
+	for (;;) {
+		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d", n);
+		if (access(path, F_OK))
+			break;
+		n++;
+	}
+	return n ? n : 1;
+}
+
+static inline struct hmm_dmirror_stats dstats(int fd)
+{
+	struct hmm_dmirror_stats s = { 0 };
+
+	ioctl(fd, HMM_DMIRROR_STATS, &s);
+	return s;
 }
 
 static inline void *map_anon(unsigned long npages)

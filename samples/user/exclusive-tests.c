@@ -39,6 +39,8 @@ FIXTURE(excl) {
 
 FIXTURE_SETUP(excl)
 {
+	/* Device fault counts must not include NUMA hinting (dmirror-util.h). */
+	ASSERT_EQ(numa_hinting_off(), 0);
 	self->fd = dev_open(0);
 	ASSERT_GE(self->fd, 0);
 	self->fd1 = dev_open(1);

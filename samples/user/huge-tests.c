@@ -43,6 +43,8 @@ FIXTURE_VARIANT_ADD(huge, two_pass) { .device = 1 };
 
 FIXTURE_SETUP(huge)
 {
+	/* Device fault counts must not include NUMA hinting (dmirror-util.h). */
+	ASSERT_EQ(numa_hinting_off(), 0);
 	self->fd = dev_open(variant->device);
 	ASSERT_GE(self->fd, 0) TH_LOG("open %s: %s", dev_path(variant->device),
 				      strerror(errno));

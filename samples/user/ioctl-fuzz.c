@@ -27,7 +27,11 @@
 
 #define REGION_PAGES 64
 #define NFDS 4
+/* Workers and racers: at least these, and at least one per CPU each, so
+ * that on a multi-CPU guest they race in parallel, not by preemption. */
 #define WORKERS 3
+#define RACERS 2
+#define MAX_THREADS 64
 
 static char *region;		/* REGION_PAGES, mutated by the racers */
 static char *buffer;		/* a stable buffer for ptr */
@@ -70,7 +74,8 @@ static uint64_t pick_addr(uint64_t *s)
 	case 1: return page + 1 + rnd(s) % (PAGE - 1);	/* unaligned */
 	case 2: return 0xffff888000000000ULL;		/* kernel */
 	case 3: return 0xffffffff81000000ULL;
-	case 4: return 0x00007ffffffff000ULL;		/* top of user space */
+	case 4: return rnd(s) % 2 ? 0x00007ffffffff000ULL	/* top of 4-level user space */
+			: 0x00fffffffffff000ULL;		/* and of 5-level */
 	case 5: return -PAGE;				/* overflows */
 	case 6: return rnd(s);
 	case 7: return (uintptr_t)buffer;
@@ -301,10 +306,11 @@ static void *racer(void *arg)
 
 int main(int argc, char **argv)
 {
-	pthread_t w[WORKERS], r[2];
+	pthread_t w[MAX_THREADS], r[MAX_THREADS];
 	unsigned long seed, seconds;
 	time_t start = time(NULL);
-	int i;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int i, workers, racers;
 
 	if (argc != 4) {
 		fprintf(stderr, "usage: %s SEED SECONDS CALLS\n", argv[0]);
@@ -335,14 +341,17 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	for (i = 0; i < WORKERS; i++)
+	workers = cpus > WORKERS ? (cpus < MAX_THREADS ? cpus : MAX_THREADS) : WORKERS;
+	racers = cpus > RACERS ? (cpus < MAX_THREADS ? cpus : MAX_THREADS) : RACERS;
+	printf("ioctl-fuzz: %d workers and %d racers on %ld CPUs\n", workers, racers, cpus);
+	for (i = 0; i < workers; i++)
 		pthread_create(&w[i], NULL, worker, (void *)(uintptr_t)(seed * 131 + i));
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < racers; i++)
 		pthread_create(&r[i], NULL, racer, (void *)(uintptr_t)(seed * 977 + i));
-	for (i = 0; i < WORKERS; i++)
+	for (i = 0; i < workers; i++)
 		pthread_join(w[i], NULL);
 	stop = 1;
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < racers; i++)
 		pthread_join(r[i], NULL);
 	for (i = 0; i < NFDS; i++)
 		close(fds[i]);

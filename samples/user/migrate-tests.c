@@ -26,6 +26,8 @@ FIXTURE(migrate) {
 
 FIXTURE_SETUP(migrate)
 {
+	/* Device fault counts must not include NUMA hinting (dmirror-util.h). */
+	ASSERT_EQ(numa_hinting_off(), 0);
 	self->fd = dev_open(0);
 	ASSERT_GE(self->fd, 0) TH_LOG("open %s: %s", dev_path(0), strerror(errno));
 	self->fd1 = dev_open(1);
@@ -206,6 +208,63 @@ TEST_F(migrate, fail_alloc_once)
 	ASSERT_TRUE(check(self->buf, 1, 8));
 	ASSERT_TRUE(check(mem, 1, 8));
 	munmap(mem, PAGE);
+}
+
+/*
+ * An allocation failing in the middle of a migration back to system
+ * memory, after earlier pages got their destinations: the migration must
+ * leave every page where it was, mapped and usable. The old code finalized
+ * such a migration without moving the pages, which left migration entries
+ * behind pointing to released pages: a CPU access then faulted for ever
+ * (the two-CPU fuzzer hang). The CPU reads run in a child under an alarm,
+ * so that failure shows as a timeout here, not as a hung test.
+ */
+TEST_F(migrate, fail_alloc_mid_migration)
+{
+	unsigned long n = 8;
+	char *mem = map_anon(n);
+	struct hmm_dmirror_cmd c;
+	int status;
+	pid_t pid;
+
+	ASSERT_NE(mem, NULL);
+	fill(mem, n, 11);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, NULL), 0);
+	ASSERT_TRUE(snap_all(self->fd, mem, n, self->snap, DEV_LOCAL));
+	/* The third destination allocation of the move back fails. */
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_FLAGS, mem, NULL,
+		       HMM_DMIRROR_FLAG_FAIL_ALLOC | HMM_DMIRROR_FLAG_FAIL_NTH(3), NULL), 0);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, mem, NULL, n, &c), -ENOMEM);
+	/* Nothing moved: every page is still in device memory, whole. */
+	ASSERT_TRUE(snap_all(self->fd, mem, n, self->snap, DEV_LOCAL));
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, self->buf, n, NULL), 0);
+	ASSERT_TRUE(check(self->buf, n, 11));
+	/* The CPU brings them back, with the data. */
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		alarm(20);
+		_exit(check(mem, n, 11) ? 0 : 1);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_FALSE(WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+		TH_LOG("a CPU read of the pages never completed");
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	ASSERT_TRUE(check(mem, n, 11));
+	/* Writable again once the child is gone: the CPU owns them. */
+	fill(mem, n, 12);
+	ASSERT_TRUE(snap_all(self->fd, mem, n, self->snap, SYS_WRITE));
+
+	/* Into the device: the third page stays behind, the others move. */
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_FLAGS, mem, NULL,
+		       HMM_DMIRROR_FLAG_FAIL_ALLOC | HMM_DMIRROR_FLAG_FAIL_NTH(3), NULL), 0);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, NULL), -ENOENT);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_SNAPSHOT, mem, self->snap, n, NULL), 0);
+	for (unsigned long i = 0; i < n; i++)
+		EXPECT_EQ(self->snap[i], i == 2 ? SYS_WRITE : DEV_LOCAL);
+	ASSERT_TRUE(check(mem, n, 12));
+	munmap(mem, n * PAGE);
 }
 
 /* Device pages are shared copy-on-write with a child, like any anon page. */

@@ -33,6 +33,8 @@ FIXTURE(mirror) {
 
 FIXTURE_SETUP(mirror)
 {
+	/* Device fault counts must not include NUMA hinting (dmirror-util.h). */
+	ASSERT_EQ(numa_hinting_off(), 0);
 	self->fd = dev_open(0);
 	ASSERT_GE(self->fd, 0) TH_LOG("open %s: %s", dev_path(0), strerror(errno));
 	self->fd1 = dev_open(1);
@@ -550,6 +552,189 @@ TEST_F(mirror, kill_long_command)
 	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	close(sync[0]);
 	close(sync[1]);
+}
+
+/*
+ * Memory above 128 TiB, which only 5-level paging (LA57) gives user space,
+ * and only to a process that asks with a hint there: the device table
+ * claims 57-bit addresses, so READ, WRITE, SNAPSHOT, migration and munmap
+ * must work there as anywhere. Skips on a CPU or kernel without LA57.
+ */
+TEST_F(mirror, five_level_addresses)
+{
+	unsigned long n = 8;
+	char *hint = (char *)(1UL << 55);
+	char *mem = mmap(hint, n * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *buf = map_anon(n);
+	unsigned char snap[8];
+	struct hmm_dmirror_cmd c;
+
+	ASSERT_NE(mem, MAP_FAILED);
+	ASSERT_NE(buf, NULL);
+	if ((uintptr_t)mem < 1UL << 47) {
+		munmap(mem, n * PAGE);
+		SKIP(return, "no 5-level paging: the hint gave %p", mem);
+	}
+	fill(mem, n, 57);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.faults, 1);
+	EXPECT_TRUE(check(buf, n, 57));
+	fill(buf, n, 5757);
+	ASSERT_EQ(dcmd(self->fd1, HMM_DMIRROR_WRITE, mem, buf, n, NULL), 0);
+	EXPECT_TRUE(check(mem, n, 5757));
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_SNAPSHOT, mem, snap, n, NULL), 0);
+	for (int i = 0; i < 8; i++)
+		EXPECT_EQ(snap[i], HMM_DMIRROR_PROT_WRITE);
+	/* Into device memory and back through a CPU read. */
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, buf, n, &c), 0);
+	EXPECT_TRUE(check(buf, n, 5757));
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_SNAPSHOT, mem, snap, n, NULL), 0);
+	EXPECT_EQ(snap[0], HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_WRITE);
+	EXPECT_TRUE(check(mem, n, 5757));
+	/* Gone from both devices with the mapping. */
+	ASSERT_EQ(munmap(mem, n * PAGE), 0);
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, NULL), -EFAULT);
+	EXPECT_EQ(dcmd(self->fd1, HMM_DMIRROR_READ, mem, buf, n, NULL), -EFAULT);
+	munmap(buf, n * PAGE);
+}
+
+/* Writes @val to the file @path; returns 0 or -1. */
+static int write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+	int ok;
+
+	if (fd < 0)
+		return -1;
+	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+/* Reads the file @path into @buf (at most @len - 1 bytes); 0 or -1. */
+static int read_file(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t r;
+
+	if (fd < 0)
+		return -1;
+	r = read(fd, buf, len - 1);
+	close(fd);
+	if (r < 0)
+		return -1;
+	buf[r] = 0;
+	return 0;
+}
+
+/*
+ * NUMA balancing's scanner makes a mirrored range PROT_NONE to learn where
+ * it is used: an invalidation of the device's entries at a moment of the
+ * kernel's choosing. The device must then fault the hinting-protected
+ * pages back (the kernel's NUMA fault restores the PTE) and read and write
+ * the right data. The scanner is made eager for the test through its
+ * debugfs knobs; needs two nodes and balancing on, as distributions boot.
+ */
+TEST_F(mirror, numa_hinting)
+{
+	static const char *dir = "/sys/kernel/debug/sched/numa_balancing";
+	char delay[32], period[32], path[128], on[8];
+	unsigned long n = 64;
+	struct hmm_dmirror_cmd c;
+	char *mem, *buf;
+	int seen = 0;
+
+	if (numa_nodes() < 2)
+		SKIP(return, "one NUMA node");
+	if (read_file("/proc/sys/kernel/numa_balancing", on, sizeof(on)) || on[0] != '1')
+		SKIP(return, "NUMA balancing is off");
+	snprintf(path, sizeof(path), "%s/scan_delay_ms", dir);
+	ASSERT_EQ(read_file(path, delay, sizeof(delay)), 0);
+	ASSERT_EQ(write_file(path, "0"), 0);
+	snprintf(path, sizeof(path), "%s/scan_period_min_ms", dir);
+	ASSERT_EQ(read_file(path, period, sizeof(period)), 0);
+	ASSERT_EQ(write_file(path, "10"), 0);
+	ASSERT_EQ(numa_hinting_on(), 0);
+
+	mem = map_anon(n);
+	buf = map_anon(n);
+	ASSERT_NE(mem, NULL);
+	ASSERT_NE(buf, NULL);
+	fill(mem, n, 41);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, NULL), 0);
+	ASSERT_EQ(dstats(self->fd).entries, n);
+	/* The scanner runs from this task's ticks: keep it on a CPU. */
+	for (int i = 0; i < 2000 && !seen; i++) {
+		struct timespec t0, t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		do
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+		while ((t1.tv_sec - t0.tv_sec) * 1000000000L + t1.tv_nsec - t0.tv_nsec < 10000000L);
+		seen = dstats(self->fd).entries < n;
+	}
+
+	snprintf(path, sizeof(path), "%s/scan_delay_ms", dir);
+	write_file(path, delay);
+	snprintf(path, sizeof(path), "%s/scan_period_min_ms", dir);
+	write_file(path, period);
+	ASSERT_TRUE(seen) TH_LOG("no NUMA hinting invalidation in 20 s");
+
+	/* Device READ and WRITE through hinting-protected PTEs. */
+	memset(buf, 0, n * PAGE);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_GE(c.faults, 1);
+	EXPECT_TRUE(check(buf, n, 41));
+	fill(buf, n, 4141);
+	ASSERT_EQ(dcmd(self->fd1, HMM_DMIRROR_WRITE, mem, buf, n, NULL), 0);
+	EXPECT_TRUE(check(mem, n, 4141));
+	munmap(mem, n * PAGE);
+	munmap(buf, n * PAGE);
+}
+
+/*
+ * move_pages() moves mirrored pages to the other node: the device's entries
+ * for the old pages go, and the device then reads the moved data and writes
+ * into the new pages.
+ */
+TEST_F(mirror, numa_move_pages)
+{
+	unsigned long n = 16;
+	char *mem = map_anon(n), *buf = map_anon(n);
+	void *pages[16];
+	int nodes[16], status[16];
+	struct hmm_dmirror_cmd c;
+
+	ASSERT_NE(mem, NULL);
+	ASSERT_NE(buf, NULL);
+	if (numa_nodes() < 2)
+		SKIP(return, "one NUMA node");
+	fill(mem, n, 51);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, NULL), 0);
+	ASSERT_EQ(dstats(self->fd).entries, n);
+	for (unsigned long i = 0; i < n; i++)
+		pages[i] = mem + i * PAGE;
+	ASSERT_EQ(syscall(SYS_move_pages, 0, n, pages, NULL, status, 0), 0);
+	for (unsigned long i = 0; i < n; i++) {
+		ASSERT_GE(status[i], 0);
+		nodes[i] = !status[i];
+	}
+	ASSERT_EQ(syscall(SYS_move_pages, 0, n, pages, nodes, status, MPOL_MF_MOVE), 0);
+	for (unsigned long i = 0; i < n; i++)
+		EXPECT_EQ(status[i], nodes[i]);
+	/* The old pages are gone from the device table. */
+	EXPECT_EQ(dstats(self->fd).entries, 0);
+	memset(buf, 0, n * PAGE);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_READ, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.faults, 1);
+	EXPECT_TRUE(check(buf, n, 51));
+	fill(buf, n, 5151);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, mem, buf, n, &c), 0);
+	EXPECT_EQ(c.faults, 0);
+	EXPECT_TRUE(check(mem, n, 5151));
+	munmap(mem, n * PAGE);
+	munmap(buf, n * PAGE);
 }
 
 TEST_HARNESS_MAIN

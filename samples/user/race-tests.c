@@ -286,6 +286,8 @@ static void *exiter(void *p)
 	return NULL;
 }
 
+#define MAX_WORKERS 32
+
 FIXTURE(race) {
 	int unused;
 };
@@ -300,10 +302,14 @@ FIXTURE_TEARDOWN(race)
 
 TEST_F_TIMEOUT(race, stress, ROUNDS * ROUND_SECONDS * 10 + 60)
 {
-	struct worker w[8];
-	pthread_t t[8];
-	void *(*fn[8])(void *) = { reader, reader, writer, mutator, mutator, exiter,
-				   migrator, migrator };
+	/* Two readers, a writer, two mutators, an exiter, two migrators, and
+	 * one more reader per CPU beyond eight: never fewer threads than CPUs. */
+	struct worker w[MAX_WORKERS];
+	pthread_t t[MAX_WORKERS];
+	void *(*fn[MAX_WORKERS])(void *) = { reader, reader, writer, mutator, mutator,
+					     exiter, migrator, migrator };
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int n = cpus > 8 ? (cpus < MAX_WORKERS ? cpus : MAX_WORKERS) : 8;
 	uint64_t *buf = map_anon(SLOTS * SLOT_PAGES);
 	int fd0 = dev_open(0), fd1 = dev_open(1);
 	unsigned long reads = 0, faults = 0, migrated = 0;
@@ -312,7 +318,10 @@ TEST_F_TIMEOUT(race, stress, ROUNDS * ROUND_SECONDS * 10 + 60)
 	ASSERT_GE(fd1, 0);
 	region = map_anon(SLOTS * SLOT_PAGES);
 	ASSERT_NE(region, NULL);
-	for (int i = 0; i < 8; i++) {
+	for (int i = 8; i < n; i++)
+		fn[i] = reader;
+	TH_LOG("%d threads on %ld CPUs", n, cpus);
+	for (int i = 0; i < n; i++) {
 		w[i].buf = map_anon(SLOT_PAGES);
 		ASSERT_NE(w[i].buf, NULL);
 	}
@@ -323,14 +332,14 @@ TEST_F_TIMEOUT(race, stress, ROUNDS * ROUND_SECONDS * 10 + 60)
 	}
 	for (int round = 0; round < ROUNDS; round++) {
 		stop = 0;
-		for (int i = 0; i < 8; i++) {
+		for (int i = 0; i < n; i++) {
 			w[i] = (struct worker){ .fd = i % 2 ? fd1 : fd0, .buf = w[i].buf,
 						.seed = 1000 * round + i };
 			ASSERT_EQ(pthread_create(&t[i], NULL, fn[i], &w[i]), 0);
 		}
 		sleep(ROUND_SECONDS);
 		stop = 1;
-		for (int i = 0; i < 8; i++) {
+		for (int i = 0; i < n; i++) {
 			pthread_join(t[i], NULL);
 			EXPECT_EQ(w[i].err, 0);
 			EXPECT_EQ(w[i].bad, 0)
@@ -372,7 +381,7 @@ TEST_F_TIMEOUT(race, stress, ROUNDS * ROUND_SECONDS * 10 + 60)
 	       reads, migrated, faults);
 	EXPECT_GT(reads, 0);
 	EXPECT_GT(migrated, 0);
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < n; i++)
 		munmap(w[i].buf, SLOT_PAGES * PAGE);
 	close(fd0);
 	close(fd1);

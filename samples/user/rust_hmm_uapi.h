@@ -45,6 +45,13 @@ struct hmm_dmirror_stats {
 #define HMM_DMIRROR_STATS	_IOR('H', 0x41, struct hmm_dmirror_stats)
 
 /*
+ * HMM_DMIRROR_FLAGS with HMM_DMIRROR_FLAG_FAIL_ALLOC: which destination
+ * allocation of this file's migrations fails, counting from the next (1,
+ * also what 0 means); a THP's folio counts as one.
+ */
+#define HMM_DMIRROR_FLAG_FAIL_NTH(n)	((__u64)(n) << 32)
+
+/*
  * HMM_DMIRROR_FLAGS bit: pages this file migrated stay in device memory
  * when it is closed, until RELEASE, a CPU access or module unload moves
  * them back. Without it, closing the file moves them back.
@@ -99,6 +106,15 @@ struct hmm_devbuf_walk {
 	__u64 nmms;		/* (out) processes visited */
 };
 
+/* Module-wide counters of device-buffer pages. */
+struct hmm_devbuf_stats {
+	__u64 pages;		/* buffer pages allocated now, all buffers */
+	__u64 pages_not_wb;	/* of which with a UC or WC linear map */
+	__u64 cache_calls;	/* linear-map changes since load (each a
+				 * TLB flush on every CPU) */
+	__u64 flags;		/* HMM_DEVBUF_STATS_* */
+};
+
 #define HMM_DEVBUF_MAX_PAGES		(1UL << 18)	/* 1 GiB */
 #define HMM_DEVBUF_WALK_MAX_ENTRIES	(1UL << 20)
 #define HMM_DEVBUF_WALK_POPULATE	1	/* map missing pages read-only first */
@@ -107,6 +123,7 @@ struct hmm_devbuf_walk {
 #define HMM_DEVBUF_CACHE_WB		0
 #define HMM_DEVBUF_CACHE_UC		1	/* pgprot_noncached */
 #define HMM_DEVBUF_CACHE_WC		2	/* pgprot_writecombine */
+#define HMM_DEVBUF_STATS_PAT		1	/* x86 PAT on: UC, WC, WB differ */
 
 /* Allocate a buffer. */
 #define HMM_DEVBUF_CREATE	_IOWR('H', 0x50, struct hmm_devbuf_create)
@@ -119,7 +136,10 @@ struct hmm_devbuf_walk {
 /* Drop every CPU mapping of a range. */
 #define HMM_DEVBUF_ZAP		_IOWR('H', 0x53, struct hmm_devbuf_range)
 /* Set the cache mode of a range; takes effect at the next fault (the
- * range is unmapped everywhere). */
+ * range is unmapped everywhere). The linear map of its allocated pages is
+ * changed to match now, that of the others at their first fault. */
 #define HMM_DEVBUF_SET_CACHE	_IOWR('H', 0x54, struct hmm_devbuf_range)
+/* Read the module-wide counters (any open file). */
+#define HMM_DEVBUF_STATS	_IOR('H', 0x55, struct hmm_devbuf_stats)
 
 #endif

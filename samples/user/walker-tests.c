@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Device buffers mapped through the device file: per-page cache modes
- * read back through the walker, walks across processes, fork, mremap,
+ * read back through the walker, data kept across every change of mode,
+ * every page write-back again when freed, walks across processes, fork, mremap,
  * many VMAs, partial munmap and process exit racing with walks, and an
  * exact dirty bitmap over 1,000 random write/clean rounds in 2 processes.
  */
@@ -71,6 +72,26 @@ static void touch_read(const char *p, unsigned long n)
 		(void)*(volatile const char *)(p + i * PAGE);
 }
 
+static int devbuf_stats(int fd, struct hmm_devbuf_stats *s)
+{
+	return ioctl(fd, HMM_DEVBUF_STATS, s) ? -errno : 0;
+}
+
+/* The cache bits of every PTE of pages 0..n in every process, if they all
+ * agree and there is at least one; else ~0. */
+static unsigned int walk_cache_bits(int fd, uint64_t off, unsigned long n)
+{
+	static struct hmm_devbuf_entry e[1024];
+	long got = walk(fd, off, 0, n, 0, e, 1024, NULL);
+
+	if (got <= 0 || got > 1024)
+		return ~0u;
+	for (long i = 1; i < got; i++)
+		if (e[i].cache != e[0].cache)
+			return ~0u;
+	return e[0].cache;
+}
+
 FIXTURE(devbuf) {
 	int fd;
 	uint64_t off;
@@ -79,6 +100,8 @@ FIXTURE(devbuf) {
 
 FIXTURE_SETUP(devbuf)
 {
+	/* Device fault counts must not include NUMA hinting (dmirror-util.h). */
+	ASSERT_EQ(numa_hinting_off(), 0);
 	self->fd = dev_open(0);
 	ASSERT_GE(self->fd, 0);
 	self->n = 64;
@@ -227,6 +250,15 @@ TEST_F(devbuf, per_page_cache)
 	EXPECT_EQ(cache[4], 0);
 	EXPECT_NE(cache[5], 0);
 	EXPECT_EQ(cache[7], 0);
+	/* With PAT a PTE gets the memory type recorded for the page, so UC
+	 * and WC differ only if the linear map was changed too. */
+	if (1) {
+		struct hmm_devbuf_stats st;
+
+		ASSERT_EQ(devbuf_stats(self->fd, &st), 0);
+		if (st.flags & HMM_DEVBUF_STATS_PAT)
+			EXPECT_NE(cache[2], cache[5]);
+	}
 	/* Back to write-back. */
 	ASSERT_EQ(range_cmd(self->fd, HMM_DEVBUF_SET_CACHE, self->off, 0, 8,
 			    HMM_DEVBUF_CACHE_WB, NULL), 0);
@@ -235,6 +267,164 @@ TEST_F(devbuf, per_page_cache)
 	for (int i = 0; i < 8; i++)
 		EXPECT_EQ(e[i].cache, 0);
 	munmap(p, 8 * PAGE);
+}
+
+/*
+ * The data survives every change of mode, seen through a second mapping
+ * and by a forked child through its copied PTEs and a fresh mapping; each
+ * mode shows its own PTE memory type (three different ones with PAT); a
+ * SET_CACHE over allocated pages makes one linear-map change per target
+ * type (two when leaving UC or WC for the other).
+ */
+TEST_F(devbuf, cache_modes_keep_data)
+{
+	static const unsigned int modes[] = {
+		HMM_DEVBUF_CACHE_WB, HMM_DEVBUF_CACHE_UC, HMM_DEVBUF_CACHE_WC,
+		HMM_DEVBUF_CACHE_WB, HMM_DEVBUF_CACHE_WC, HMM_DEVBUF_CACHE_UC,
+		HMM_DEVBUF_CACHE_UC, HMM_DEVBUF_CACHE_WB,
+	};
+	unsigned int bits[3] = { ~0u, ~0u, ~0u };
+	struct hmm_devbuf_stats s0, s1, base;
+	unsigned long n = self->n;
+	char *p = buf_map(self->fd, self->off, 0, n);
+	char *q = buf_map(self->fd, self->off, 0, n);
+
+	ASSERT_NE(p, NULL);
+	ASSERT_NE(q, NULL);
+	ASSERT_EQ(devbuf_stats(self->fd, &base), 0);
+	fill(p, n, 1000);
+	for (unsigned int r = 1; r < sizeof(modes) / sizeof(modes[0]); r++) {
+		unsigned int prev = modes[r - 1], m = modes[r];
+		unsigned int calls = prev == m ? 0 : (prev != HMM_DEVBUF_CACHE_WB) +
+						   (m != HMM_DEVBUF_CACHE_WB);
+		unsigned int seen;
+		int status;
+		pid_t pid;
+
+		ASSERT_EQ(devbuf_stats(self->fd, &s0), 0);
+		ASSERT_EQ(range_cmd(self->fd, HMM_DEVBUF_SET_CACHE, self->off, 0, n,
+				    m, NULL), 0);
+		ASSERT_EQ(devbuf_stats(self->fd, &s1), 0);
+		EXPECT_EQ(s1.cache_calls - s0.cache_calls, calls);
+		EXPECT_EQ(s1.pages_not_wb - base.pages_not_wb,
+			  m == HMM_DEVBUF_CACHE_WB ? 0 : n);
+		/* What was written in the previous mode, through the other
+		 * mapping. */
+		EXPECT_TRUE(check(q, n, 1000 * r));
+		pid = fork();
+		ASSERT_GE(pid, 0);
+		if (pid == 0) {
+			char *c = buf_map(self->fd, self->off, 0, n);
+
+			/* The inherited mapping has no PTEs (SET_CACHE
+			 * unmapped p); q's were copied, in mode m. */
+			if (!c || !check(p, n, 1000 * r) || !check(c, n, 1000 * r))
+				_exit(1);
+			/* Both processes' PTEs, and the copied ones, agree. */
+			_exit(walk_cache_bits(self->fd, self->off, n) == ~0u ? 2 : 0);
+		}
+		ASSERT_EQ(waitpid(pid, &status, 0), pid);
+		EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		seen = walk_cache_bits(self->fd, self->off, n);
+		ASSERT_NE(seen, ~0u);
+		if (bits[m] != ~0u)
+			EXPECT_EQ(seen, bits[m]);
+		bits[m] = seen;
+		/* Written in this mode, read in the next. */
+		fill(p, n, 1000 * (r + 1));
+	}
+	TH_LOG("PTE cache bits: WB %#x, UC %#x, WC %#x",
+	       bits[HMM_DEVBUF_CACHE_WB], bits[HMM_DEVBUF_CACHE_UC],
+	       bits[HMM_DEVBUF_CACHE_WC]);
+	EXPECT_EQ(bits[HMM_DEVBUF_CACHE_WB], 0);
+	EXPECT_NE(bits[HMM_DEVBUF_CACHE_UC], 0);
+	EXPECT_NE(bits[HMM_DEVBUF_CACHE_WC], 0);
+	if (base.flags & HMM_DEVBUF_STATS_PAT)
+		EXPECT_NE(bits[HMM_DEVBUF_CACHE_UC], bits[HMM_DEVBUF_CACHE_WC]);
+	EXPECT_TRUE(check(q, n, 1000 * (sizeof(modes) / sizeof(modes[0]))));
+	munmap(p, n * PAGE);
+	munmap(q, n * PAGE);
+}
+
+/*
+ * Every page goes back to write-back before it is freed, whichever
+ * reference to the buffer goes last: the file's, the mapping's, or that
+ * of a child killed with the mapping; pages allocated at fault time for a
+ * UC or WC page are converted one at a time.
+ */
+TEST(cache_restored_on_free)
+{
+	struct hmm_devbuf_stats base, st;
+	int fd0 = dev_open(0);
+
+	ASSERT_GE(fd0, 0);
+	ASSERT_EQ(devbuf_stats(fd0, &base), 0);
+	for (int how = 0; how < 3; how++) {
+		int fd = dev_open(0);
+		uint64_t off = 0;
+		char *p;
+		pid_t pid = -1;
+		int status;
+
+		ASSERT_GE(fd, 0);
+		ASSERT_EQ(buf_create(fd, 32, &off), 0);
+		p = buf_map(fd, off, 0, 32);
+		ASSERT_NE(p, NULL);
+		touch_read(p, 16);
+		ASSERT_EQ(range_cmd(fd, HMM_DEVBUF_SET_CACHE, off, 0, 8,
+				    HMM_DEVBUF_CACHE_UC, NULL), 0);
+		ASSERT_EQ(range_cmd(fd, HMM_DEVBUF_SET_CACHE, off, 8, 16,
+				    HMM_DEVBUF_CACHE_WC, NULL), 0);
+		ASSERT_EQ(devbuf_stats(fd0, &st), 0);
+		EXPECT_EQ(st.pages - base.pages, 16);
+		EXPECT_EQ(st.pages_not_wb - base.pages_not_wb, 16);
+		EXPECT_EQ(st.cache_calls - base.cache_calls, 2);
+		/* Pages 16..23 (WC) are allocated now, one call each;
+		 * 24..31 are write-back, none. */
+		memset(p + 16 * PAGE, 0x77, 16 * PAGE);
+		EXPECT_EQ(p[20 * PAGE + 9], 0x77);
+		ASSERT_EQ(devbuf_stats(fd0, &st), 0);
+		EXPECT_EQ(st.pages - base.pages, 32);
+		EXPECT_EQ(st.pages_not_wb - base.pages_not_wb, 24);
+		EXPECT_EQ(st.cache_calls - base.cache_calls, 2 + 8);
+		switch (how) {
+		case 0:	/* the mapping holds the buffer last */
+			close(fd);
+			ASSERT_EQ(devbuf_stats(fd0, &st), 0);
+			EXPECT_EQ(st.pages_not_wb - base.pages_not_wb, 24);
+			munmap(p, 32 * PAGE);
+			break;
+		case 1:	/* the file does */
+			munmap(p, 32 * PAGE);
+			ASSERT_EQ(devbuf_stats(fd0, &st), 0);
+			EXPECT_EQ(st.pages_not_wb - base.pages_not_wb, 24);
+			close(fd);
+			break;
+		case 2:	/* a child, killed */
+			pid = fork();
+			ASSERT_GE(pid, 0);
+			if (pid == 0) {
+				for (;;)
+					pause();
+			}
+			munmap(p, 32 * PAGE);
+			close(fd);
+			ASSERT_EQ(devbuf_stats(fd0, &st), 0);
+			EXPECT_EQ(st.pages_not_wb - base.pages_not_wb, 24);
+			kill(pid, SIGKILL);
+			ASSERT_EQ(waitpid(pid, &status, 0), pid);
+			break;
+		}
+		ASSERT_EQ(devbuf_stats(fd0, &st), 0);
+		EXPECT_EQ(st.pages, base.pages);
+		EXPECT_EQ(st.pages_not_wb, base.pages_not_wb);
+		/* 8 UC + 16 WC pages: one call for all (none failed). */
+		EXPECT_EQ(st.cache_calls - base.cache_calls, 2 + 8 + 1);
+		base = st;
+	}
+	/* No other test leaves a buffer behind. */
+	EXPECT_EQ(base.pages_not_wb, 0);
+	close(fd0);
 }
 
 /* Writes are recorded once, reads never; CLEAN write-protects. */
