@@ -24,8 +24,11 @@ watched() {
 	echo "@@BEGIN $name@@" | tee -a $DATA
 	("$@" 2>&1 | tee -a $DATA; echo $? >/tmp/watched.rc) &
 	pid=$!
-	t=0
+	# Elapsed time from the clock, not from counted sleeps: a busy guest
+	# may not run this shell for seconds at a time.
+	start=$(cut -d. -f1 /proc/uptime)
 	while kill -0 $pid 2>/dev/null; do
+		t=$(($(cut -d. -f1 /proc/uptime) - start))
 		if [ $t -ge "$limit" ]; then
 			echo "@@HANG $name after ${t} s@@" | tee -a $DATA
 			for i in 1 2; do
@@ -37,7 +40,6 @@ watched() {
 			sync; reboot -f
 		fi
 		sleep 1
-		t=$((t + 1))
 	done
 	wait $pid
 	echo "@@END $name rc=$(cat /tmp/watched.rc)@@" | tee -a $DATA

@@ -939,8 +939,7 @@ mod tests {
     #[test]
     fn linear_map_follows_mode() -> Result {
         // SAFETY: Reads the kernel's page table entry for the linear
-        // address of a page; the `struct page` stays in the memory map
-        // even after the page is freed.
+        // address of a page, which the test holds.
         let bits = |p: *mut bindings::page| unsafe { ffi::rust_hmm_linear_cache_bits(p) };
         // SAFETY: A pure computation.
         let want = |m: u8| unsafe { ffi::rust_hmm_cache_mode_bits(m.into()) };
@@ -984,6 +983,15 @@ mod tests {
         }
         let p3 = s.page(3)?.as_ptr();
         assert_eq!(bits(p3), want(WB));
+        // A reference of our own on the pages we check after the store
+        // frees them: a free page may be unmapped from the linear map
+        // (DEBUG_PAGEALLOC), and must be checked while still ours.
+        let kept = [p[0], p[2], p3];
+        for &pg in &kept {
+            // SAFETY: The store holds the page, so it is alive to take a
+            // reference on; `rust_hmm_put_pages` below drops it.
+            unsafe { ffi::rust_hmm_get_pages(ffi::rust_hmm_page_to_pfn(pg), 1) };
+        }
         s.sync_linear(3, 4)?;
         assert_eq!(calls() - c0, 4);
         assert_eq!(bits(p3), want(WC));
@@ -996,8 +1004,10 @@ mod tests {
         assert_eq!(calls() - c0, 6);
         assert_eq!(not_wb(), n0);
         assert_eq!(PAGES.load(Ordering::Relaxed), pages0);
-        for pg in [p[0], p[2], p3] {
+        for &pg in &kept {
             assert_eq!(bits(pg), want(WB));
+            // SAFETY: The reference taken above.
+            unsafe { ffi::rust_hmm_put_pages(ffi::rust_hmm_page_to_pfn(pg), 1) };
         }
         Ok(())
     }
