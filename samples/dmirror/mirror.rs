@@ -382,7 +382,10 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     if moved_back > 16 {
                         return Err(EBUSY);
                     }
-                    self.migrate(va, va + PAGE_SIZE as u64, Select::DevicePrivate)?;
+                    // A racing munmap or mprotect may have taken the VMA:
+                    // that is an unmapped page here, as anywhere in a fault.
+                    self.migrate(va, va + PAGE_SIZE as u64, Select::DevicePrivate)
+                        .map_err(|e| if e == EINVAL { EFAULT } else { e })?;
                     addr = va;
                 }
                 Err((_, e)) => return Err(e),
