@@ -101,6 +101,8 @@ static const int unknown_errs[MAX_ERRS] = { ENOTTY };
 /* The offset of the last device buffer created, so that buffer commands
  * name a real buffer half of the time. */
 static atomic_ulong devbuf_off;
+/* The file slot that created it: only that file can name the buffer. */
+static atomic_uint devbuf_slot;
 static atomic_ulong devbuf_created, devbuf_ok_cmds, devbuf_maps;
 /* Per cmd_table[] entry (and OTHER): calls, microseconds, returns by errno
  * (0 for success). */
@@ -241,7 +243,9 @@ static void *worker(void *arg)
 		unsigned long n = atomic_fetch_add(&calls, 1);
 		unsigned long req = pick_cmd(&s);
 		const struct cmd_info *ci = find_cmd(req);
-		unsigned int slot = rnd(&s) % NFDS;
+		/* Buffer commands go to the buffer's own file half of the time. */
+		unsigned int slot = _IOC_NR(req) >= 0x51 && _IOC_NR(req) <= 0x54 && rnd(&s) % 2 ?
+				    atomic_load(&devbuf_slot) : rnd(&s) % NFDS;
 		unsigned int gen = atomic_load(&fd_gen[slot]);
 		int fd = fds[slot];
 		void *argp = cmd;
@@ -285,6 +289,7 @@ static void *worker(void *arg)
 		atomic_fetch_add(&nr_errno[idx][e < NERRNO ? e : NERRNO - 1], 1);
 		if (!r && req == HMM_DEVBUF_CREATE && argp == cmd) {
 			atomic_store(&devbuf_off, cmd[1]);
+			atomic_store(&devbuf_slot, slot);
 			atomic_fetch_add(&devbuf_created, 1);
 		} else if (!r && _IOC_NR(req) >= 0x51 && _IOC_NR(req) <= 0x54) {
 			atomic_fetch_add(&devbuf_ok_cmds, 1);
@@ -393,7 +398,7 @@ static void *racer(void *arg)
 			/* Map the last device buffer (only its own file can),
 			 * write it, fork a writer, unmap: walks see VMAs come
 			 * and go. */
-			int fd = fds[rnd(&s) % NFDS];
+			int fd = fds[rnd(&s) % 2 ? atomic_load(&devbuf_slot) : rnd(&s) % NFDS];
 			char *b = mmap(NULL, len * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED,
 				       fd, atomic_load(&devbuf_off));
 
