@@ -111,10 +111,11 @@ pub(crate) fn copy_to_device(pool: &Devmem, m: &mut Migration<'_>, id: u64, fail
         } else {
             None
         };
-        let mut dsts = KVec::new();
+        // `m.src(i)` is taken again for each copy: a source borrows the
+        // migration, which `set_dst()` changes.
         if let Some(f) = large {
-            if fill_device(pool, &f, s, 0, id).is_ok() {
-                let _ = dsts.push((i, f), GFP_KERNEL);
+            if fill_device(pool, &f, m.src(i), 0, id).is_ok() {
+                let _ = m.set_dst(i, f, write);
             }
         } else {
             for j in 0..nr {
@@ -122,13 +123,10 @@ pub(crate) fn copy_to_device(pool: &Devmem, m: &mut Migration<'_>, id: u64, fail
                     break;
                 }
                 let Ok(f) = pool.alloc(0) else { break };
-                if fill_device(pool, &f, s, j, id).is_ok() {
-                    let _ = dsts.push((i + j, f), GFP_KERNEL);
+                if fill_device(pool, &f, m.src(i), j, id).is_ok() {
+                    let _ = m.set_dst(i + j, f, write);
                 }
             }
-        }
-        for (k, f) in dsts {
-            let _ = m.set_dst(k, f, write);
         }
         i += nr;
     }
