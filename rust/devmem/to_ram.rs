@@ -60,9 +60,10 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
             let s = m.src(i);
             let (order, write) = (if s.compound() { PMD_ORDER } else { 0 }, s.write());
             let nr = 1usize << order;
+            // One lookup: it also tells the page is ours.
             let data = s
                 .pfn()
-                .filter(|_| s.migrate() && self.owns(s))
+                .filter(|_| s.migrate())
                 .and_then(|pfn| self.pages_data(pfn, nr));
             let Some(data) = data else {
                 i += 1;
