@@ -10,15 +10,26 @@
 //! the cookie for `hmm_range::dev_private_owner` and
 //! `migrate_vma::pgmap_owner`, so HMM reports and migrates only its pages.
 //!
-//! The driver implements [`DevmemOps`]: what to release when a folio is
-//! freed, how to bring a page back when the CPU touches it, and how to
-//! evict everything before the memory goes away. Per page the pool keeps a
+//! The driver implements [`DevmemOps`], as drm_pagemap's devmem ops: what
+//! to release when a folio is freed, and how to copy a folio's data to a
+//! system folio. The pool does the migrations back itself: on a CPU fault
+//! (`migrate_to_ram`), on [`DevicePrivatePool::evict`], and for every page
+//! still in use before the memory is unregistered, so no driver can leave a
+//! page behind and hang the unload. Per page the pool keeps a
 //! driver-defined [`DevmemOps::PageData`].
+//!
+//! # Deadlocks
+//!
+//! [`DevmemOps::copy_to_ram`] runs with a source folio locked by a
+//! migration, and from a CPU fault with the mmap or VMA lock held: it must
+//! not take the mmap lock, wait for a folio lock, or evict this pool.
+//! [`DevmemOps::folio_free`] may run in atomic context: it must not sleep.
 
 use crate::ffi;
-use core::ffi::c_void;
+use crate::hmm::HmmPfn;
+use crate::migrate::{DstFolio, DstPage, PagemapOwner, SrcPfn};
 use core::marker::PhantomPinned;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::{
     alloc::{
         flags::{GFP_KERNEL, GFP_NOWAIT},
@@ -30,8 +41,9 @@ use kernel::{
     types::Opaque,
 };
 
-/// Order of a PMD-sized folio.
-pub const PMD_ORDER: u32 = 9;
+mod to_ram;
+
+pub use crate::migrate::PMD_ORDER;
 const PMD_PAGES: u64 = 1 << PMD_ORDER;
 
 /// What a driver of device-private memory provides.
@@ -44,17 +56,56 @@ pub trait DevmemOps: Send + Sync + Sized + 'static {
     /// folio). May run in atomic context.
     fn folio_free(pool: &DevicePrivatePool<Self>, pfn: u64, data: &[Self::PageData]);
 
-    /// The CPU faulted on a device page: migrate it to system memory.
-    /// Returns a `vm_fault_t`.
-    fn migrate_to_ram(pool: &DevicePrivatePool<Self>, fault: &DeviceFault<'_>) -> u32;
+    /// Copies the data of a device folio into `dst`, a system folio of the
+    /// same size, and marks `dst` filled ([`DstFolio::assume_filled`], or
+    /// [`DstFolio::zero`] for a page that holds nothing). `data` is that of
+    /// each page of the source, in order. An error, or `dst` left unfilled,
+    /// leaves the source in device memory for now. Runs with the source
+    /// locked by a migration; see the module's "Deadlocks".
+    fn copy_to_ram(
+        pool: &DevicePrivatePool<Self>,
+        data: &[Self::PageData],
+        dst: &mut DstFolio,
+    ) -> Result;
+}
 
-    /// Moves every page still in use back to system memory; runs before the
-    /// memory is unregistered, which waits until every page is free.
-    fn evict_all(pool: &DevicePrivatePool<Self>);
+mod private {
+    pub trait Sealed {}
+}
+
+/// A page frame number the kernel handed out, which names a page with a
+/// `struct page` for as long as the value can be used: an [`HmmPfn`]
+/// borrowed from a `hmm_range_fault()` answer (under the notifier lock), a
+/// migration's [`SrcPfn`] or a page of a [`DstFolio`]. What the pool's
+/// lookups take, rather than any integer.
+pub trait KernelPfn: private::Sealed {
+    /// The PFN, or `None` for an entry that names no page.
+    fn kernel_pfn(&self) -> Option<u64>;
+}
+
+impl private::Sealed for &HmmPfn {}
+impl KernelPfn for &HmmPfn {
+    fn kernel_pfn(&self) -> Option<u64> {
+        self.is_valid().then(|| self.pfn())
+    }
+}
+
+impl private::Sealed for SrcPfn<'_> {}
+impl KernelPfn for SrcPfn<'_> {
+    fn kernel_pfn(&self) -> Option<u64> {
+        self.pfn()
+    }
+}
+
+impl private::Sealed for DstPage<'_> {}
+impl KernelPfn for DstPage<'_> {
+    fn kernel_pfn(&self) -> Option<u64> {
+        Some(self.pfn())
+    }
 }
 
 /// A CPU fault on a device-private page (`struct vm_fault`), valid for the
-/// duration of [`DevmemOps::migrate_to_ram`].
+/// duration of the pool's `migrate_to_ram` callback.
 pub struct DeviceFault<'a> {
     raw: &'a bindings::vm_fault,
 }
@@ -72,15 +123,43 @@ impl DeviceFault<'_> {
         unsafe { kernel::mm::virt::VmaRef::from_raw(self.raw.__bindgen_anon_1.vma) }
     }
 
-    /// The device page the CPU touched.
-    pub fn page(&self) -> *mut bindings::page {
-        self.raw.page
+    /// The order of the folio of the device page the CPU touched.
+    pub fn folio_order(&self) -> u32 {
+        // SAFETY: The fault holds the page locked and referenced.
+        unsafe { ffi::rust_hmm_page_order(self.raw.page) }
     }
 
     /// Whether the fault came through a PTE: the folio may then be mapped
     /// only in part and must be migrated page by page.
     pub fn through_pte(&self) -> bool {
         !self.raw.pte.is_null()
+    }
+
+    /// A migration of `[start, end)` of the faulting VMA back to system
+    /// memory, with the faulting page as `migrate_vma_setup()`'s fault page
+    /// (which it must not lock again); `owner` is the pool's.
+    pub fn migration(
+        &self,
+        owner: PagemapOwner,
+        start: u64,
+        end: u64,
+        compound: bool,
+    ) -> Result<crate::migrate::Migration<'_>> {
+        // SAFETY: `self.raw.page` is the page of the fault being handled:
+        // the core locked and referenced it before calling
+        // `migrate_to_ram()`, and keeps it so until the callback returns,
+        // which outlives the `'_` of the result.
+        unsafe {
+            crate::migrate::Migration::vma_in_fault(
+                self.vma(),
+                start,
+                end,
+                owner,
+                crate::migrate::Select::DevicePrivate,
+                compound,
+                Some(self.raw.page),
+            )
+        }
     }
 }
 
@@ -99,6 +178,8 @@ struct Chunk<T: DevmemOps> {
     first_pfn: u64,
     npages: u64,
     data: VVec<T::PageData>,
+    /// Per page: handed out and not yet freed.
+    used: VVec<AtomicBool>,
     registered: bool,
 }
 
@@ -107,6 +188,24 @@ struct Chunk<T: DevmemOps> {
 unsafe impl<T: DevmemOps> Sync for Chunk<T> {}
 // SAFETY: As above; nothing is tied to the creating thread.
 unsafe impl<T: DevmemOps> Send for Chunk<T> {}
+
+impl<T: DevmemOps> Chunk<T> {
+    /// Marks the pages of the folio of `order` at `pfn` (inside the chunk)
+    /// as handed out or free.
+    fn set_used(&self, pfn: u64, order: u32, used: bool) {
+        let first = (pfn - self.first_pfn) as usize;
+        if let Some(flags) = self.used.get(first..first + (1 << order)) {
+            for f in flags {
+                f.store(used, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether page `i` of the chunk is handed out.
+    fn is_used(&self, i: usize) -> bool {
+        self.used.get(i).is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+}
 
 impl<T: DevmemOps> Drop for Chunk<T> {
     fn drop(&mut self) {
@@ -239,6 +338,7 @@ impl<T: DevmemOps> VTable<T> {
         if let Some(data) = chunk.data.get(first..first + (1 << order)) {
             T::folio_free(pool, pfn, data);
         }
+        chunk.set_used(pfn, order, false);
         pool.release(pfn, order);
     }
 
@@ -252,7 +352,7 @@ impl<T: DevmemOps> VTable<T> {
         let chunk = unsafe { Self::chunk(raw.page) };
         // SAFETY: `pool` outlives its chunks.
         let pool = unsafe { &*chunk.pool };
-        T::migrate_to_ram(pool, &DeviceFault { raw })
+        pool.fault_to_ram(&DeviceFault { raw })
     }
 }
 
@@ -279,8 +379,8 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     }
 
     /// The owner cookie of this pool's pages.
-    pub fn owner(&self) -> *const c_void {
-        core::ptr::from_ref(self).cast()
+    pub fn owner(&self) -> PagemapOwner {
+        PagemapOwner::of(self)
     }
 
     /// Counters.
@@ -292,17 +392,19 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     }
 
     /// The chunk holding `pfn`, if it is a device-private page of this pool.
+    /// `pfn` comes from a [`KernelPfn`] (or from a chunk), so it has a
+    /// `struct page`.
     fn chunk_of(&self, pfn: u64) -> Option<&Chunk<T>> {
-        // SAFETY: Only reads the page's flags and pgmap; a PFN from HMM or
-        // migration has a `struct page`. One call for both: helper calls
-        // are what this path costs.
+        // SAFETY: Only reads the page's flags and pgmap (and checks the PFN
+        // has a `struct page` first). One call for both: helper calls are
+        // what this path costs.
         let pgmap = unsafe { ffi::rust_hmm_device_private_pgmap(pfn as usize) };
         if pgmap.is_null() {
             return None;
         }
         // SAFETY: Every `dev_pagemap` of the kernel stays valid while it has
         // pages; `owner` is set before registration and never changes.
-        if unsafe { (*pgmap).owner.cast_const() } != self.owner() {
+        if unsafe { (*pgmap).owner } != self.owner().as_ptr() {
             return None;
         }
         // SAFETY: Our owner cookie is on our chunks' pagemaps only, each the
@@ -310,25 +412,26 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         Some(unsafe { &*pgmap.cast::<Chunk<T>>() })
     }
 
-    /// Whether `pfn` is a device-private page of this pool.
-    pub fn owns(&self, pfn: u64) -> bool {
-        self.chunk_of(pfn).is_some()
+    /// Whether `page` is a device-private page of this pool.
+    pub fn owns(&self, page: impl KernelPfn) -> bool {
+        page.kernel_pfn()
+            .and_then(|pfn| self.chunk_of(pfn))
+            .is_some()
     }
 
-    /// The driver data of device page `pfn`, if the pool owns it.
-    pub fn page_data(&self, pfn: u64) -> Option<&T::PageData> {
+    /// The driver data of `page`, if it is a device page of this pool.
+    pub fn page_data(&self, page: impl KernelPfn) -> Option<&T::PageData> {
+        let pfn = page.kernel_pfn()?;
         let chunk = self.chunk_of(pfn)?;
         chunk.data.get((pfn - chunk.first_pfn) as usize)
     }
 
-    /// Calls `f` with every PFN of every chunk and its data.
-    pub fn for_each_page(&self, mut f: impl FnMut(u64, &T::PageData)) {
-        let chunks = self.chunks.lock();
-        for c in chunks.iter() {
-            for (i, d) in c.data.iter().enumerate() {
-                f(c.first_pfn + i as u64, d);
-            }
-        }
+    /// The data of the `n` pages from `pfn` on, if they are all in one
+    /// chunk of this pool.
+    fn pages_data(&self, pfn: u64, n: usize) -> Option<&[T::PageData]> {
+        let chunk = self.chunk_of(pfn)?;
+        let first = (pfn - chunk.first_pfn) as usize;
+        chunk.data.get(first..first.checked_add(n)?)
     }
 
     /// A free folio of `order` (0 or [`PMD_ORDER`]), initialised as the
@@ -348,6 +451,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                 // SAFETY: A free page (refcount 0) of `chunk` with room for
                 // `order` (large blocks are aligned and whole).
                 unsafe { ffi::rust_hmm_zone_device_folio_init(page, chunk.pagemap.get(), order) };
+                chunk.set_used(pfn, order, true);
                 self.in_use.fetch_add(1 << order, Ordering::Relaxed);
                 // SAFETY: Just initialised: locked, one reference, ours.
                 return Ok(unsafe { crate::migrate::DstFolio::from_raw(page, order) });
@@ -407,10 +511,12 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         let mut small = VVec::with_capacity(total, GFP_KERNEL)?;
         let mut large = VVec::with_capacity(total / PMD_PAGES as usize + 1, GFP_KERNEL)?;
         let mut data = VVec::with_capacity(npages as usize, GFP_KERNEL)?;
+        let mut used = VVec::with_capacity(npages as usize, GFP_KERNEL)?;
         for _ in 0..npages {
             data.push(T::PageData::default(), GFP_KERNEL)?;
+            used.push(AtomicBool::new(false), GFP_KERNEL)?;
         }
-        let chunk = self.register(npages, data)?;
+        let chunk = self.register(npages, data, used)?;
         let first = chunk.first_pfn;
         let aligned = first.next_multiple_of(PMD_PAGES);
         let end = first + npages;
@@ -441,7 +547,12 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     }
 
     /// Reserves address space and registers `npages` device pages there.
-    fn register(&self, npages: u64, data: VVec<T::PageData>) -> Result<Pin<KBox<Chunk<T>>>> {
+    fn register(
+        &self,
+        npages: u64,
+        data: VVec<T::PageData>,
+        used: VVec<AtomicBool>,
+    ) -> Result<Pin<KBox<Chunk<T>>>> {
         let bytes = npages << kernel::page::PAGE_SHIFT;
         // SAFETY: Searches the resource tree; the name is static.
         let res = unsafe {
@@ -463,6 +574,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                 first_pfn: start >> kernel::page::PAGE_SHIFT,
                 npages,
                 data,
+                used,
                 registered: false,
             },
             GFP_KERNEL,
@@ -485,7 +597,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
             range.start = start;
             range.end = end;
             (*pgmap).ops = &VTable::<T>::OPS;
-            (*pgmap).owner = self.owner().cast_mut();
+            (*pgmap).owner = self.owner().as_ptr();
             bindings::memremap_pages(pgmap, ffi::rust_hmm_numa_node_id())
         };
         if kernel::error::from_err_ptr(ret)?.is_null() {
@@ -501,8 +613,14 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
 #[pinned_drop]
 impl<T: DevmemOps> PinnedDrop for DevicePrivatePool<T> {
     fn drop(self: Pin<&mut Self>) {
-        T::evict_all(&self);
-        // Dropping the chunks unregisters them (waiting for their pages).
+        // Unregistering a chunk waits until every page of it is free, so
+        // every page in use goes back to system memory first: the driver
+        // cannot forget one.
+        self.evict_all();
+        // The chunks go while `ops` is still alive: `folio_free` of the
+        // last pages runs during `memunmap_pages()` and reaches the driver.
+        let chunks = core::mem::take(&mut *self.chunks.lock());
+        drop(chunks);
     }
 }
 
@@ -526,11 +644,14 @@ mod tests {
             }
         }
 
-        fn migrate_to_ram(_pool: &DevicePrivatePool<Self>, _fault: &DeviceFault<'_>) -> u32 {
-            bindings::vm_fault_reason_VM_FAULT_SIGBUS
+        fn copy_to_ram(
+            _pool: &DevicePrivatePool<Self>,
+            _data: &[Freed],
+            dst: &mut DstFolio,
+        ) -> Result {
+            dst.zero();
+            Ok(())
         }
-
-        fn evict_all(_pool: &DevicePrivatePool<Self>) {}
     }
 
     #[test]
@@ -569,10 +690,14 @@ mod tests {
         let head = big.pfn();
         assert_eq!(head % PMD_PAGES, 0);
         assert_eq!(pool.stats().in_use, PMD_PAGES);
-        assert!(pool.owns(head) && pool.owns(head + PMD_PAGES - 1));
+        let last = big.subpage(PMD_PAGES as usize - 1).ok_or(EINVAL)?;
+        assert!(pool.owns(big.subpage(0).ok_or(EINVAL)?) && pool.owns(last));
         drop(big);
         assert_eq!(pool.stats().in_use, 0);
-        let freed = |p: u64| pool.page_data(p).map_or(0, |d| d.0.load(Ordering::Relaxed));
+        let freed = |p: u64| {
+            pool.pages_data(p, 1)
+                .map_or(0, |d| d[0].0.load(Ordering::Relaxed))
+        };
         assert_eq!(freed(head), PMD_PAGES);
 
         // Small pages break blocks up; with the only chunk used up in small

@@ -58,11 +58,17 @@ bool rust_hmm_is_zero_pfn(unsigned long pfn)
 	return is_zero_pfn(pfn);
 }
 
-/* The pagemap of a device-private page, NULL for any other page. */
+/*
+ * The pagemap of a device-private page, NULL for any other page, or for a
+ * PFN without a struct page.
+ */
 struct dev_pagemap *rust_hmm_device_private_pgmap(unsigned long pfn)
 {
-	struct page *page = pfn_to_page(pfn);
+	struct page *page;
 
+	if (!pfn_valid(pfn))
+		return NULL;
+	page = pfn_to_page(pfn);
 	return is_device_private_page(page) ? page_pgmap(page) : NULL;
 }
 

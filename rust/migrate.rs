@@ -24,6 +24,32 @@ use kernel::{bindings, mm::virt::VmaRef, prelude::*};
 /// Most pages one [`Migration`] handles: one PMD, as `lib/test_hmm.c`.
 pub const MAX_PAGES: usize = 512;
 
+/// Order of a PMD-sized folio, the largest a migration moves whole.
+pub const PMD_ORDER: u32 = 9;
+
+/// The owner cookie of device-private memory (`dev_pagemap::owner`): HMM
+/// reports, and migration collects, only the device pages whose pagemap
+/// carries the cookie asked for. Compared by address, never dereferenced.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PagemapOwner(*const core::ffi::c_void);
+
+// SAFETY: A cookie compared by address; nothing is reached through it.
+unsafe impl Send for PagemapOwner {}
+// SAFETY: As above.
+unsafe impl Sync for PagemapOwner {}
+
+impl PagemapOwner {
+    /// The cookie of the object at `owner` (a pool, a device).
+    pub fn of<T>(owner: &T) -> Self {
+        Self(core::ptr::from_ref(owner).cast())
+    }
+
+    /// The raw cookie, for the kernel's structures.
+    pub fn as_ptr(self) -> *mut core::ffi::c_void {
+        self.0.cast_mut()
+    }
+}
+
 /// Which pages `migrate_vma_setup()` collects.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Select {
@@ -34,11 +60,13 @@ pub enum Select {
     DevicePrivate,
 }
 
-/// One source entry, as the core reported it (`MIGRATE_PFN_*`).
+/// One source entry, as the core reported it (`MIGRATE_PFN_*`), valid
+/// while the [`Migration`] it came from lives: until then the page it
+/// names is locked and referenced by the migration.
 #[derive(Clone, Copy, Debug)]
-pub struct SrcPfn(u64);
+pub struct SrcPfn<'m>(u64, PhantomData<&'m ()>);
 
-impl SrcPfn {
+impl<'m> SrcPfn<'m> {
     /// The page may be migrated (it was collected and is locked).
     pub fn migrate(self) -> bool {
         self.0 & ffi::MIGRATE_PFN_MIGRATE != 0
@@ -59,44 +87,104 @@ impl SrcPfn {
     pub fn compound(self) -> bool {
         self.0 & ffi::MIGRATE_PFN_COMPOUND != 0
     }
+
+    /// Page `j` of the source folio (0 is this page; up to 511 for a
+    /// compound source), or `None` past its end or for an empty entry.
+    pub fn subpage(self, j: usize) -> Option<Self> {
+        let n = if self.compound() {
+            1usize << PMD_ORDER
+        } else {
+            1
+        };
+        self.pfn().filter(|_| j < n)?;
+        let v = (self.0 & !ffi::MIGRATE_PFN_COMPOUND) + ((j as u64) << ffi::MIGRATE_PFN_SHIFT);
+        Some(Self(v, PhantomData))
+    }
 }
 
 /// A destination: a locked folio head with one reference, owned.
 ///
+/// A folio of system memory from [`DstFolio::alloc_system`] starts out
+/// holding whatever the allocator left in it, and the migration maps it
+/// into the process as it is: [`Migration::set_dst`] takes it only once it
+/// is *filled* ([`DstFolio::zero`], or [`DstFolio::assume_filled`] after
+/// the driver's own copy). Device-private destinations cannot be read by
+/// the CPU and are filled from the start.
+///
 /// # Invariants
 ///
 /// `page` is the head of a locked folio of `order` on which this value
-/// owns one reference.
+/// owns one reference. If `filled`, every byte of the folio may be shown
+/// to the process that maps it.
 pub struct DstFolio {
     page: *mut bindings::page,
     order: u32,
+    filled: bool,
 }
 
 // SAFETY: A locked folio reference may be dropped from any thread.
 unsafe impl Send for DstFolio {}
 
 impl DstFolio {
-    /// Takes ownership of a locked folio head.
+    /// Takes ownership of a locked folio head whose contents may be mapped
+    /// as they are (a device-private folio, or one the caller filled).
     ///
     /// # Safety
     ///
-    /// `page` is the head of a locked folio of `order` and the caller gives
-    /// this value its one reference.
+    /// `page` is the head of a locked folio of `order`, the caller gives
+    /// this value its one reference, and every byte of the folio may be
+    /// shown to the process it will be mapped into.
     pub unsafe fn from_raw(page: *mut bindings::page, order: u32) -> Self {
         // INVARIANT: As the caller promises.
-        Self { page, order }
+        Self {
+            page,
+            order,
+            filled: true,
+        }
     }
 
-    /// A system-memory folio of `order` to migrate into: near `vma` at
-    /// `addr` if given, anywhere otherwise. `None` if memory is short.
+    /// A system-memory folio of `order` to migrate into, near `vma` at
+    /// `addr` if given, anywhere otherwise; not yet filled. `None` if
+    /// memory is short.
     pub fn alloc_system(vma: Option<&VmaRef>, addr: u64, order: u32) -> Option<Self> {
         let vma = vma.map_or(core::ptr::null_mut(), VmaRef::as_ptr);
         // SAFETY: `vma` is null or a VMA kept alive by the caller's borrow
         // (which holds the mmap lock); the helper returns a locked folio
         // with one reference, or null.
         let page = unsafe { ffi::rust_hmm_alloc_migrate_folio(vma, addr as usize, order) };
-        // SAFETY: See above.
-        (!page.is_null()).then(|| unsafe { Self::from_raw(page, order) })
+        // INVARIANT: A locked folio with our reference, not yet filled.
+        (!page.is_null()).then_some(Self {
+            page,
+            order,
+            filled: false,
+        })
+    }
+
+    /// Clears every page of the folio, which is then filled.
+    pub fn zero(&mut self) {
+        for i in 0..1usize << self.order {
+            // SAFETY: Page `i` of a folio we hold locked and referenced.
+            unsafe { ffi::rust_hmm_clear_highpage(self.page(i)) };
+        }
+        // INVARIANT: Every byte is zero now.
+        self.filled = true;
+    }
+
+    /// Marks the folio filled, after the driver wrote it itself (its own
+    /// copy, or DMA from the device).
+    ///
+    /// # Safety
+    ///
+    /// Every byte of every page of the folio has been written with data
+    /// the process it will be mapped into may see.
+    pub unsafe fn assume_filled(&mut self) {
+        // INVARIANT: As the caller promises.
+        self.filled = true;
+    }
+
+    /// Whether [`Migration::set_dst`] takes the folio.
+    pub fn is_filled(&self) -> bool {
+        self.filled
     }
 
     /// PFN of the head page.
@@ -115,6 +203,24 @@ impl DstFolio {
         debug_assert!(i < 1 << self.order);
         // Folio pages are contiguous in the memory map (SPARSEMEM_VMEMMAP).
         self.page.wrapping_add(i)
+    }
+
+    /// Page `i` of the folio, for lookups by page, while the folio is ours.
+    pub fn subpage(&self, i: usize) -> Option<DstPage<'_>> {
+        (i < 1 << self.order).then_some(DstPage { folio: self, i })
+    }
+}
+
+/// Page `i` of a [`DstFolio`], borrowed from it.
+pub struct DstPage<'a> {
+    folio: &'a DstFolio,
+    i: usize,
+}
+
+impl DstPage<'_> {
+    /// The page's frame number.
+    pub fn pfn(&self) -> u64 {
+        self.folio.pfn() + self.i as u64
     }
 }
 
@@ -192,13 +298,34 @@ impl<'a> Migration<'a> {
     /// `migrate_vma_setup()` over `[start, end)` of `vma`: at most
     /// [`MAX_PAGES`] pages, inside the VMA. `owner` is the device's
     /// `dev_pagemap` owner; `compound` collects PMD-sized folios whole
-    /// instead of splitting them; `fault_page` is the page of a
-    /// `migrate_to_ram()` fault, if this runs in one.
+    /// instead of splitting them. In a CPU fault on a device page, use
+    /// [`crate::devmem::DeviceFault::migration`] instead.
     pub fn vma(
         vma: &'a VmaRef,
         start: u64,
         end: u64,
-        owner: *const core::ffi::c_void,
+        owner: PagemapOwner,
+        select: Select,
+        compound: bool,
+    ) -> Result<Self> {
+        // SAFETY: No fault page.
+        unsafe { Self::vma_in_fault(vma, start, end, owner, select, compound, None) }
+    }
+
+    /// [`Self::vma`] from inside a CPU fault on the device page
+    /// `fault_page`, which `migrate_vma_setup()` then expects locked by the
+    /// caller and leaves locked.
+    ///
+    /// # Safety
+    ///
+    /// If `fault_page` is given, it is the page of the fault being handled
+    /// by the `migrate_to_ram()` callback that calls this, which holds it
+    /// locked and referenced for the whole life of the [`Migration`].
+    pub(crate) unsafe fn vma_in_fault(
+        vma: &'a VmaRef,
+        start: u64,
+        end: u64,
+        owner: PagemapOwner,
         select: Select,
         compound: bool,
         fault_page: Option<*mut bindings::page>,
@@ -231,12 +358,13 @@ impl<'a> Migration<'a> {
             npages: 0,
             start: start as usize,
             end: end as usize,
-            pgmap_owner: owner.cast_mut(),
+            pgmap_owner: owner.as_ptr(),
             flags: flags as usize,
             fault_page: fault_page.unwrap_or(core::ptr::null_mut()),
         };
         // SAFETY: `raw` names a range inside `vma`, which the caller keeps
-        // mmap-locked for `'a`; the arrays hold one entry per page.
+        // mmap-locked for `'a`; the arrays hold one entry per page; a fault
+        // page is locked by the fault (the caller's promise).
         kernel::error::to_result(unsafe { ffi::migrate_vma_setup(&mut raw) })?;
         // INVARIANT: Setup succeeded; the arrays are owned.
         Ok(Self {
@@ -294,17 +422,18 @@ impl<'a> Migration<'a> {
     }
 
     /// Entry `i` as collected.
-    pub fn src(&self, i: usize) -> SrcPfn {
-        SrcPfn(self.src[i])
+    pub fn src(&self, i: usize) -> SrcPfn<'_> {
+        SrcPfn(self.src[i], PhantomData)
     }
 
     /// Gives entry `i` (the head, for a compound source) the destination
     /// `folio`, mapped writable if `write`. A folio of a different size
     /// than the source makes the core split the source (system memory) or
-    /// skip the page (device memory). `EINVAL` if the entry is not to be
-    /// migrated, already has a destination, or would overflow the range.
+    /// skip the page (device memory). `EINVAL` if the folio is not filled,
+    /// the entry is not to be migrated or already has a destination, or
+    /// the folio would overflow the range.
     pub fn set_dst(&mut self, i: usize, folio: DstFolio, write: bool) -> Result {
-        if self.pages_done || i >= self.npages() || self.dst[i] != 0 {
+        if !folio.filled || self.pages_done || i >= self.npages() || self.dst[i] != 0 {
             return Err(EINVAL);
         }
         let split_tail = || folio.order() == 0 && self.in_compound(i);
@@ -330,7 +459,7 @@ impl<'a> Migration<'a> {
     /// Whether entry `i` lies inside a compound source being migrated, whose
     /// pages may each get a small destination.
     fn in_compound(&self, i: usize) -> bool {
-        let span = 1usize << crate::devmem::PMD_ORDER;
+        let span = 1usize << PMD_ORDER;
         (i.saturating_sub(span - 1)..i)
             .rev()
             .map(|h| (h, self.src(h)))
@@ -384,7 +513,7 @@ impl Drop for Migration<'_> {
             for d in self.dst.iter_mut() {
                 if *d & ffi::MIGRATE_PFN_VALID != 0 {
                     let order = if *d & ffi::MIGRATE_PFN_COMPOUND != 0 {
-                        crate::devmem::PMD_ORDER
+                        PMD_ORDER
                     } else {
                         0
                     };

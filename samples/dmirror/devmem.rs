@@ -8,11 +8,11 @@
 //! Each device page records its data page and which open file moved it
 //! there, so that closing the file moves back only that file's pages.
 
-use crate::devmem::{DeviceFault, DevicePrivatePool, DevmemOps, PMD_ORDER};
+use crate::devmem::{DevicePrivatePool, DevmemOps, KernelPfn};
 use crate::ffi;
-use crate::migrate::{DstFolio, Migration, Select};
+use crate::migrate::{DstFolio, Migration, SrcPfn, PMD_ORDER};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use kernel::{bindings, mm::virt::VmaRef, page::PAGE_SIZE, prelude::*};
+use kernel::{mm::virt::VmaRef, prelude::*};
 
 /// Device memory is registered in chunks of this size, as test_hmm does.
 const CHUNK_BYTES: u64 = 256 << 20;
@@ -28,6 +28,14 @@ pub(crate) struct PageData {
     owner: AtomicU64,
 }
 
+impl PageData {
+    /// The data page's PFN, if the device page holds data.
+    fn data_pfn(&self) -> Option<u64> {
+        let d = self.data.load(Ordering::Acquire);
+        (d != 0).then_some(d)
+    }
+}
+
 /// The [`DevmemOps`] of the sample device.
 pub(crate) struct SimDevmem;
 
@@ -39,42 +47,33 @@ pub(crate) fn new_pool() -> impl PinInit<Devmem, Error> {
     DevicePrivatePool::new(SimDevmem, CHUNK_BYTES, MAX_CHUNKS)
 }
 
-/// The data page of device page `dpfn` of `pool`, if it has one.
-pub(crate) fn data_pfn(pool: &Devmem, dpfn: u64) -> Option<u64> {
-    let d = pool.page_data(dpfn)?.data.load(Ordering::Acquire);
-    (d != 0).then_some(d)
-}
-
-/// Copies device page `dpfn` into `dst` (zeros if it holds no data).
-fn copy_from_device(pool: &Devmem, dpfn: u64, dst: *mut bindings::page) {
-    match data_pfn(pool, dpfn) {
-        // SAFETY: Both pages are alive: `dst` is a locked destination and the
-        // data page lives until its device page is freed, which the
-        // migration in progress prevents (it holds the source locked).
-        Some(d) => unsafe { ffi::rust_hmm_copy_from_pfn(dst, d as usize) },
-        // SAFETY: `dst` is a locked destination.
-        None => unsafe { ffi::rust_hmm_clear_highpage(dst) },
-    }
+/// The data page of device page `page` of `pool`, if it has one.
+pub(crate) fn data_pfn(pool: &Devmem, page: impl KernelPfn) -> Option<u64> {
+    pool.page_data(page)?.data_pfn()
 }
 
 /// Gives each page of the device folio `dst` a data page filled from the
-/// system pages from `src` on (zeros when there are none), owned by `id`.
-fn fill_device(pool: &Devmem, dst: &DstFolio, src: Option<u64>, id: u64) -> Result {
-    for j in 0..1u64 << dst.order() {
+/// pages of the source `s` from page `first` on (zeros where it has none),
+/// owned by `id`.
+fn fill_device(pool: &Devmem, dst: &DstFolio, s: SrcPfn<'_>, first: usize, id: u64) -> Result {
+    for j in 0..1usize << dst.order() {
         // SAFETY: Allocates a plain page, or returns null.
         let data = unsafe { ffi::rust_hmm_alloc_data_page() };
         if data.is_null() {
             // Pages filled so far are freed with the folio (`folio_free`).
             return Err(ENOMEM);
         }
-        match src {
+        match s.subpage(first + j).and_then(|p| p.pfn()) {
             // SAFETY: `data` is ours; the source page is locked by the
-            // migration.
-            Some(s) => unsafe { ffi::rust_hmm_copy_from_pfn(data, (s + j) as usize) },
+            // migration that `s` borrows.
+            Some(from) => unsafe { ffi::rust_hmm_copy_from_pfn(data, from as usize) },
             // SAFETY: `data` is ours.
             None => unsafe { ffi::rust_hmm_clear_highpage(data) },
         }
-        let d = pool.page_data(dst.pfn() + j).ok_or(EINVAL)?;
+        let d = dst
+            .subpage(j)
+            .and_then(|p| pool.page_data(p))
+            .ok_or(EINVAL)?;
         // SAFETY: `data` is a valid page.
         d.data.store(
             unsafe { ffi::rust_hmm_page_to_pfn(data) } as u64,
@@ -105,25 +104,27 @@ pub(crate) fn copy_to_device(pool: &Devmem, m: &mut Migration<'_>, id: u64, fail
             i += 1;
             continue;
         }
-        let nr = if s.compound() { 1usize << PMD_ORDER } else { 1 };
-        let large = if s.compound() && !fail_now(Some(fail)) {
+        let (compound, write) = (s.compound(), s.write());
+        let nr = if compound { 1usize << PMD_ORDER } else { 1 };
+        let large = if compound && !fail_now(Some(fail)) {
             pool.alloc(PMD_ORDER).ok()
         } else {
             None
         };
+        // `m.src(i)` is taken again for each copy: a source borrows the
+        // migration, which `set_dst()` changes.
         if let Some(f) = large {
-            if fill_device(pool, &f, s.pfn(), id).is_ok() {
-                let _ = m.set_dst(i, f, s.write());
+            if fill_device(pool, &f, m.src(i), 0, id).is_ok() {
+                let _ = m.set_dst(i, f, write);
             }
         } else {
             for j in 0..nr {
-                if !s.compound() && fail_now(Some(fail)) {
+                if !compound && fail_now(Some(fail)) {
                     break;
                 }
                 let Ok(f) = pool.alloc(0) else { break };
-                let src = s.pfn().map(|p| p + j as u64);
-                if fill_device(pool, &f, src, id).is_ok() {
-                    let _ = m.set_dst(i + j, f, s.write());
+                if fill_device(pool, &f, m.src(i), j, id).is_ok() {
+                    let _ = m.set_dst(i + j, f, write);
                 }
             }
         }
@@ -131,53 +132,22 @@ pub(crate) fn copy_to_device(pool: &Devmem, m: &mut Migration<'_>, id: u64, fail
     }
 }
 
-/// Chooses system destinations for device pages leaving the device and
-/// copies their data out. A device folio gets a PMD-sized folio, or, when
-/// there is a VMA to split in, 512 small pages if that fails. `ENOMEM` if a
-/// page the CPU needs got no memory.
+/// Moves this device's pages of `m` (a migration by address) back to
+/// system memory through the pool, counting destination allocations
+/// against `fail`. `ENOMEM` if a page got no memory.
 pub(crate) fn copy_to_system(
     pool: &Devmem,
     m: &mut Migration<'_>,
-    vma: Option<&VmaRef>,
-    fail: Option<&AtomicU32>,
+    vma: &VmaRef,
+    fail: &AtomicU32,
 ) -> Result {
-    let mut i = 0;
-    while i < m.npages() {
-        let s = m.src(i);
-        let Some(spfn) = s.pfn().filter(|_| s.migrate()) else {
-            i += 1;
-            continue;
-        };
-        let addr = m.start() + (i * PAGE_SIZE) as u64;
-        let order = if s.compound() { PMD_ORDER } else { 0 };
-        let nr = 1usize << order;
-        let folio = if fail_now(fail) {
+    pool.migrate_to_ram(m, Some(vma), |vma, addr, order| {
+        if fail_now(Some(fail)) {
             None
         } else {
             DstFolio::alloc_system(vma, addr, order)
-        };
-        match folio {
-            Some(f) => {
-                for j in 0..nr {
-                    copy_from_device(pool, spfn + j as u64, f.page(j));
-                }
-                m.set_dst(i, f, s.write())?;
-            }
-            // The core splits the device folio for small destinations, but
-            // only when it migrates by address.
-            None if order > 0 && vma.is_some() => {
-                for j in 0..nr {
-                    let f = DstFolio::alloc_system(vma, addr + (j * PAGE_SIZE) as u64, 0)
-                        .ok_or(ENOMEM)?;
-                    copy_from_device(pool, spfn + j as u64, f.page(0));
-                    m.set_dst(i + j, f, s.write())?;
-                }
-            }
-            None => return Err(ENOMEM),
         }
-        i += nr;
-    }
-    Ok(())
+    })
 }
 
 /// Pages of `m` that reached their destination.
@@ -196,50 +166,13 @@ pub(crate) fn migrated_pages(m: &Migration<'_>) -> u64 {
 }
 
 /// Moves the device pages that `owner` migrated (all pages if `None`) back
-/// to system memory. Returns how many pages are still in device memory
+/// to system memory. Returns how many are still in device memory
 /// afterwards for that owner: pages the core could not move this time.
 pub(crate) fn evict(pool: &Devmem, owner: Option<u64>) -> Result<u64> {
-    if pool.stats().in_use == 0 {
-        return Ok(0);
-    }
-    let mut pfns = KVVec::new();
-    pool.for_each_page(|pfn, d| {
+    pool.evict(|d| {
         let o = d.owner.load(Ordering::Relaxed);
-        if o != 0 && owner.is_none_or(|w| w == o) {
-            // Allocation failure only makes the eviction partial.
-            let _ = pfns.push(pfn, GFP_KERNEL);
-        }
-    });
-    if pfns.is_empty() {
-        return Ok(0);
-    }
-    // Batches end only at PMD-aligned PFNs, so a device folio (PMD-aligned,
-    // its pages listed together since they share an owner) is never cut.
-    let mut from = 0;
-    while from < pfns.len() {
-        let mut to = from + 1;
-        while to < pfns.len()
-            && (to - from < crate::migrate::MAX_PAGES || pfns[to] % (1 << PMD_ORDER) != 0)
-        {
-            to += 1;
-        }
-        let mut v = KVec::with_capacity(to - from, GFP_KERNEL)?;
-        v.extend_from_slice(&pfns[from..to], GFP_KERNEL)?;
-        from = to;
-        // SAFETY: Every PFN is a device page of `pool` (from its chunks).
-        let mut m = unsafe { Migration::device_pfns(v)? };
-        // Best effort: a page left without a destination stays put.
-        let _ = copy_to_system(pool, &mut m, None, None);
-        m.pages();
-    }
-    let mut left = 0;
-    pool.for_each_page(|_, d| {
-        let o = d.owner.load(Ordering::Relaxed);
-        if o != 0 && owner.is_none_or(|w| w == o) {
-            left += 1;
-        }
-    });
-    Ok(left)
+        o != 0 && owner.is_none_or(|w| w == o)
+    })
 }
 
 impl DevmemOps for SimDevmem {
@@ -257,49 +190,24 @@ impl DevmemOps for SimDevmem {
         }
     }
 
-    fn migrate_to_ram(pool: &Devmem, fault: &DeviceFault<'_>) -> u32 {
-        // A folio mapped through PTEs may be mapped only in part: move the
-        // faulting page alone.
-        let order = if fault.through_pte() {
-            0
-        } else {
-            // SAFETY: The faulting page is a valid device page.
-            unsafe { ffi::rust_hmm_page_order(fault.page()) }
-        };
-        let size = (PAGE_SIZE as u64) << order;
-        let start = fault.address() & !(size - 1);
-        let vma = fault.vma();
-        let Ok(mut m) = Migration::vma(
-            vma,
-            start,
-            start + size,
-            pool.owner(),
-            Select::DevicePrivate,
-            order > 0,
-            Some(fault.page()),
-        ) else {
-            return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
-        };
-        if copy_to_system(pool, &mut m, Some(vma), None).is_err() {
-            // Dropped before `pages()`: every page stays where it was.
-            return bindings::vm_fault_reason_VM_FAULT_OOM;
+    fn copy_to_ram(_pool: &Devmem, data: &[PageData], dst: &mut DstFolio) -> Result {
+        if data.len() != 1 << dst.order() {
+            return Err(EINVAL);
         }
-        m.pages();
-        // A page the core did not move (another thread held a reference
-        // for a moment, or unmapped it) is faulted on again, as in
-        // test_hmm: the CPU retries the access.
-        0
-    }
-
-    fn evict_all(pool: &Devmem) {
-        // A page can be busy for a moment (a concurrent fault holds it);
-        // memunmap_pages() would wait for it forever, so insist.
-        for _ in 0..1000 {
-            match evict(pool, None) {
-                Ok(0) => return,
-                _ => kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1)),
+        for (j, d) in data.iter().enumerate() {
+            let to = dst.page(j);
+            match d.data_pfn() {
+                // SAFETY: `to` is a page of the locked destination; the data
+                // page lives until its device page is freed, which the
+                // migration in progress prevents (it holds the source
+                // locked).
+                Some(from) => unsafe { ffi::rust_hmm_copy_from_pfn(to, from as usize) },
+                // SAFETY: `to` is a page of the locked destination.
+                None => unsafe { ffi::rust_hmm_clear_highpage(to) },
             }
         }
-        pr_warn!("rust_hmm: device pages still in use at unload\n");
+        // SAFETY: Every page of `dst` was copied into or cleared above.
+        unsafe { dst.assume_filled() };
+        Ok(())
     }
 }

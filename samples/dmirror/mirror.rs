@@ -270,7 +270,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         }))
     }
 
-    fn owner(&self) -> *const core::ffi::c_void {
+    fn owner(&self) -> crate::migrate::PagemapOwner {
         self.notifier.ops().device.owner()
     }
 
@@ -325,7 +325,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             // Chunks never cross a huge leaf boundary.
             const _: () = assert!(CHUNK_PAGES as u64 >= HUGE_PAGES);
             let next = end.min((addr & !(HUGE_SIZE - 1)) + HUGE_SIZE);
-            let mut range = HmmRange::new(&self.notifier, addr, next, self.owner())?;
+            let mut range = HmmRange::new(&self.notifier, addr, next, self.owner().as_ptr())?;
             let mut f = range.fault(fault, mode)?;
             let mut res = Ok(next);
             let mut i = 0;
@@ -349,7 +349,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     // HMM reports device-private pages of our owner only, so
                     // they are ours; the device reads them through their
                     // data (4 KiB entries: see `block_head`).
-                    let data = sim::data_pfn(self.devmem(), p.pfn()).ok_or(EFAULT)?;
+                    let data = sim::data_pfn(self.devmem(), p).ok_or(EFAULT)?;
                     let entry = Entry::new(data, flags | Entry::DEVICE);
                     i += 1;
                     f.state.pt.insert(va, entry, &mut reserve, &mut PageDirtier)
@@ -382,7 +382,10 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     if moved_back > 16 {
                         return Err(EBUSY);
                     }
-                    self.migrate(va, va + PAGE_SIZE as u64, Select::DevicePrivate)?;
+                    // A racing munmap or mprotect may have taken the VMA:
+                    // that is an unmapped page here, as anywhere in a fault.
+                    self.migrate(va, va + PAGE_SIZE as u64, Select::DevicePrivate)
+                        .map_err(|e| if e == EINVAL { EFAULT } else { e })?;
                     addr = va;
                 }
                 Err((_, e)) => return Err(e),
@@ -652,14 +655,12 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         while addr < end {
             resched_or_killed()?;
             let vma = lock.vma_lookup(addr as usize).ok_or(EINVAL)?;
-            let pmd = 1u64 << (PAGE_SHIFT + crate::devmem::PMD_ORDER as usize);
+            let pmd = 1u64 << (PAGE_SHIFT + crate::migrate::PMD_ORDER as usize);
             let next = end.min(vma.end() as u64).min((addr & !(pmd - 1)) + pmd);
-            let mut m = Migration::vma(vma, addr, next, self.owner(), select, true, None)?;
+            let mut m = Migration::vma(vma, addr, next, self.owner(), select, true)?;
             match select {
                 Select::System => sim::copy_to_device(pool, &mut m, self.id, &self.fail_alloc),
-                Select::DevicePrivate => {
-                    sim::copy_to_system(pool, &mut m, Some(vma), Some(&self.fail_alloc))?
-                }
+                Select::DevicePrivate => sim::copy_to_system(pool, &mut m, vma, &self.fail_alloc)?,
             }
             m.pages();
             moved += sim::migrated_pages(&m);
@@ -719,7 +720,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                 let n = ((next - addr) >> PAGE_SHIFT) as usize;
                 fill(&mut perm_buf, (0..n).map(|_| HMM_DMIRROR_PROT_ERROR))
             } else {
-                let mut range = HmmRange::new(&self.notifier, addr, next, self.owner())?;
+                let mut range = HmmRange::new(&self.notifier, addr, next, self.owner().as_ptr())?;
                 let f = range.fault(Fault::None, Mode::Locked)?;
                 let kinds = page_kinds(f.pfns, &mut kinds)?;
                 let perm = fill(

@@ -57,7 +57,7 @@ impl DmirrorDevice {
     }
 
     /// The owner cookie for HMM and migration: that of the device memory.
-    pub(crate) fn owner(&self) -> *const core::ffi::c_void {
+    pub(crate) fn owner(&self) -> crate::migrate::PagemapOwner {
         self.devmem.owner()
     }
 }
