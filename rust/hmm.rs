@@ -172,6 +172,8 @@ pub fn resched_or_killed() -> Result {
 /// hole in the address space without walking it a range at a time.
 ///
 /// The answer is only a snapshot: the mmap lock is dropped on return.
+/// Takes the mmap read lock, so never with a notifier lock held (the mmap
+/// lock nests outside it).
 pub fn next_vma(mm: &MmWithUser, addr: u64) -> Option<Range<u64>> {
     let _lock = mm.mmap_read_lock();
     // SAFETY: `mm` has users and its mmap lock is read-held, which is what
