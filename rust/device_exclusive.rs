@@ -23,11 +23,26 @@
 //! exclusive access) take the last two in the same order, and those that
 //! hold the mmap lock (munmap, mprotect) take it first.
 //!
+//! # Safety contract
+//!
+//! The PFN handed to the closure of [`ExclusiveSession::map`] names a page
+//! that is locked, referenced and mapped device-exclusive at `addr` for the
+//! whole call, with the notifier lock held and the sequence validated; the
+//! address must lie inside the notifier's interval (`EINVAL` otherwise),
+//! where the CPU access that revokes the entry reaches the notifier. After
+//! the call the entry lasts until an invalidation, which the notifier
+//! passes to the driver under its lock as for any other mapping.
+//!
 //! # Deadlocks
 //!
-//! The closure runs under the mmap read lock, a folio lock and the notifier
-//! lock: it must not fault on user memory, take the mmap lock, or wait for
-//! an invalidation of this mm.
+//! [`exclusive_session`] takes the mmap read lock: it must not be called
+//! with that lock or the notifier lock held. The closure of
+//! [`ExclusiveSession::map`] runs under the mmap read lock, a folio lock and
+//! the notifier lock: it must not take the mmap lock, lock another folio,
+//! allocate with `GFP_KERNEL`, or call into the notifier (see
+//! [`crate::mmu_notifier`]). It runs with page faults disabled, so a user
+//! access there fails (`EFAULT` from the user copy helpers) instead of
+//! faulting into a deadlock.
 
 use crate::ffi;
 use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps};
@@ -35,6 +50,7 @@ use kernel::{
     bindings,
     error::{from_err_ptr, to_result},
     mm::{MmWithUser, MmapReadGuard},
+    page::PAGE_SIZE,
     prelude::*,
     time::{Instant, Monotonic},
 };
@@ -155,12 +171,21 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
     /// through the notifier as soon as this returns.
     ///
     /// Gives up with `EBUSY` when invalidations keep racing for longer than
-    /// `HMM_RANGE_DEFAULT_TIMEOUT`.
+    /// `HMM_RANGE_DEFAULT_TIMEOUT`; `EINVAL` if the page at `addr` is not
+    /// inside the notifier's interval. `map` runs with page faults disabled
+    /// (see the module documentation).
     pub fn map<R>(
         &mut self,
         addr: u64,
         map: impl FnOnce(&mut T::State, u64) -> Result<R>,
     ) -> Result<R> {
+        let first = addr & !(PAGE_SIZE as u64 - 1);
+        if !self
+            .notifier
+            .covers(first, first.saturating_add(PAGE_SIZE as u64))
+        {
+            return Err(EINVAL);
+        }
         let start = Instant::<Monotonic>::now();
         loop {
             // Restoring a device-exclusive PTE notifies `MMU_NOTIFY_CLEAR`
@@ -176,7 +201,10 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
             let seq = self.notifier.read_begin();
             let page = self.convert(addr)?;
             if let Some(mut state) = self.notifier.lock_valid(seq) {
-                let r = map(&mut state, page.pfn());
+                let r = {
+                    let _nofault = crate::pfn_walk::NoPagefaults::new();
+                    map(&mut state, page.pfn())
+                };
                 // Unlock the notifier before the folio: CPU faults take the
                 // folio lock first.
                 drop(state);
@@ -188,5 +216,127 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
                 return Err(EBUSY);
             }
         }
+    }
+}
+
+#[kunit_tests(rust_hmm_device_exclusive)]
+mod tests {
+    use super::*;
+    use crate::kunit_mm::{self, Recorder, PAGE};
+    use crate::mmu_notifier::Event;
+
+    type Notifier = Pin<KBox<IntervalNotifier<Recorder<false>>>>;
+
+    fn notifier(mm: &MmWithUser, start: u64, len: u64) -> Result<Notifier> {
+        let (ops, _) = Recorder::new()?;
+        KBox::pin_init(
+            IntervalNotifier::new(mm, start, len, ops, Default::default()),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Makes the page at `addr` exclusive to `n`, records it as the
+    /// device's mapping, and returns its PFN.
+    fn take(n: &Notifier, addr: u64) -> Result<u64> {
+        exclusive_session(n, |s| {
+            s.map(addr, |st, pfn| {
+                st.mapped = Some((addr, pfn));
+                Ok(pfn)
+            })
+        })
+    }
+
+    /// Pages outside the interval are refused before anything happens.
+    #[test]
+    fn outside_interval() -> Result {
+        let mm = kunit_mm::attach()?;
+        let a = kunit_mm::mmap_anon(4, true)?;
+        let n = notifier(&mm, a + PAGE, 2 * PAGE)?;
+        for addr in [a, a + 3 * PAGE, a + 3 * PAGE + 8] {
+            let r = exclusive_session(&n, |s| s.map(addr, |_, _| Ok(())));
+            assert_eq!(r.err(), Some(EINVAL));
+        }
+        // Inside, unaligned: the page it is in.
+        assert!(take(&n, a + PAGE + 8).is_ok());
+        assert_eq!(n.lock().mapped.map(|m| m.0), Some(a + PAGE + 8));
+        Ok(())
+    }
+
+    /// The conversion does not invalidate its own notifier; a CPU read of
+    /// the page revokes the entry through it, and the data is intact.
+    #[test]
+    fn cpu_access_revokes() -> Result {
+        let mm = kunit_mm::attach()?;
+        let a = kunit_mm::mmap_anon(2, true)?;
+        kunit_mm::write_user(a, &42u64.to_ne_bytes())?;
+        let n = notifier(&mm, a, 2 * PAGE)?;
+        let before = n.read_begin();
+        let pfn = take(&n, a)?;
+        {
+            let st = n.lock();
+            // Our own `MMU_NOTIFY_EXCLUSIVE` was filtered out.
+            assert_eq!(st.calls, 0);
+            assert_eq!(st.mapped, Some((a, pfn)));
+        }
+        // ...so a section opened before the conversion is still valid.
+        assert!(n.lock_valid(before).is_some());
+        let mut word = [0u8; 8];
+        // SAFETY: The page is mapped device-exclusive: alive.
+        assert!(unsafe { kunit_mm::read_pfn(pfn, &mut word) });
+        assert_eq!(u64::from_ne_bytes(word), 42);
+
+        let seq = n.read_begin();
+        kunit_mm::read_user(a, &mut word)?;
+        assert_eq!(u64::from_ne_bytes(word), 42);
+        {
+            let st = n.lock();
+            assert_eq!(st.calls, 1);
+            assert_eq!(st.last, Some((a, a + PAGE, Event::Clear)));
+            assert_eq!(st.mapped, None);
+        }
+        assert!(n.lock_valid(seq).is_none());
+        // Taken again, it is the same page; a CPU write revokes it too.
+        assert_eq!(take(&n, a)?, pfn);
+        kunit_mm::write_user(a, &7u64.to_ne_bytes())?;
+        assert_eq!(n.lock().mapped, None);
+        // SAFETY: The page is still mapped by the CPU.
+        assert!(unsafe { kunit_mm::read_pfn(pfn, &mut word) });
+        assert_eq!(u64::from_ne_bytes(word), 7);
+        Ok(())
+    }
+
+    /// Another notifier's conversion is an invalidation like any other:
+    /// the owner filter is per notifier.
+    #[test]
+    fn other_owner_revokes() -> Result {
+        let mm = kunit_mm::attach()?;
+        let a = kunit_mm::mmap_anon(1, true)?;
+        kunit_mm::write_user(a, &[1])?;
+        let n1 = notifier(&mm, a, PAGE)?;
+        let n2 = notifier(&mm, a, PAGE)?;
+        let pfn = take(&n1, a)?;
+        {
+            // n1's conversion is an invalidation for n2, not for n1.
+            assert_eq!(n1.lock().calls, 0);
+            let st = n2.lock();
+            assert_eq!(st.calls, 1);
+            assert_eq!(st.last, Some((a, a + PAGE, Event::Exclusive)));
+        }
+        assert_eq!(take(&n2, a)?, pfn);
+        {
+            // Restoring n1's entry (`CLEAR`), then n2's conversion.
+            let st = n1.lock();
+            assert_eq!(st.calls, 2);
+            assert_eq!(st.last.map(|l| l.2), Some(Event::Exclusive));
+            assert_eq!(st.mapped, None);
+        }
+        {
+            // The restore only: n2's own conversion was filtered.
+            let st = n2.lock();
+            assert_eq!(st.calls, 2);
+            assert_eq!(st.last.map(|l| l.2), Some(Event::Clear));
+            assert_eq!(st.mapped, Some((a, pfn)));
+        }
+        Ok(())
     }
 }

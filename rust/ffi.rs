@@ -184,3 +184,30 @@ extern "C" {
     pub(crate) fn rust_hmm_cache_mode_bits(mode: c_uint) -> c_ulong;
     pub(crate) fn rust_hmm_pat_memtype(bits: c_ulong) -> kernel::ffi::c_int;
 }
+
+// ---- Lock checking and KUnit support (mmu_notifier.rs, pfn_walk.rs) ----
+
+// The pointee types are opaque bindgen structs, as above.
+#[allow(improper_ctypes)]
+extern "C" {
+    /// `fs_reclaim_acquire()`, `might_lock()`, `fs_reclaim_release()`.
+    pub(crate) fn rust_hmm_prime_reclaim(lock: *mut bindings::mutex);
+    /// `lockdep_assert_not_held()`.
+    pub(crate) fn rust_hmm_lock_assert_not_held(lock: *mut bindings::mutex);
+    pub(crate) fn rust_hmm_pagefault_disable();
+    pub(crate) fn rust_hmm_pagefault_enable();
+    /// `vm_mmap()` in the current mm: `file` shared, or anonymous private.
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn rust_hmm_vm_mmap(
+        file: *mut bindings::file,
+        len: c_ulong,
+        writable: bool,
+        pgoff: c_ulong,
+    ) -> c_ulong;
+    /// `anon_inode_getfile()`.
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn rust_hmm_anon_file(
+        fops: *const bindings::file_operations,
+        private: *mut c_void,
+    ) -> *mut bindings::file;
+}

@@ -496,3 +496,61 @@ int rust_hmm_pat_memtype(unsigned long bits)
 	return -1;
 #endif
 }
+
+/* ---- Lock checking and KUnit support (mmu_notifier.rs, pfn_walk.rs) ---- */
+#include <linux/anon_inodes.h>
+#include <linux/lockdep.h>
+#include <linux/mman.h>
+#include <linux/sched/mm.h>
+
+/*
+ * Tells lockdep that @lock is taken in reclaim (the invalidate callback
+ * takes it there), as drm_gpusvm_init() does for its notifier lock: a
+ * GFP_KERNEL allocation under @lock is then reported at once, not only if
+ * reclaim happens to recurse into the callback while the test runs.
+ */
+void rust_hmm_prime_reclaim(struct mutex *lock)
+{
+	fs_reclaim_acquire(GFP_KERNEL);
+	might_lock(lock);
+	fs_reclaim_release(GFP_KERNEL);
+}
+
+/* Before a wait for an invalidation, which may be waiting for @lock. */
+void rust_hmm_lock_assert_not_held(struct mutex *lock)
+{
+	lockdep_assert_not_held(lock);
+}
+
+/* Around closures run under the mmap lock: user accesses fail, never fault. */
+void rust_hmm_pagefault_disable(void)
+{
+	pagefault_disable();
+}
+
+void rust_hmm_pagefault_enable(void)
+{
+	pagefault_enable();
+}
+
+/*
+ * For KUnit, in the test thread's mm (kunit_attach_mm()): maps @len bytes
+ * of @file (MAP_SHARED, from page @pgoff) or, with no @file, anonymous
+ * private memory; read-only unless @writable. Returns the address, or a
+ * negative errno (IS_ERR_VALUE).
+ */
+unsigned long rust_hmm_vm_mmap(struct file *file, unsigned long len,
+			       bool writable, unsigned long pgoff)
+{
+	unsigned long prot = PROT_READ | (writable ? PROT_WRITE : 0);
+	unsigned long flags = file ? MAP_SHARED : MAP_PRIVATE | MAP_ANONYMOUS;
+
+	return vm_mmap(file, 0, len, prot, flags, pgoff << PAGE_SHIFT);
+}
+
+/* A file of @fops with @priv as its private data, for KUnit. */
+struct file *rust_hmm_anon_file(const struct file_operations *fops,
+				void *priv)
+{
+	return anon_inode_getfile("[rust_hmm_kunit]", fops, priv, O_RDWR);
+}

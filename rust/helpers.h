@@ -76,3 +76,22 @@ unsigned long rust_hmm_cache_mode_bits(unsigned int mode);
 int rust_hmm_pat_memtype(unsigned long bits);
 
 #endif
+
+/* ---- Lock checking and KUnit support (mmu_notifier.rs, pfn_walk.rs) ---- */
+#ifndef RUST_HMM_HELPERS_LOCKDEP_H
+#define RUST_HMM_HELPERS_LOCKDEP_H
+
+struct mutex;
+struct file;
+struct file_operations;
+
+void rust_hmm_prime_reclaim(struct mutex *lock);
+void rust_hmm_lock_assert_not_held(struct mutex *lock);
+void rust_hmm_pagefault_disable(void);
+void rust_hmm_pagefault_enable(void);
+unsigned long rust_hmm_vm_mmap(struct file *file, unsigned long len,
+			       bool writable, unsigned long pgoff);
+struct file *rust_hmm_anon_file(const struct file_operations *fops,
+				void *priv);
+
+#endif

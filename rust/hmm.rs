@@ -7,6 +7,25 @@
 //! inside a [`Faulted`], together with the notifier lock, after the notifier
 //! sequence has been checked: a PFN can be read only while it is known to be
 //! current, and the device page table can be filled from it only then.
+//!
+//! # Safety contract
+//!
+//! A range must lie inside its notifier's interval
+//! ([`IntervalNotifier::covers`]), or [`HmmRange::new`] refuses it with
+//! `EINVAL`: outside it no invalidation reaches the notifier, the sequence
+//! never moves, and a validated answer could be stale. Inside it, the PFNs
+//! of a [`Faulted`] were current when the lock was taken and stay so while
+//! it is held (every invalidation of them waits for the lock).
+//!
+//! # Deadlocks
+//!
+//! [`HmmRange::fault`] takes the mmap read lock (or lets the kernel take
+//! it), waits for running invalidations, and then takes the notifier lock.
+//! So it must not be called with the mmap lock of the mm held, nor with the
+//! notifier lock held (a [`Faulted`] of another range of the same notifier,
+//! or a guard of [`IntervalNotifier::lock`]; lockdep kernels warn). A
+//! [`Faulted`] holds the notifier lock: the rules of
+//! [`crate::mmu_notifier`] apply while it lives.
 
 use crate::ffi;
 use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, ReadSeq};
@@ -153,6 +172,8 @@ pub fn resched_or_killed() -> Result {
 /// hole in the address space without walking it a range at a time.
 ///
 /// The answer is only a snapshot: the mmap lock is dropped on return.
+/// Takes the mmap read lock, so never with a notifier lock held (the mmap
+/// lock nests outside it).
 pub fn next_vma(mm: &MmWithUser, addr: u64) -> Option<Range<u64>> {
     let _lock = mm.mmap_read_lock();
     // SAFETY: `mm` has users and its mmap lock is read-held, which is what
@@ -218,8 +239,9 @@ pub struct Faulted<'a, S: Send> {
 
 impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
     /// A request for `[start, end)`, page aligned, at most
-    /// [`MAX_RANGE_PAGES`] pages. `owner` identifies the caller's
-    /// device-private pages, which are then reported instead of migrated.
+    /// [`MAX_RANGE_PAGES`] pages, inside the notifier's interval (`EINVAL`
+    /// otherwise). `owner` identifies the caller's device-private pages,
+    /// which are then reported instead of migrated.
     pub fn new(
         notifier: &'a IntervalNotifier<T>,
         start: u64,
@@ -227,7 +249,7 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
         owner: *const c_void,
     ) -> Result<Self> {
         let mask = (1u64 << PAGE_SHIFT) - 1;
-        if start & mask != 0 || end & mask != 0 || start >= end {
+        if start & mask != 0 || end & mask != 0 || !notifier.covers(start, end) {
             return Err(EINVAL);
         }
         let npages = ((end - start) >> PAGE_SHIFT) as usize;
@@ -268,6 +290,8 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
     /// exited), `EBUSY` on timeout, `EPERM`, `ENOMEM`, `EINTR`.
     pub fn fault(&mut self, fault: Fault, mode: Mode) -> Result<Faulted<'_, T::State>> {
         let notifier = self.notifier;
+        // `Mode::Unlocked` waits inside the kernel, past `read_begin()`.
+        notifier.assert_unlocked();
         let start = Instant::<Monotonic>::now();
         self.raw.default_flags = fault.flags() as usize;
         let input: Option<KVec<u64>> = if self.raw.pfn_flags_mask != 0 {
@@ -330,5 +354,142 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
                 return Err(EBUSY);
             }
         }
+    }
+}
+
+#[kunit_tests(rust_hmm_hmm)]
+mod tests {
+    use super::*;
+    use crate::kunit_mm::{self, Recorder, PAGE};
+    use core::ptr::null;
+
+    type Notifier = Pin<KBox<IntervalNotifier<Recorder<false>>>>;
+
+    fn notifier(mm: &MmWithUser, start: u64, len: u64) -> Result<Notifier> {
+        let (ops, _) = Recorder::new()?;
+        KBox::pin_init(
+            IntervalNotifier::new(mm, start, len, ops, Default::default()),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Ranges must be aligned, non-empty, small enough and inside the
+    /// notifier's interval.
+    #[test]
+    fn range_checks() -> Result {
+        let mm = kunit_mm::attach()?;
+        let a = kunit_mm::mmap_anon(4, true)?;
+        let n = notifier(&mm, a, 4 * PAGE)?;
+        for (s, e) in [
+            (a - PAGE, a + PAGE),
+            (a + 3 * PAGE, a + 5 * PAGE),
+            (a + 4 * PAGE, a + 5 * PAGE),
+            (a, a),
+            (a + PAGE, a),
+            (a + 8, a + PAGE),
+            (a, a + PAGE + 8),
+        ] {
+            assert_eq!(HmmRange::new(&n, s, e, null()).err(), Some(EINVAL));
+        }
+        assert!(HmmRange::new(&n, a, a + 4 * PAGE, null()).is_ok());
+        let big = notifier(&mm, a, 1024 * PAGE)?;
+        let max = MAX_RANGE_PAGES as u64;
+        assert!(HmmRange::new(&big, a, a + max * PAGE, null()).is_ok());
+        let err = HmmRange::new(&big, a, a + (max + 1) * PAGE, null()).err();
+        assert_eq!(err, Some(EINVAL));
+        Ok(())
+    }
+
+    /// Populated, untouched, read-only and unmapped pages, as a snapshot,
+    /// with read and write faults and per-page demands.
+    #[test]
+    fn fault_kinds_of_pages() -> Result {
+        let mm = kunit_mm::attach()?;
+        let a = kunit_mm::mmap_anon(4, true)?;
+        let ro = kunit_mm::mmap_anon(2, false)?;
+        kunit_mm::write_user(a, b"populated")?;
+        let lo = a.min(ro);
+        let hi = (a + 4 * PAGE).max(ro + 2 * PAGE);
+        let n = notifier(&mm, lo, hi - lo)?;
+        let mut buf = [0u8; 9];
+
+        // Snapshot: only the written page is there, writable, with the data.
+        let pfn0 = {
+            let mut r = HmmRange::new(&n, a, a + 4 * PAGE, null())?;
+            let f = r.fault(Fault::None, Mode::Locked)?;
+            let p = &f.pfns[0];
+            assert!(p.is_valid() && p.is_write() && !p.is_zero() && !p.is_error());
+            // SAFETY: A valid PFN under the notifier lock names a mapped page.
+            assert!(unsafe { kunit_mm::read_pfn(p.pfn(), &mut buf) });
+            assert_eq!(&buf, b"populated");
+            for q in &f.pfns[1..] {
+                assert!(!q.is_valid() && !q.is_error());
+            }
+            p.pfn()
+        };
+
+        // Read faults map the shared zero page, read-only.
+        {
+            let mut r = HmmRange::new(&n, a, a + 4 * PAGE, null())?;
+            let f = r.fault(Fault::Read, Mode::Locked)?;
+            assert_eq!(f.pfns[0].pfn(), pfn0);
+            for q in &f.pfns[1..] {
+                assert!(q.is_valid() && q.is_zero() && !q.is_write());
+            }
+            assert_eq!(f.state.calls, 0);
+        }
+
+        // A write fault breaks COW of the zero page: the PTE change
+        // invalidates the page, `hmm_range_fault()` sees the sequence move
+        // and the request is retried to a writable private page.
+        let pfn1 = {
+            let mut r = HmmRange::new(&n, a + PAGE, a + 2 * PAGE, null())?;
+            let f = r.fault(Fault::Write, Mode::Locked)?;
+            let p = &f.pfns[0];
+            assert!(p.is_valid() && p.is_write() && !p.is_zero());
+            assert_eq!(f.state.calls, 1);
+            p.pfn()
+        };
+        // The CPU's writes land in the page the device was given.
+        kunit_mm::write_user(a + PAGE, b"cpu write")?;
+        {
+            let mut r = HmmRange::new(&n, a + PAGE, a + 2 * PAGE, null())?;
+            let f = r.fault(Fault::None, Mode::Locked)?;
+            assert_eq!(f.pfns[0].pfn(), pfn1);
+            // SAFETY: As above.
+            assert!(unsafe { kunit_mm::read_pfn(pfn1, &mut buf) });
+            assert_eq!(&buf, b"cpu write");
+        }
+
+        // A per-page demand over a default of none.
+        {
+            let mut r = HmmRange::new(&n, a + 2 * PAGE, a + 4 * PAGE, null())?;
+            assert_eq!(r.set_page_fault(2, Fault::Write).err(), Some(EINVAL));
+            r.set_page_fault(1, Fault::Write)?;
+            let f = r.fault(Fault::None, Mode::Locked)?;
+            assert!(f.pfns[0].is_zero());
+            assert!(f.pfns[1].is_valid() && f.pfns[1].is_write() && !f.pfns[1].is_zero());
+        }
+
+        // Read-only memory: reads see the zero page, writes are refused.
+        {
+            let mut r = HmmRange::new(&n, ro, ro + 2 * PAGE, null())?;
+            assert_eq!(r.fault(Fault::Write, Mode::Locked).err(), Some(EPERM));
+            let f = r.fault(Fault::Read, Mode::Unlocked { timeout_ms: 1000 })?;
+            for q in f.pfns {
+                assert!(q.is_valid() && q.is_zero() && !q.is_write());
+            }
+        }
+
+        // A hole: a snapshot says error there, a fault fails with EFAULT.
+        kunit_mm::munmap(a + 3 * PAGE, 1)?;
+        {
+            let mut r = HmmRange::new(&n, a, a + 4 * PAGE, null())?;
+            assert_eq!(r.fault(Fault::Read, Mode::Locked).err(), Some(EFAULT));
+            let f = r.fault(Fault::None, Mode::Locked)?;
+            assert!(f.pfns[3].is_error());
+            assert_eq!(f.pfns[0].pfn(), pfn0);
+        }
+        Ok(())
     }
 }

@@ -18,6 +18,8 @@ pub mod devmem;
 mod dmirror;
 pub(crate) mod ffi;
 pub mod hmm;
+#[cfg(CONFIG_KUNIT = "y")]
+mod kunit_mm;
 pub mod migrate;
 pub mod mmu_notifier;
 pub mod pfn_walk;
@@ -78,11 +80,22 @@ mod tests {
         assert!(!is_next);
     }
 
+    /// `Mode::Unlocked` passes its timeout through this helper: a second is
+    /// `HZ` jiffies, computed here from the kernel's own `HZ_TO_MSEC_*`
+    /// (the `HZ` of the bindings is the user-space 100), and no non-zero
+    /// timeout may round down to 0, which
+    /// `hmm_range_fault_unlocked_timeout()` takes as "retry for ever".
     #[test]
     fn jiffies_helper() {
+        use kernel::bindings::{HZ_TO_MSEC_DEN, HZ_TO_MSEC_NUM};
         // SAFETY: Pure conversion.
-        let j = unsafe { ffi::rust_hmm_msecs_to_jiffies(1000) };
-        // HZ is between 100 and 1000 on every configuration.
-        assert!((100..=1000).contains(&j));
+        let to_jiffies = |ms| unsafe { ffi::rust_hmm_msecs_to_jiffies(ms) };
+        let hz = (1000 * HZ_TO_MSEC_DEN / HZ_TO_MSEC_NUM) as usize;
+        assert_eq!(to_jiffies(1000), hz);
+        assert_eq!(to_jiffies(ffi::HMM_RANGE_DEFAULT_TIMEOUT), hz);
+        assert_eq!(to_jiffies(10_000), 10 * hz);
+        assert_eq!(to_jiffies(1000), kernel::time::msecs_to_jiffies(1000));
+        assert_eq!(to_jiffies(0), 0);
+        assert_eq!(to_jiffies(1), 1);
     }
 }

@@ -19,9 +19,66 @@
 //! Both the single-pass `invalidate` and 7.3's two-pass
 //! `invalidate_start`/`invalidate_finish` are supported; see
 //! [`IntervalNotifierOps::TWO_PASS`].
+//!
+//! # Safety contract
+//!
+//! What the types guarantee, and so what a driver's `unsafe` code may rely
+//! on:
+//!
+//! - Every invalidation that overlaps the notifier's interval
+//!   ([`IntervalNotifier::interval`]) advances the sequence under the lock
+//!   before the driver sees it. None can be skipped, except the
+//!   `MMU_NOTIFY_EXCLUSIVE` event of this notifier's own device-exclusive
+//!   conversion, which only [`crate::device_exclusive`] can start.
+//! - Outside the callbacks and [`IntervalNotifierOps::release`], the state
+//!   can be changed only through a guard of [`lock_valid`]; [`lock`] only
+//!   reads it.
+//! - A [`lock_valid`] guard proves that nothing in the interval changed
+//!   since `read_begin()` returned its [`ReadSeq`]: what was learned about
+//!   the interval *after* that call is current while the guard lives. What
+//!   was learned before is not covered, so this crate hands out PFNs only
+//!   together with the guard that validates them ([`crate::hmm::Faulted`],
+//!   the closure of [`crate::device_exclusive::ExclusiveSession::map`]),
+//!   and the requests that produce them refuse addresses outside the
+//!   interval, where the sequence never moves.
+//!
+//! # Deadlocks
+//!
+//! The notifier lock is taken by the invalidate callback, which runs from
+//! reclaim, from `exit_mmap()` and under core mm locks (mmap lock, folio
+//! lock, `i_mmap_rwsem`). So while a guard of [`lock`] or [`lock_valid`] is
+//! held, and inside every [`IntervalNotifierOps`] callback, a driver must
+//! not:
+//!
+//! - allocate with `GFP_KERNEL`, or touch user memory in a way that can
+//!   fault (reclaim and faults invalidate, which waits for the lock);
+//! - take the mmap lock of the watched mm, or drop its last user;
+//! - call [`IntervalNotifier::read_begin`], [`lock`] or [`lock_valid`] on
+//!   this notifier, or fault through it ([`crate::hmm::HmmRange::fault`],
+//!   [`crate::device_exclusive::exclusive_session`]): `read_begin()` waits
+//!   for a running invalidation, which waits for the lock;
+//! - drop an [`IntervalNotifier`] of the same mm: its removal waits for the
+//!   running invalidation.
+//!
+//! [`IntervalNotifier::new`] must not be called with the mmap lock held
+//! (the first notifier of an mm registers with that lock taken for write).
+//!
+//! The types rule none of these out, but lockdep reports each of them
+//! without waiting for the deadlock: the lock is primed against reclaim
+//! when the notifier is created (as `drm_gpusvm_init()` does), so a
+//! `GFP_KERNEL` allocation under it is reported the first time it runs,
+//! not only when reclaim happens to recurse into the callback;
+//! `read_begin()`, a fault and `drop` assert that the notifier's own lock
+//! is not held; the kernel's `mmu_notifier_invalidate_range_start` lockdep
+//! map (taken around every callback, by `read_begin()` and by the removal)
+//! reports the other waits, and `mmu_interval_notifier_insert()` asserts
+//! that the mmap lock may be taken.
+//!
+//! [`lock`]: IntervalNotifier::lock
+//! [`lock_valid`]: IntervalNotifier::lock_valid
 
 use crate::ffi;
-use core::marker::PhantomData;
+use core::{marker::PhantomData, ops::Deref};
 use kernel::{
     alloc::flags::GFP_NOWAIT,
     bindings,
@@ -113,6 +170,12 @@ impl NotifierRange<'_> {
 }
 
 /// What a user of [`IntervalNotifier`] implements.
+///
+/// An implementation cannot skip an invalidation: the sequence update is
+/// not the driver's to leave out. A driver that skipped its own events (as
+/// `lib/test_hmm.c` skips its own migrations) would keep, and could
+/// install, PFNs of pages that the event is about to free. The only event
+/// filtered is this notifier's own device-exclusive conversion.
 pub trait IntervalNotifierOps: Send + Sync + Sized {
     /// The state protected by the notifier lock.
     type State: Send + Unpin;
@@ -120,13 +183,6 @@ pub trait IntervalNotifierOps: Send + Sync + Sized {
     type Finish: Send;
     /// Use `invalidate_start`/`invalidate_finish` instead of `invalidate`.
     const TWO_PASS: bool = false;
-
-    /// Called before the lock is taken. Returning `true` skips the
-    /// invalidation altogether, sequence update included: only for events
-    /// this driver started itself and handles on its own (owner filtering).
-    fn ignore(&self, _range: &NotifierRange<'_>) -> bool {
-        false
-    }
 
     /// Invalidate `range` in `state`. Runs with the notifier lock held and
     /// the sequence already advanced. Must not sleep when
@@ -136,7 +192,10 @@ pub trait IntervalNotifierOps: Send + Sync + Sized {
     /// Second pass, without the lock. In the two-pass form it runs after the
     /// first pass of every notifier of the mm; otherwise right after
     /// [`Self::invalidate`]. Device TLB flush waits belong here.
-    fn invalidate_finish(&self, _finish: Self::Finish) {}
+    ///
+    /// `blockable` is the range's [`NotifierRange::blockable`]: when it is
+    /// false (the OOM reaper), this must not sleep either.
+    fn invalidate_finish(&self, _finish: Self::Finish, _blockable: bool) {}
 
     /// Called once when the notifier is dropped, with the lock held and the
     /// notifier still inserted: the last moment at which what the state
@@ -155,12 +214,15 @@ pub trait IntervalNotifierOps: Send + Sync + Sized {
 ///   the object lives; it is removed in `drop`, which waits for running
 ///   callbacks.
 /// - `raw.invalidate_seq` is only written with `state` locked.
+/// - `raw` watches exactly `start..=last`.
 #[pin_data(PinnedDrop)]
 pub struct IntervalNotifier<T: IntervalNotifierOps> {
     #[pin]
     state: Mutex<T::State>,
     ops: T,
     mm: ARef<Mm>,
+    start: u64,
+    last: u64,
     // Last: the notifier goes live once inserted, so every other field must
     // be initialised by then.
     #[pin]
@@ -195,11 +257,39 @@ impl<'a, T: IntervalNotifierOps> ReadSeq<'a, T> {
     }
 }
 
+/// The notifier lock taken by [`IntervalNotifier::lock`], outside any read
+/// section: the state can be read, not changed.
+///
+/// Reading needs no sequence check: every invalidation removes what it
+/// invalidates under this same lock, so whatever the state holds while the
+/// guard lives is current. Changing it does: a value installed here could
+/// have been learned before an invalidation that has already run. Changes
+/// go through [`IntervalNotifier::lock_valid`]. (Interior mutability in
+/// the state bypasses this; keep what the protocol protects out of it.)
+pub struct LockedState<'a, T: IntervalNotifierOps> {
+    guard: Guard<'a, T::State, MutexBackend>,
+}
+
+impl<T: IntervalNotifierOps> Deref for LockedState<'_, T> {
+    type Target = T::State;
+
+    fn deref(&self) -> &T::State {
+        &self.guard
+    }
+}
+
 impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     /// Inserts a notifier for `[start, start + length)` of `mm`.
     ///
     /// The notifier holds the mm with `mmgrab` (the struct stays, the address
     /// space may go): process exit reaches it as [`Event::Release`].
+    /// `EOVERFLOW` for an empty interval or one that wraps around, as
+    /// `mmu_interval_notifier_insert()` answers.
+    ///
+    /// # Deadlocks
+    ///
+    /// Must not be called with `mm`'s mmap lock held: the first notifier of
+    /// an mm registers with that lock taken for write.
     pub fn new(
         mm: &MmWithUser,
         start: u64,
@@ -209,10 +299,27 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     ) -> impl PinInit<Self, Error> + use<T> {
         let raw_mm = mm.as_raw();
         let mm: ARef<Mm> = ARef::from(&**mm);
-        try_pin_init!(Self {
+        // The kernel checks the same, but `last` is ours to keep right.
+        let last = length.checked_sub(1).and_then(|l| start.checked_add(l));
+        let (raw_start, raw_length) = (start as usize, length as usize);
+        try_pin_init!(&this in Self {
             state <- new_mutex!(state),
             ops,
             mm,
+            start,
+            last: last.ok_or(EOVERFLOW)?,
+            _: {
+                // SAFETY: `state` was initialised in place above, so this
+                // points to a live, initialised mutex.
+                let lock = unsafe { Self::lock_ptr(&raw const (*this.as_ptr()).state) };
+                // Tell lockdep, once, that reclaim takes the notifier lock
+                // (through the invalidate callback), as `drm_gpusvm_init()`
+                // does: a `GFP_KERNEL` allocation under the lock is then
+                // reported even if reclaim never recurses into it.
+                // SAFETY: `lock` is an initialised mutex; the helper only
+                // makes lockdep annotations.
+                unsafe { ffi::rust_hmm_prime_reclaim(lock) };
+            },
             raw <- Opaque::try_ffi_init(move |slot: *mut bindings::mmu_interval_notifier| {
                 // SAFETY: `slot` is valid, pinned storage for the notifier
                 // and stays so until `drop` removes it. `raw_mm` has users
@@ -221,13 +328,37 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
                     bindings::mmu_interval_notifier_insert(
                         slot,
                         raw_mm,
-                        start as usize,
-                        length as usize,
+                        raw_start,
+                        raw_length,
                         OpsTable::<T>::build(),
                     )
                 })
             }),
         })
+    }
+
+    /// The kernel's `struct mutex` inside the `Mutex` at `state`.
+    ///
+    /// # Safety
+    ///
+    /// `state` points to a `Mutex` (initialised or not); the result is
+    /// valid for as long as that `Mutex` is.
+    unsafe fn lock_ptr(state: *const Mutex<T::State>) -> *mut bindings::mutex {
+        // `Lock` is `repr(C)` with the kernel's lock, behind `Opaque`
+        // (`repr(transparent)`), as its first field: `Lock::from_raw()`
+        // relies on the same layout, the other way round.
+        state.cast_mut().cast()
+    }
+
+    /// The first and the last address watched.
+    pub fn interval(&self) -> (u64, u64) {
+        (self.start, self.last)
+    }
+
+    /// Whether `[start, end)` is non-empty and inside the interval, where
+    /// every invalidation reaches this notifier.
+    pub fn covers(&self, start: u64, end: u64) -> bool {
+        start < end && start >= self.start && end - 1 <= self.last
     }
 
     /// The driver's callbacks.
@@ -247,15 +378,25 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
         core::ptr::from_ref(self).cast()
     }
 
-    /// Takes the notifier lock, for work that only reads or removes state.
-    pub fn lock(&self) -> Guard<'_, T::State, MutexBackend> {
-        self.state.lock()
+    /// Takes the notifier lock to read the state (see [`LockedState`];
+    /// deadlocks: see the module documentation).
+    pub fn lock(&self) -> LockedState<'_, T> {
+        LockedState {
+            guard: self.state.lock(),
+        }
     }
 
     /// Starts a read-side critical section (`mmu_interval_read_begin`).
     ///
     /// May sleep until a running invalidation of the range completes.
+    ///
+    /// # Deadlocks
+    ///
+    /// Never with this notifier's lock held (a guard, or inside one of its
+    /// callbacks): the invalidation it waits for waits for that lock.
+    /// Lockdep kernels warn here.
     pub fn read_begin(&self) -> ReadSeq<'_, T> {
+        self.assert_unlocked();
         // SAFETY: `raw` is an inserted notifier (type invariant).
         let seq = unsafe { bindings::mmu_interval_read_begin(self.raw.get()) };
         ReadSeq {
@@ -264,9 +405,21 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
         }
     }
 
+    /// On lockdep kernels, warns if the current task holds the notifier
+    /// lock: for calls that may wait for an invalidation.
+    pub(crate) fn assert_unlocked(&self) {
+        // SAFETY: The mutex is initialised (`self` is) and lives as long as
+        // `self`; the helper only asks lockdep.
+        unsafe { ffi::rust_hmm_lock_assert_not_held(Self::lock_ptr(&self.state)) };
+    }
+
     /// Takes the notifier lock and returns the guard if no invalidation ran
     /// since `seq` was taken; otherwise releases the lock and returns `None`,
     /// and the caller starts over.
+    ///
+    /// Outside the callbacks, this guard is the only way to change the
+    /// state. It validates what was learned after `read_begin()`, not
+    /// before (see the module documentation).
     pub fn lock_valid(&self, seq: ReadSeq<'_, T>) -> Option<Guard<'_, T::State, MutexBackend>> {
         if !core::ptr::eq(seq.notifier, self) {
             return None;
@@ -301,9 +454,6 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
         if range.event() == Event::Exclusive && range.owner() == self.owner() {
             return Some(None);
         }
-        if self.ops.ignore(range) {
-            return Some(None);
-        }
         let mut guard = if range.blockable() {
             self.state.lock()
         } else {
@@ -326,6 +476,8 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
 #[pinned_drop]
 impl<T: IntervalNotifierOps> PinnedDrop for IntervalNotifier<T> {
     fn drop(self: Pin<&mut Self>) {
+        // `mmu_interval_notifier_remove()` waits for a running invalidation.
+        self.assert_unlocked();
         self.ops.release(&mut self.state.lock());
         // SAFETY: `raw` was inserted in `new` (type invariant). This waits
         // for callbacks in flight, so none can see the fields dropped next.
@@ -338,6 +490,8 @@ impl<T: IntervalNotifierOps> PinnedDrop for IntervalNotifier<T> {
 struct FinishBox<T: IntervalNotifierOps> {
     raw: bindings::mmu_interval_notifier_finish,
     data: T::Finish,
+    /// The range's: the second pass runs in the same context as the first.
+    blockable: bool,
 }
 
 struct OpsTable<T>(PhantomData<T>);
@@ -380,7 +534,7 @@ impl<T: IntervalNotifierOps> OpsTable<T> {
             None => false,
             Some(None) => true,
             Some(Some(finish)) => {
-                this.ops.invalidate_finish(finish);
+                this.ops.invalidate_finish(finish, range.blockable());
                 true
             }
         }
@@ -403,9 +557,10 @@ impl<T: IntervalNotifierOps> OpsTable<T> {
             Some(None) => return true,
             Some(Some(data)) => data,
         };
+        let blockable = range.blockable();
         let Ok(slot) = KBox::<FinishBox<T>>::new_uninit(GFP_NOWAIT) else {
             // No memory for a second pass: finish now, as the API allows.
-            this.ops.invalidate_finish(data);
+            this.ops.invalidate_finish(data, blockable);
             return true;
         };
         let b = KBox::write(
@@ -418,6 +573,7 @@ impl<T: IntervalNotifierOps> OpsTable<T> {
                     notifier: sub,
                 },
                 data,
+                blockable,
             },
         );
         // SAFETY: `finish` is valid for writes; the kernel hands the pointer
@@ -436,6 +592,123 @@ impl<T: IntervalNotifierOps> OpsTable<T> {
         // SAFETY: The kernel set `notifier` to our live notifier.
         let this = unsafe { IntervalNotifier::<T>::from_raw(b.raw.notifier) };
         let b = KBox::into_inner(b);
-        this.ops.invalidate_finish(b.data);
+        this.ops.invalidate_finish(b.data, b.blockable);
+    }
+}
+
+#[kunit_tests(rust_hmm_mmu_notifier)]
+mod tests {
+    use super::*;
+    use crate::kunit_mm::{self, Recorder, PAGE};
+    use core::sync::atomic::Ordering;
+    use kernel::page::PAGE_SIZE;
+
+    /// The sequence against invalidations inside, outside and at the edges
+    /// of the interval, in a real mm, for either callback form.
+    fn sequence_follows_invalidations<const TWO_PASS: bool>() -> Result {
+        let mm = kunit_mm::attach()?;
+        let a = kunit_mm::mmap_anon(8, true)?;
+        for i in 0..8 {
+            kunit_mm::write_user(a + i * PAGE, &[1])?;
+        }
+        let (ops, counters) = Recorder::<TWO_PASS>::new()?;
+        // Pages 2 to 5 of the 8.
+        let n = KBox::pin_init(
+            IntervalNotifier::new(&mm, a + 2 * PAGE, 4 * PAGE, ops, Default::default()),
+            GFP_KERNEL,
+        )?;
+        assert_eq!(n.interval(), (a + 2 * PAGE, a + 6 * PAGE - 1));
+        assert!(n.covers(a + 2 * PAGE, a + 6 * PAGE));
+        assert!(!n.covers(a + PAGE, a + 3 * PAGE));
+        assert!(!n.covers(a + 5 * PAGE, a + 7 * PAGE));
+        assert!(!n.covers(a + 3 * PAGE, a + 3 * PAGE));
+
+        // Nothing happened: the section is valid.
+        let seq = n.read_begin();
+        assert!(n.lock_valid(seq).is_some());
+
+        // Unmaps next to the interval never reach the notifier, and the
+        // sequence does not move: what it says holds only inside.
+        let seq = n.read_begin();
+        kunit_mm::munmap(a + 6 * PAGE, 1)?;
+        kunit_mm::munmap(a + PAGE, 1)?;
+        assert_eq!(n.lock().calls, 0);
+        assert!(n.lock_valid(seq).is_some());
+
+        // One inside ends the section, and a new one is valid again.
+        let seq = n.read_begin();
+        kunit_mm::munmap(a + 3 * PAGE, 1)?;
+        {
+            let st = n.lock();
+            assert_eq!(st.calls, 1);
+            assert_eq!(st.last, Some((a + 3 * PAGE, a + 4 * PAGE, Event::Unmap)));
+        }
+        assert!(n.lock_valid(seq).is_none());
+        let seq = n.read_begin();
+        assert!(n.lock_valid(seq).is_some());
+
+        // A zap (no unmap) of the last page inside: `MMU_NOTIFY_CLEAR`.
+        let seq = n.read_begin();
+        {
+            let lock = mm.mmap_read_lock();
+            let vma = lock.vma_lookup((a + 5 * PAGE) as usize).ok_or(EFAULT)?;
+            vma.zap_vma_range((a + 5 * PAGE) as usize, PAGE_SIZE);
+        }
+        assert!(n.lock_valid(seq).is_none());
+        {
+            let st = n.lock();
+            assert_eq!(st.calls, 2);
+            assert_eq!(st.last, Some((a + 5 * PAGE, a + 6 * PAGE, Event::Clear)));
+        }
+        // Every first pass got its second, told that it may block.
+        assert_eq!(counters.finishes.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.blockable.load(Ordering::Relaxed), 2);
+
+        // A sequence of another notifier is refused, even a current one.
+        let (ops2, counters2) = Recorder::<TWO_PASS>::new()?;
+        let n2 = KBox::pin_init(
+            IntervalNotifier::new(&mm, a, 8 * PAGE, ops2, Default::default()),
+            GFP_KERNEL,
+        )?;
+        assert!(n.lock_valid(n2.read_begin()).is_none());
+        assert!(n2.lock_valid(n2.read_begin()).is_some());
+
+        // Unmapping everything reaches both; `release` runs once on drop.
+        kunit_mm::munmap(a, 8)?;
+        assert_eq!(n.lock().calls, 3);
+        assert_eq!(n2.lock().calls, 1);
+        drop(n);
+        drop(n2);
+        assert_eq!(counters.releases.load(Ordering::Relaxed), 1);
+        assert_eq!(counters2.releases.load(Ordering::Relaxed), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn single_pass_sequence() -> Result {
+        sequence_follows_invalidations::<false>()
+    }
+
+    #[test]
+    fn two_pass_sequence() -> Result {
+        sequence_follows_invalidations::<true>()
+    }
+
+    /// Empty intervals and intervals that wrap around are refused before
+    /// anything is inserted.
+    #[test]
+    fn bad_intervals() -> Result {
+        let mm = kunit_mm::attach()?;
+        for (start, length) in [(0x10000, 0), (u64::MAX - PAGE + 1, 2 * PAGE)] {
+            let (ops, counters) = Recorder::<false>::new()?;
+            let r = KBox::pin_init(
+                IntervalNotifier::new(&mm, start, length, ops, Default::default()),
+                GFP_KERNEL,
+            );
+            assert_eq!(r.err(), Some(EOVERFLOW));
+            // Never inserted, so never released.
+            assert_eq!(counters.releases.load(Ordering::Relaxed), 0);
+        }
+        Ok(())
     }
 }

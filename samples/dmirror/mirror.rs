@@ -34,6 +34,7 @@ use kernel::{
     mm::{virt::flags::READ as VM_READ, MmWithUser},
     page::{PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
+    sync::lock::{mutex::MutexBackend, Guard},
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -152,7 +153,9 @@ impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
         dirty
     }
 
-    fn invalidate_finish(&self, dirty: DeferredDirty) {
+    /// `set_page_dirty()` and dropping references never sleep, so this
+    /// runs whether or not the range is blockable.
+    fn invalidate_finish(&self, dirty: DeferredDirty, _blockable: bool) {
         dirty.set_dirty();
     }
 
@@ -276,6 +279,23 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
 
     fn devmem(&self) -> &Devmem {
         &self.notifier.ops().device.devmem
+    }
+
+    /// The notifier lock with the right to change the table, for the
+    /// device's own accesses (marking entries it wrote dirty): a read
+    /// section opened and validated at once. Only
+    /// [`IntervalNotifier::lock_valid`] hands out that right; nothing
+    /// learned before the section goes into the table here, so an empty
+    /// section is all it takes. `EINTR` if killed while invalidations keep
+    /// getting in between.
+    fn lock_table(&self) -> Result<Guard<'_, MirrorState, MutexBackend>> {
+        loop {
+            let seq = self.notifier.read_begin();
+            if let Some(guard) = self.notifier.lock_valid(seq) {
+                return Ok(guard);
+            }
+            resched_or_killed()?;
+        }
     }
 
     /// HMM_DMIRROR_FLAGS.
@@ -482,7 +502,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             while addr < chunk_end {
                 let mut n = 0;
                 {
-                    let mut st = self.notifier.lock();
+                    let mut st = self.lock_table()?;
                     let mut va = addr;
                     while va < chunk_end {
                         let Some(e) = st.pt.lookup(va) else { break };
@@ -595,7 +615,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let off = (a.addr - page) as usize;
         a.faults = 0;
         {
-            let mut st = self.notifier.lock();
+            let mut st = self.lock_table()?;
             if let Some(e) = st.pt.lookup(page) {
                 if e.has(Entry::EXCLUSIVE) {
                     a.old = fetch_add(e.pfn(), off, a.value);
