@@ -34,7 +34,6 @@ use kernel::{
     mm::{virt::flags::READ as VM_READ, MmWithUser},
     page::{PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
-    sync::lock::{mutex::MutexBackend, Guard},
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -281,23 +280,6 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         &self.notifier.ops().device.devmem
     }
 
-    /// The notifier lock with the right to change the table, for the
-    /// device's own accesses (marking entries it wrote dirty): a read
-    /// section opened and validated at once. Only
-    /// [`IntervalNotifier::lock_valid`] hands out that right; nothing
-    /// learned before the section goes into the table here, so an empty
-    /// section is all it takes. `EINTR` if killed while invalidations keep
-    /// getting in between.
-    fn lock_table(&self) -> Result<Guard<'_, MirrorState, MutexBackend>> {
-        loop {
-            let seq = self.notifier.read_begin();
-            if let Some(guard) = self.notifier.lock_valid(seq) {
-                return Ok(guard);
-            }
-            resched_or_killed()?;
-        }
-    }
-
     /// HMM_DMIRROR_FLAGS.
     pub(crate) fn set_flags(&self, flags: u64) {
         let nth = if flags & HMM_DMIRROR_FLAG_FAIL_ALLOC == 0 {
@@ -502,7 +484,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             while addr < chunk_end {
                 let mut n = 0;
                 {
-                    let mut st = self.lock_table()?;
+                    let st = self.notifier.lock();
                     let mut va = addr;
                     while va < chunk_end {
                         let Some(e) = st.pt.lookup(va) else { break };
@@ -512,9 +494,11 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                         let off = (va - chunk_start) as usize;
                         // SAFETY: As in `read`; the entry is writable.
                         unsafe { bounce.copy_to_page(off, e.pfn())? };
-                        // Device memory has no CPU mapping to dirty.
+                        // Dirty the page now, as a CPU write would, while
+                        // the lock keeps it mapped (`lock()` only reads the
+                        // table). Device memory has no CPU mapping to dirty.
                         if !e.has(Entry::DEVICE) {
-                            st.pt.set_flags(va, Entry::DIRTY);
+                            PageDirtier.dirty(e.pfn());
                         }
                         n += 1;
                         va += PAGE_SIZE as u64;
@@ -615,11 +599,12 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let off = (a.addr - page) as usize;
         a.faults = 0;
         {
-            let mut st = self.lock_table()?;
+            let st = self.notifier.lock();
             if let Some(e) = st.pt.lookup(page) {
                 if e.has(Entry::EXCLUSIVE) {
                     a.old = fetch_add(e.pfn(), off, a.value);
-                    st.pt.set_flags(page, Entry::DIRTY);
+                    // Core mm considers device-exclusive entries clean.
+                    PageDirtier.dirty(e.pfn());
                     return Ok(());
                 }
             }
