@@ -29,9 +29,11 @@ if [ "${VARIANT:-}" = debug ]; then
 	# would take hours, so the debug run fuzzes a bounded subset.
 	FUZZ_CALLS=${FUZZ_CALLS:-20000}
 	SLAB_CHECK=kmemleak
-	# Device-to-device takeovers of a page cost about 20 ms each under
-	# KASAN+lockdep with two CPUs: a tenth of exclusive-tests' stress.
+	# Device-to-device takeovers of a page cost about 12 ms each under
+	# KASAN+lockdep with two CPUs: a tenth of exclusive-tests' stress, and
+	# at most two minutes of it (the bound ends the run, it fails nothing).
 	EXCL_STRESS_OPS=${EXCL_STRESS_OPS:-100000}
+	EXCL_STRESS_SECONDS=${EXCL_STRESS_SECONDS:-120}
 	# Three upstream cases are timing-bound under KASAN+TCG: their own
 	# harness timeouts (30 s, 120 s for the benchmark) expire before they
 	# finish, for test_hmm.ko as well (migrate_multiple took it 26 s of 30
@@ -56,8 +58,9 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-900}
 FUZZ_CALLS=${FUZZ_CALLS:-1000000}
 SLAB_CHECK=${SLAB_CHECK:-256}
 HMM_TESTS_ARGS="${HMM_TESTS_ARGS:-}"
-# exclusive-tests' atomic stress; a two-CPU debug guest needs 100000.
+# exclusive-tests' atomic stress: increments, and seconds it may take.
 export EXCL_STRESS_OPS=${EXCL_STRESS_OPS:-1000000}
+export EXCL_STRESS_SECONDS=${EXCL_STRESS_SECONDS:-240}
 JOB
 cat >>"$job" <<'JOB'
 setup_mm

@@ -126,6 +126,10 @@ def main():
         passed += len(c.passed)
         failed += len(real_fail)
         failures += [f"{name}: {n}" for n in real_fail]
+        # What the failed cases said, so that a CI log alone shows why.
+        for n in real_fail:
+            for line in vmlog.case_log(s.text, n):
+                print(f"  {n}: {line}")
         if s.rc != 0 and not real_fail and not xf:
             failed += 1
             failures.append(f"{name}: exited {s.rc}")

