@@ -222,18 +222,8 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
 #[kunit_tests(rust_hmm_device_exclusive)]
 mod tests {
     use super::*;
-    use crate::kunit_mm::{self, Recorder, PAGE};
+    use crate::kunit_mm::{self, notifier, Notifier, PAGE};
     use crate::mmu_notifier::Event;
-
-    type Notifier = Pin<KBox<IntervalNotifier<Recorder<false>>>>;
-
-    fn notifier(mm: &MmWithUser, start: u64, len: u64) -> Result<Notifier> {
-        let (ops, _) = Recorder::new()?;
-        KBox::pin_init(
-            IntervalNotifier::new(mm, start, len, ops, Default::default()),
-            GFP_KERNEL,
-        )
-    }
 
     /// Makes the page at `addr` exclusive to `n`, records it as the
     /// device's mapping, and returns its PFN.

@@ -360,18 +360,8 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
 #[kunit_tests(rust_hmm_hmm)]
 mod tests {
     use super::*;
-    use crate::kunit_mm::{self, Recorder, PAGE};
+    use crate::kunit_mm::{self, notifier, PAGE};
     use core::ptr::null;
-
-    type Notifier = Pin<KBox<IntervalNotifier<Recorder<false>>>>;
-
-    fn notifier(mm: &MmWithUser, start: u64, len: u64) -> Result<Notifier> {
-        let (ops, _) = Recorder::new()?;
-        KBox::pin_init(
-            IntervalNotifier::new(mm, start, len, ops, Default::default()),
-            GFP_KERNEL,
-        )
-    }
 
     /// Ranges must be aligned, non-empty, small enough and inside the
     /// notifier's interval.

@@ -9,7 +9,7 @@
 //! faults, invalidations and notifiers behave as for a user process.
 
 use crate::ffi;
-use crate::mmu_notifier::{Event, IntervalNotifierOps, NotifierRange};
+use crate::mmu_notifier::{Event, IntervalNotifier, IntervalNotifierOps, NotifierRange};
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
     bindings,
@@ -203,4 +203,16 @@ impl<const TWO_PASS: bool> IntervalNotifierOps for Recorder<TWO_PASS> {
     fn release(&self, _state: &mut Seen) {
         self.counters.releases.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// A single-pass [`Recorder`] notifier, as most suites use.
+pub(crate) type Notifier = Pin<KBox<IntervalNotifier<Recorder<false>>>>;
+
+/// A [`Notifier`] over `[start, start + len)` of `mm`.
+pub(crate) fn notifier(mm: &MmWithUser, start: u64, len: u64) -> Result<Notifier> {
+    let (ops, _) = Recorder::new()?;
+    KBox::pin_init(
+        IntervalNotifier::new(mm, start, len, ops, Default::default()),
+        GFP_KERNEL,
+    )
 }
