@@ -17,6 +17,7 @@ pub mod devmem;
 #[path = "../samples/dmirror/mod.rs"]
 mod dmirror;
 pub(crate) mod ffi;
+pub mod guarded_page;
 pub mod hmm;
 #[cfg(CONFIG_KUNIT = "y")]
 mod kunit_mm;
