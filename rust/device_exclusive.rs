@@ -27,9 +27,10 @@
 //!
 //! The [`GuardedPages`] handed to the closure of [`ExclusiveSession::map`]
 //! is a page that is locked, referenced, writable and mapped
-//! device-exclusive at `addr` for the whole call (and cannot outlive it), with the notifier lock held and the sequence validated; the
-//! address must lie inside the notifier's interval (`EINVAL` otherwise),
-//! where the CPU access that revokes the entry reaches the notifier. After
+//! device-exclusive at `addr` for the whole call (and cannot outlive it),
+//! with the notifier lock held and the sequence validated; the address must
+//! lie inside the notifier's interval (`EINVAL` otherwise), where the CPU
+//! access that revokes the entry reaches the notifier. After
 //! the call the entry lasts until an invalidation, which the notifier
 //! passes to the driver under its lock as for any other mapping.
 //!

@@ -47,9 +47,10 @@
 //! [`GuardedPages`] validated by that notifier for the address they go to
 //! ([`DevicePageTable::insert_page`]), and come out only as
 //! [`GuardedPages`] that borrow the table ([`DevicePageTable::lookup_page`],
-//! [`DevicePageTable::run_pages`], [`DirtySink`]); PFNs never leave it. Because that callback can run from reclaim, nothing here may
-//! allocate with `GFP_KERNEL`: directories come from a [`DirReserve`]
-//! filled before the lock is taken, or from `GFP_NOWAIT`.
+//! [`DevicePageTable::run_pages`], [`DirtySink`]); PFNs never leave it.
+//! Because that callback can run from reclaim, nothing here may allocate
+//! with `GFP_KERNEL`: directories come from a [`DirReserve`] filled before
+//! the lock is taken, or from `GFP_NOWAIT`.
 
 use crate::guarded_page::{GuardedPages, Kind, Tie};
 use kernel::alloc::flags::{__GFP_NOWARN, GFP_NOWAIT};

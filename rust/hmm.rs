@@ -278,11 +278,11 @@ impl<'a, S: Send + Unpin> Faulted<'a, S> {
 }
 
 /// The pages of a [`Faulted`], borrowed from it together with its lock.
-#[derive(Clone, Copy)]
 ///
 /// # Invariants
 ///
 /// As for [`Faulted`], whose lock is held for `'b`; `tie` is its state.
+#[derive(Clone, Copy)]
 pub struct FaultedPfns<'b> {
     pfns: &'b [HmmPfn],
     start: u64,
