@@ -25,11 +25,12 @@
 //!
 //! # Safety contract
 //!
-//! The PFN handed to the closure of [`ExclusiveSession::map`] names a page
-//! that is locked, referenced and mapped device-exclusive at `addr` for the
-//! whole call, with the notifier lock held and the sequence validated; the
-//! address must lie inside the notifier's interval (`EINVAL` otherwise),
-//! where the CPU access that revokes the entry reaches the notifier. After
+//! The [`GuardedPages`] handed to the closure of [`ExclusiveSession::map`]
+//! is a page that is locked, referenced, writable and mapped
+//! device-exclusive at `addr` for the whole call (and cannot outlive it),
+//! with the notifier lock held and the sequence validated; the address must
+//! lie inside the notifier's interval (`EINVAL` otherwise), where the CPU
+//! access that revokes the entry reaches the notifier. After
 //! the call the entry lasts until an invalidation, which the notifier
 //! passes to the driver under its lock as for any other mapping.
 //!
@@ -45,6 +46,7 @@
 //! faulting into a deadlock.
 
 use crate::ffi;
+use crate::guarded_page::{GuardedPages, Kind, Tie};
 use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps};
 use kernel::{
     bindings,
@@ -165,7 +167,7 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
     }
 
     /// Makes the page at `addr` exclusive to the device that owns the
-    /// notifier and calls `map` with the notifier lock held and the PFN,
+    /// notifier and calls `map` with the notifier lock held and the page,
     /// once it is known that no invalidation ran since the conversion
     /// began. `map` installs the device mapping; CPU access revokes it
     /// through the notifier as soon as this returns.
@@ -177,7 +179,7 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
     pub fn map<R>(
         &mut self,
         addr: u64,
-        map: impl FnOnce(&mut T::State, u64) -> Result<R>,
+        map: impl for<'g> FnOnce(&'g mut T::State, GuardedPages<'g>) -> Result<R>,
     ) -> Result<R> {
         let first = addr & !(PAGE_SIZE as u64 - 1);
         if !self
@@ -203,7 +205,16 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
             if let Some(mut state) = self.notifier.lock_valid(seq) {
                 let r = {
                     let _nofault = crate::pfn_walk::NoPagefaults::new();
-                    map(&mut state, page.pfn())
+                    let tie = Tie::of(&raw const *state);
+                    // SAFETY: The page is locked, referenced and mapped
+                    // device-exclusive at `first` (the guard `page`, dropped
+                    // after the closure returns), made writable by the
+                    // fault above, under the notifier lock validated for
+                    // the sequence taken before the conversion. The
+                    // closure's `'g` ends with the call.
+                    let pages =
+                        unsafe { GuardedPages::new(page.pfn(), 1, first, tie, Kind::System, true) };
+                    map(&mut state, pages)
                 };
                 // Unlock the notifier before the folio: CPU faults take the
                 // folio lock first.
@@ -229,9 +240,9 @@ mod tests {
     /// device's mapping, and returns its PFN.
     fn take(n: &Notifier, addr: u64) -> Result<u64> {
         exclusive_session(n, |s| {
-            s.map(addr, |st, pfn| {
-                st.mapped = Some((addr, pfn));
-                Ok(pfn)
+            s.map(addr, |st, page| {
+                st.mapped = Some((addr, page.pfn()));
+                Ok(page.pfn())
             })
         })
     }
@@ -261,7 +272,14 @@ mod tests {
         kunit_mm::write_user(a, &42u64.to_ne_bytes())?;
         let n = notifier(&mm, a, 2 * PAGE)?;
         let before = n.read_begin();
-        let pfn = take(&n, a)?;
+        // Taken, with the device's atomic on the page it now holds.
+        let (pfn, old) = exclusive_session(&n, |s| {
+            s.map(a, |st, page| {
+                st.mapped = Some((a, page.pfn()));
+                Ok((page.pfn(), page.fetch_add_u64(0, 1)?))
+            })
+        })?;
+        assert_eq!(old, 42);
         {
             let st = n.lock();
             // Our own `MMU_NOTIFY_EXCLUSIVE` was filtered out.
@@ -271,13 +289,10 @@ mod tests {
         // ...so a section opened before the conversion is still valid.
         assert!(n.lock_valid(before).is_some());
         let mut word = [0u8; 8];
-        // SAFETY: The page is mapped device-exclusive: alive.
-        assert!(unsafe { kunit_mm::read_pfn(pfn, &mut word) });
-        assert_eq!(u64::from_ne_bytes(word), 42);
 
         let seq = n.read_begin();
         kunit_mm::read_user(a, &mut word)?;
-        assert_eq!(u64::from_ne_bytes(word), 42);
+        assert_eq!(u64::from_ne_bytes(word), 43);
         {
             let st = n.lock();
             assert_eq!(st.calls, 1);
@@ -289,9 +304,14 @@ mod tests {
         assert_eq!(take(&n, a)?, pfn);
         kunit_mm::write_user(a, &7u64.to_ne_bytes())?;
         assert_eq!(n.lock().mapped, None);
-        // SAFETY: The page is still mapped by the CPU.
-        assert!(unsafe { kunit_mm::read_pfn(pfn, &mut word) });
-        assert_eq!(u64::from_ne_bytes(word), 7);
+        // The device sees the CPU's write in the same page.
+        let got = exclusive_session(&n, |s| {
+            s.map(a, |_, page| {
+                page.read(0, &mut word)?;
+                Ok(page.pfn())
+            })
+        })?;
+        assert_eq!((got, u64::from_ne_bytes(word)), (pfn, 7));
         Ok(())
     }
 

@@ -33,18 +33,26 @@
 //! directories cannot be had without sleeping, an invalidation drops the
 //! whole leaf instead (reporting it dirty if it was), which is always
 //! correct for a mirror: the device faults again.
-//! [`DevicePageTable::insert_huge`] over directories merges them back.
+//! [`DevicePageTable::insert_huge_page`] over directories merges them back.
 //! Device-exclusive entries are always 4 KiB.
 //!
-//! # Locking
+//! # Locking and safety contract
 //!
 //! The table has no lock of its own: it lives in the state of an
 //! [`IntervalNotifier`](crate::mmu_notifier::IntervalNotifier), so every
 //! access holds the notifier lock, the same lock the invalidate callback
-//! takes. Because that callback can run from reclaim, nothing here may
-//! allocate with `GFP_KERNEL`: directories come from a [`DirReserve`]
-//! filled before the lock is taken, or from `GFP_NOWAIT`.
+//! takes. That is also what keeps the pages its entries name alive, so
+//! [`DevicePageTable::new`] is `unsafe`: its caller promises the table
+//! lives there and follows every invalidation. Pages go in only as
+//! [`GuardedPages`] validated by that notifier for the address they go to
+//! ([`DevicePageTable::insert_page`]), and come out only as
+//! [`GuardedPages`] that borrow the table ([`DevicePageTable::lookup_page`],
+//! [`DevicePageTable::run_pages`], [`DirtySink`]); PFNs never leave it.
+//! Because that callback can run from reclaim, nothing here may allocate
+//! with `GFP_KERNEL`: directories come from a [`DirReserve`] filled before
+//! the lock is taken, or from `GFP_NOWAIT`.
 
+use crate::guarded_page::{GuardedPages, Kind, Tie};
 use kernel::alloc::flags::{__GFP_NOWARN, GFP_NOWAIT};
 use kernel::prelude::*;
 
@@ -144,13 +152,15 @@ impl Entry {
     /// All flag bits.
     pub const FLAGS: u64 = Self::VALID | Self::WRITE | Self::DIRTY | Self::EXCLUSIVE | Self::DEVICE;
     /// The page is part of a huge leaf. Set by the table in the entries it
-    /// hands out and in huge leaves; [`Entry::new`] ignores it. Directory
+    /// hands out and in huge leaves, never by a caller. Directory
     /// entries of level 2 never have this bit: their count is at most 8.
     pub const HUGE: u64 = 1 << 4;
     const PFN_MASK: u64 = !((1 << PAGE_SHIFT) - 1);
 
-    /// A valid entry for `pfn` with `flags` (`VALID` is implied).
-    pub fn new(pfn: u64, flags: u64) -> Self {
+    /// A valid entry for `pfn` with `flags` (`VALID` is implied). Private:
+    /// entries come from [`GuardedPages`], through
+    /// [`DevicePageTable::insert_page`].
+    fn new(pfn: u64, flags: u64) -> Self {
         Self((pfn << PAGE_SHIFT) | (flags & Self::FLAGS) | Self::VALID)
     }
 
@@ -159,8 +169,9 @@ impl Entry {
         self.0 & Self::HUGE != 0
     }
 
-    /// The page frame number.
-    pub fn pfn(self) -> u64 {
+    /// The page frame number. Private: pages leave the table only as
+    /// [`GuardedPages`] that borrow it ([`DevicePageTable::lookup_page`]).
+    fn pfn(self) -> u64 {
         (self.0 & Self::PFN_MASK) >> PAGE_SHIFT
     }
 
@@ -173,26 +184,40 @@ impl Entry {
     pub fn flags(self) -> u64 {
         self.0 & Self::FLAGS
     }
+
+    /// The kind of memory the entry names.
+    fn kind(self) -> Kind {
+        if self.has(Self::DEVICE) {
+            Kind::DeviceData
+        } else {
+            Kind::System
+        }
+    }
+
+    /// Hands the `npages` pages of this dirty entry, which the table is
+    /// dropping or cleaning, to `sink`.
+    fn report(self, npages: u64, sink: &mut impl DirtySink) {
+        // SAFETY: The entry was valid until now, and whoever changes the
+        // table holds the notifier lock (the contract of
+        // `DevicePageTable::new`), which every way to free its pages waits
+        // for; the sink gets them only for the call. A dirty entry was
+        // writable when the device wrote it (`entry_for`).
+        sink.dirty(unsafe { GuardedPages::written(self.pfn(), npages, self.kind()) });
+    }
 }
 
 // A level-2 directory entry's count stays below `HUGE`.
 const _: () = assert!((entries_at(HUGE_LEVEL - 1) as u64) < Entry::HUGE);
 const _: () = assert!(dir_size(HUGE_LEVEL - 1) > Entry::HUGE);
 
-/// Receives the PFNs whose dirty bit the table drops.
+/// Receives the pages whose dirty bit the table drops.
 ///
-/// The mirror passes the pages to `set_page_dirty`; tests record them.
+/// The mirror marks them dirty ([`GuardedPages::mark_dirty`]) or takes
+/// references to do so later ([`GuardedPages::get`]); tests record them.
 pub trait DirtySink {
-    /// The device wrote `pfn`, and the table no longer remembers it.
-    fn dirty(&mut self, pfn: u64);
-
-    /// The device wrote somewhere in the huge leaf of `npages` pages from
-    /// `pfn` (one folio), and the table no longer remembers it.
-    fn dirty_range(&mut self, pfn: u64, npages: u64) {
-        for i in 0..npages {
-            self.dirty(pfn + i);
-        }
-    }
+    /// The device wrote `pages` (one page, or every page of a huge leaf),
+    /// and the table no longer remembers it. They are valid for the call.
+    fn dirty(&mut self, pages: GuardedPages<'_>);
 }
 
 /// Whether a non-zero entry of a level-2 directory is a huge leaf.
@@ -327,8 +352,8 @@ impl DirReserve {
 
     /// Makes sure the reserve holds every directory that inserts anywhere
     /// inside one aligned [`HUGE_SIZE`] block may need, allocating with
-    /// `flags`. One [`DevicePageTable::insert`] or
-    /// [`DevicePageTable::insert_huge`] never needs more.
+    /// `flags`. One [`DevicePageTable::insert_page`] or
+    /// [`DevicePageTable::insert_huge_page`] never needs more.
     pub fn fill_block(&mut self, flags: kernel::alloc::Flags) -> Result {
         self.fill_need(BLOCK_NEED, flags)
     }
@@ -419,7 +444,28 @@ enum Leaf<'a> {
 
 impl DevicePageTable {
     /// An empty table.
-    pub fn new(flags: kernel::alloc::Flags) -> Result<Self> {
+    ///
+    /// # Safety
+    ///
+    /// The table hands out the pages its entries name ([`Self::lookup_page`],
+    /// [`Self::run_pages`], the dirty reports), which is only sound while
+    /// each entry is current. So the table must live in the state of an
+    /// [`IntervalNotifier`](crate::mmu_notifier::IntervalNotifier), and not
+    /// be moved out of it while it holds entries; that notifier's
+    /// `invalidate` must apply every invalidation to it with
+    /// [`Self::update`] over the invalidated range, with a mask that keeps
+    /// `VALID` only for events that keep the pages mapped
+    /// ([`Event::keeps_read`](crate::mmu_notifier::Event::keeps_read)) and
+    /// never keeps `WRITE`; and its `release` must empty it
+    /// ([`Self::clear`]). [`Self::insert_page`] then only takes pages that
+    /// notifier validated, for the address they are inserted at.
+    pub unsafe fn new(flags: kernel::alloc::Flags) -> Result<Self> {
+        Self::alloc(flags)
+    }
+
+    /// [`Self::new`], for tables whose PFNs are made up and never read
+    /// (the tests below).
+    fn alloc(flags: kernel::alloc::Flags) -> Result<Self> {
         let root = KBox::init(pin_init::init_zeroed(), flags)?;
         Ok(Self {
             root,
@@ -655,11 +701,108 @@ impl DevicePageTable {
         Ok((dir, count))
     }
 
+    /// The entry for `pages` at `addr` with `flags` (of `WRITE`, `DIRTY`
+    /// and `EXCLUSIVE`), if they are `npages` pages this table's notifier
+    /// validated for `addr` (`EINVAL` otherwise), writable if `flags` ask
+    /// for `WRITE` (`EPERM`; `DIRTY` needs `WRITE`). Device data gets
+    /// `DEVICE`; a device-private page has nothing the device could read
+    /// through the table (`EINVAL`).
+    fn entry_for(
+        &self,
+        addr: u64,
+        pages: &GuardedPages<'_>,
+        flags: u64,
+        npages: u64,
+    ) -> Result<Entry> {
+        let allowed = Entry::WRITE | Entry::DIRTY | Entry::EXCLUSIVE;
+        if pages.npages() != npages
+            || !pages.tied_to(core::ptr::from_ref(self), addr)
+            || flags & !allowed != 0
+            || (flags & Entry::DIRTY != 0 && flags & Entry::WRITE == 0)
+        {
+            return Err(EINVAL);
+        }
+        if flags & Entry::WRITE != 0 && !pages.is_writable() {
+            return Err(EPERM);
+        }
+        match pages.kind() {
+            Kind::System => Ok(Entry::new(pages.pfn(), flags)),
+            Kind::DeviceData => Ok(Entry::new(pages.pfn(), flags | Entry::DEVICE)),
+            Kind::DevicePrivate => Err(EINVAL),
+        }
+    }
+
+    /// Installs the page `page` at `addr` with `flags` (of `WRITE`, `DIRTY`,
+    /// `EXCLUSIVE`), allocating directories as needed. The page must have
+    /// been validated for `addr` under the lock of the notifier state this
+    /// table lives in, and be writable for `WRITE` (errors: see
+    /// `entry_for`).
+    ///
+    /// Replacing a dirty entry of another page reports that page dirty;
+    /// re-installing the same page keeps its dirty bit.
+    pub fn insert_page(
+        &mut self,
+        addr: u64,
+        page: &GuardedPages<'_>,
+        flags: u64,
+        reserve: &mut DirReserve,
+        sink: &mut impl DirtySink,
+    ) -> Result {
+        let entry = self.entry_for(addr, page, flags, 1)?;
+        self.insert(addr, entry, reserve, sink)
+    }
+
+    /// Installs a huge leaf at `addr` for the [`HUGE_PAGES`] pages `pages`
+    /// (one folio, as [`crate::hmm::FaultedPfns::block`] gives them),
+    /// validated for `addr`; otherwise as [`Self::insert_page`]. Whatever
+    /// was there is replaced (see the module documentation); `EINVAL` for
+    /// `EXCLUSIVE`, or a misaligned address or folio.
+    pub fn insert_huge_page(
+        &mut self,
+        addr: u64,
+        pages: &GuardedPages<'_>,
+        flags: u64,
+        reserve: &mut DirReserve,
+        sink: &mut impl DirtySink,
+    ) -> Result {
+        let entry = self.entry_for(addr, pages, flags, HUGE_PAGES)?;
+        self.insert_huge(addr, entry, reserve, sink)
+    }
+
+    /// The `n` pages from the entry `e` at `addr`, borrowing the table.
+    fn guarded(&self, addr: u64, e: Entry, n: u64) -> GuardedPages<'_> {
+        let tie = Tie::of(core::ptr::from_ref(self));
+        // SAFETY: The entries are present, and the table is only reachable
+        // under its notifier's lock, which every invalidation of them waits
+        // for (the contract of `new`), for as long as `self` is borrowed.
+        // `WRITE` was only set for writable pages (`entry_for`), and
+        // write-protection drops it.
+        unsafe { GuardedPages::new(e.pfn(), n, addr, tie, e.kind(), e.has(Entry::WRITE)) }
+    }
+
+    /// The page at `addr`, if an entry is present, valid while the table
+    /// is borrowed: to read, to write (if the entry is writable), to dirty.
+    pub fn lookup_page(&self, addr: u64) -> Option<GuardedPages<'_>> {
+        let e = self.lookup(addr)?;
+        Some(self.guarded(addr, e, 1))
+    }
+
+    /// [`Self::run_spans`] handing out the pages of each span: the device's
+    /// sequential access path. `f` returns how many of them it took.
+    pub fn run_pages(
+        &self,
+        start: u64,
+        end: u64,
+        f: &mut impl FnMut(GuardedPages<'_>) -> u64,
+    ) -> u64 {
+        self.run_spans(start, end, &mut |addr, e, n| f(self.guarded(addr, e, n)))
+    }
+
     /// Installs `entry` at `addr`, allocating directories as needed.
     ///
     /// Replacing a dirty entry of another page reports that page dirty;
     /// re-installing the same page keeps its dirty bit.
-    pub fn insert(
+    fn insert(
         &mut self,
         addr: u64,
         entry: Entry,
@@ -680,10 +823,10 @@ impl DevicePageTable {
             if old.pfn() == entry.pfn() {
                 new |= old.0 & Entry::DIRTY & if entry.has(Entry::WRITE) { !0 } else { 0 };
                 if old.has(Entry::DIRTY) && new & Entry::DIRTY == 0 {
-                    sink.dirty(old.pfn());
+                    old.report(1, sink);
                 }
             } else if old.has(Entry::DIRTY) {
-                sink.dirty(old.pfn());
+                old.report(1, sink);
             }
             *slot = new;
             return Ok(());
@@ -699,7 +842,8 @@ impl DevicePageTable {
     /// Sets `flags` on the present entry at `addr` (for example `DIRTY`
     /// after a device write). Returns the updated entry. On a huge leaf the
     /// flags apply to the whole leaf, except `EXCLUSIVE`, which never does.
-    pub fn set_flags(&mut self, addr: u64, flags: u64) -> Option<Entry> {
+    /// Private (tests): `WRITE` here could make a read-only page writable.
+    fn set_flags(&mut self, addr: u64, flags: u64) -> Option<Entry> {
         Self::check_addr(addr).ok()?;
         let slot = self.slot_mut(addr)?;
         if *slot == 0 {
@@ -722,7 +866,7 @@ impl DevicePageTable {
     /// directories of 4 KiB entries are merged into the huge leaf and
     /// freed. Dirty bits of the same pages carry over when the leaf is
     /// writable; any other dirty page replaced is reported to `sink`.
-    pub fn insert_huge(
+    fn insert_huge(
         &mut self,
         addr: u64,
         entry: Entry,
@@ -753,7 +897,7 @@ impl DevicePageTable {
                 if old.pfn() == head && keep_dirty {
                     new |= Entry::DIRTY;
                 } else {
-                    sink.dirty_range(old.pfn(), HUGE_PAGES);
+                    old.report(HUGE_PAGES, sink);
                 }
             }
             self.stats.huge -= 1;
@@ -771,7 +915,7 @@ impl DevicePageTable {
                 if keep_dirty && e.pfn() == head + ((a - addr) >> PAGE_SHIFT) {
                     new |= Entry::DIRTY;
                 } else {
-                    sink.dirty(e.pfn());
+                    e.report(1, sink);
                 }
             });
             let mut emptied = 0;
@@ -882,7 +1026,7 @@ impl DevicePageTable {
         }
         let old = Entry(e);
         if old.has(Entry::DIRTY) && new & Entry::DIRTY == 0 {
-            sink.dirty(old.pfn());
+            old.report(1, sink);
         }
         *slot = new;
         if new == 0 {
@@ -1009,7 +1153,7 @@ impl DevicePageTable {
                     let new = if whole { new } else { 0 };
                     let old = Entry(e);
                     if old.has(Entry::DIRTY) && new & Entry::DIRTY == 0 {
-                        sink.dirty_range(old.pfn(), HUGE_PAGES);
+                        old.report(HUGE_PAGES, sink);
                     }
                     *slot = new;
                     changed += 1;
@@ -1092,13 +1236,13 @@ impl DevicePageTable {
             if level == 0 {
                 removed += 1;
                 if e & Entry::DIRTY != 0 {
-                    sink.dirty(Entry(e).pfn());
+                    Entry(e).report(1, sink);
                 }
             } else if level == HUGE_LEVEL && is_huge_slot(e) {
                 removed += 1;
                 stats.huge -= 1;
                 if e & Entry::DIRTY != 0 {
-                    sink.dirty_range(Entry(e).pfn(), HUGE_PAGES);
+                    Entry(e).report(HUGE_PAGES, sink);
                 }
             } else {
                 // SAFETY: A directory entry names a live child directory
@@ -1178,7 +1322,7 @@ impl DevicePageTable {
 struct NoDirty;
 
 impl DirtySink for NoDirty {
-    fn dirty(&mut self, _pfn: u64) {}
+    fn dirty(&mut self, _pages: GuardedPages<'_>) {}
 }
 
 impl Drop for DevicePageTable {
@@ -1198,8 +1342,12 @@ mod tests {
     struct Recorder(KVec<u64>);
 
     impl DirtySink for Recorder {
-        fn dirty(&mut self, pfn: u64) {
-            self.0.push(pfn, GFP_KERNEL).expect("record dirty pfn");
+        fn dirty(&mut self, pages: GuardedPages<'_>) {
+            for i in 0..pages.npages() {
+                self.0
+                    .push(pages.pfn() + i, GFP_KERNEL)
+                    .expect("record dirty pfn");
+            }
         }
     }
 
@@ -1210,7 +1358,7 @@ mod tests {
 
     fn table() -> (DevicePageTable, DirReserve, Recorder) {
         (
-            DevicePageTable::new(GFP_KERNEL).expect("alloc root"),
+            DevicePageTable::alloc(GFP_KERNEL).expect("alloc root"),
             DirReserve::new(),
             Recorder(KVec::new()),
         )

@@ -97,6 +97,14 @@ extern "C" {
         pfn: c_ulong,
         len: c_ulong,
     ) -> c_ulong;
+    pub(crate) fn rust_hmm_pages_read(pfn: c_ulong, offset: usize, to: *mut c_void, len: usize);
+    pub(crate) fn rust_hmm_pages_write(
+        pfn: c_ulong,
+        offset: usize,
+        from: *const c_void,
+        len: usize,
+    );
+    pub(crate) fn rust_hmm_pages_fetch_add_u64(pfn: c_ulong, offset: usize, value: u64) -> u64;
     pub(crate) fn rust_hmm_set_pages_dirty(pfn: c_ulong, npages: c_ulong);
     pub(crate) fn rust_hmm_get_pages(pfn: c_ulong, npages: c_ulong);
     pub(crate) fn rust_hmm_put_pages(pfn: c_ulong, npages: c_ulong);
@@ -204,6 +212,11 @@ extern "C" {
         writable: bool,
         pgoff: c_ulong,
     ) -> c_ulong;
+    /// `folio_ref_count()` and `folio_test_dirty()` of a page's folio.
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn rust_hmm_page_refcount(pfn: c_ulong) -> kernel::ffi::c_int;
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn rust_hmm_page_dirty(pfn: c_ulong) -> bool;
     /// `anon_inode_getfile()`.
     #[cfg(CONFIG_KUNIT = "y")]
     pub(crate) fn rust_hmm_anon_file(

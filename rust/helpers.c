@@ -327,6 +327,54 @@ unsigned long rust_hmm_copy_pages_to_user_nofault(void __user *to,
 	return len - done;
 }
 
+/*
+ * Copies between @buf and @len bytes at byte @offset of the pages from @pfn
+ * on (guarded_page.rs checks the bounds): one memcpy per folio, mapped a
+ * page at a time only where the folio needs it (highmem).
+ */
+static void rust_hmm_pages_copy(unsigned long pfn, size_t offset, char *buf,
+				size_t len, bool write)
+{
+	while (len) {
+		struct page *page = pfn_to_page(pfn + offset / PAGE_SIZE);
+		struct folio *folio = page_folio(page);
+		size_t at = folio_page_idx(folio, page) * PAGE_SIZE +
+			    offset_in_page(offset);
+		size_t chunk = min(len, folio_size(folio) - at);
+
+		if (write)
+			memcpy_to_folio(folio, at, buf, chunk);
+		else
+			memcpy_from_folio(buf, folio, at, chunk);
+		buf += chunk;
+		offset += chunk;
+		len -= chunk;
+	}
+}
+
+void rust_hmm_pages_read(unsigned long pfn, size_t offset, void *to,
+			 size_t len)
+{
+	rust_hmm_pages_copy(pfn, offset, to, len, false);
+}
+
+void rust_hmm_pages_write(unsigned long pfn, size_t offset, const void *from,
+			  size_t len)
+{
+	rust_hmm_pages_copy(pfn, offset, (char *)from, len, true);
+}
+
+/* A device atomic: fetch-and-add on the aligned u64 at byte @offset. */
+u64 rust_hmm_pages_fetch_add_u64(unsigned long pfn, size_t offset, u64 value)
+{
+	char *va = kmap_local_page(pfn_to_page(pfn + offset / PAGE_SIZE));
+	u64 old = atomic64_fetch_add(value,
+				     (atomic64_t *)(va + offset_in_page(offset)));
+
+	kunmap_local(va);
+	return old;
+}
+
 enum rust_hmm_folio_op { RUST_HMM_DIRTY, RUST_HMM_GET, RUST_HMM_PUT };
 
 /* @op once per folio of the @npages pages from @pfn. */
@@ -546,6 +594,17 @@ unsigned long rust_hmm_vm_mmap(struct file *file, unsigned long len,
 	unsigned long flags = file ? MAP_SHARED : MAP_PRIVATE | MAP_ANONYMOUS;
 
 	return vm_mmap(file, 0, len, prot, flags, pgoff << PAGE_SHIFT);
+}
+
+/* The reference count and dirty bit of the folio of @pfn, for KUnit. */
+int rust_hmm_page_refcount(unsigned long pfn)
+{
+	return folio_ref_count(page_folio(pfn_to_page(pfn)));
+}
+
+bool rust_hmm_page_dirty(unsigned long pfn)
+{
+	return folio_test_dirty(page_folio(pfn_to_page(pfn)));
 }
 
 /* A file of @fops with @priv as its private data, for KUnit. */

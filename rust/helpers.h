@@ -31,6 +31,11 @@ bool rust_hmm_copy_from_folio(void *to, unsigned long pfn, size_t len);
 unsigned long rust_hmm_copy_pages_to_user_nofault(void __user *to,
 						  unsigned long pfn,
 						  unsigned long len);
+void rust_hmm_pages_read(unsigned long pfn, size_t offset, void *to,
+			 size_t len);
+void rust_hmm_pages_write(unsigned long pfn, size_t offset, const void *from,
+			  size_t len);
+u64 rust_hmm_pages_fetch_add_u64(unsigned long pfn, size_t offset, u64 value);
 void rust_hmm_set_pages_dirty(unsigned long pfn, unsigned long npages);
 void rust_hmm_get_pages(unsigned long pfn, unsigned long npages);
 void rust_hmm_put_pages(unsigned long pfn, unsigned long npages);
@@ -93,5 +98,7 @@ unsigned long rust_hmm_vm_mmap(struct file *file, unsigned long len,
 			       bool writable, unsigned long pgoff);
 struct file *rust_hmm_anon_file(const struct file_operations *fops,
 				void *priv);
+int rust_hmm_page_refcount(unsigned long pfn);
+bool rust_hmm_page_dirty(unsigned long pfn);
 
 #endif

@@ -28,6 +28,7 @@
 //! [`crate::mmu_notifier`] apply while it lives.
 
 use crate::ffi;
+use crate::guarded_page::{GuardedPages, Kind, Tie};
 use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, ReadSeq};
 use core::ffi::c_void;
 use core::mem::MaybeUninit;
@@ -230,11 +231,110 @@ pub struct HmmRange<'a, T: IntervalNotifierOps> {
 
 /// The answer to a request: valid PFNs and the notifier lock that keeps
 /// them valid. Dropping it releases the lock.
+///
+/// The fields are private: the pages behind the PFNs are only reachable
+/// as [`GuardedPages`] that borrow it ([`Self::split`]), so none outlives
+/// the lock. The PFNs themselves ([`Self::pfns`]) are numbers.
+///
+/// # Invariants
+///
+/// `state` was validated by `lock_valid()` for a sequence taken before
+/// `hmm_range_fault()` filled `pfns`, for the range from `start`, which
+/// lies inside the notifier's interval `interval` (first, last).
 pub struct Faulted<'a, S: Send> {
-    /// The notifier state (device page table), locked.
-    pub state: Guard<'a, S, MutexBackend>,
+    state: Guard<'a, S, MutexBackend>,
+    pfns: &'a [HmmPfn],
+    start: u64,
+    interval: (u64, u64),
+}
+
+impl<'a, S: Send + Unpin> Faulted<'a, S> {
+    /// The notifier state (the device page table), locked.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// The notifier state, to install what the PFNs say.
+    pub fn state_mut(&mut self) -> &mut S {
+        &mut self.state
+    }
+
     /// One entry per page of the range.
-    pub pfns: &'a [HmmPfn],
+    pub fn pfns(&self) -> &[HmmPfn] {
+        self.pfns
+    }
+
+    /// The state and the pages at once: the state to change, the pages to
+    /// put in it, valid for as long as both are borrowed.
+    pub fn split(&mut self) -> (&mut S, FaultedPfns<'_>) {
+        let pfns = FaultedPfns {
+            pfns: self.pfns,
+            start: self.start,
+            interval: self.interval,
+            tie: Tie::of(&raw const *self.state),
+        };
+        (&mut self.state, pfns)
+    }
+}
+
+/// The pages of a [`Faulted`], borrowed from it together with its lock.
+///
+/// # Invariants
+///
+/// As for [`Faulted`], whose lock is held for `'b`; `tie` is its state.
+#[derive(Clone, Copy)]
+pub struct FaultedPfns<'b> {
+    pfns: &'b [HmmPfn],
+    start: u64,
+    interval: (u64, u64),
+    tie: Tie,
+}
+
+impl<'b> FaultedPfns<'b> {
+    /// One entry per page of the range.
+    pub fn pfns(&self) -> &'b [HmmPfn] {
+        self.pfns
+    }
+
+    /// Page `i` of the range, if valid: readable, and writable by the
+    /// device if the CPU maps it so. A device-private page is named only
+    /// (see [`GuardedPages::device_data`]).
+    pub fn page(&self, i: usize) -> Option<GuardedPages<'b>> {
+        let p = self.pfns.get(i)?;
+        if !p.is_valid() || p.is_error() {
+            return None;
+        }
+        let kind = if p.is_device_private() {
+            Kind::DevicePrivate
+        } else {
+            Kind::System
+        };
+        let addr = self.start + ((i as u64) << PAGE_SHIFT);
+        // SAFETY: A valid PFN under the lock held for `'b` (type invariant)
+        // names a page the CPU maps at `addr`, inside the interval: freeing
+        // it takes an invalidation, which waits for the lock. The CPU maps
+        // it writable if `HMM_PFN_WRITE` says so (never the zero page).
+        Some(unsafe { GuardedPages::new(p.pfn(), 1, addr, self.tie, kind, p.is_write()) })
+    }
+
+    /// The naturally aligned block of `1 << order` pages around page `i`,
+    /// if the CPU maps it with one entry (see [`block_head`]) and the whole
+    /// block lies inside the notifier's interval; addressed from its first
+    /// page.
+    pub fn block(&self, i: usize, order: u32) -> Option<GuardedPages<'b>> {
+        let head = block_head(self.pfns, self.start, i, order)?;
+        let size = 1u64 << (order + PAGE_SHIFT);
+        let addr = (self.start + ((i as u64) << PAGE_SHIFT)) & !(size - 1);
+        let last = addr.checked_add(size - 1)?;
+        if addr < self.interval.0 || last > self.interval.1 {
+            return None;
+        }
+        let write = self.pfns[i].is_write();
+        // SAFETY: As in `page`: the CPU maps the whole block with one entry
+        // of that order, inside the interval, so any change to any of its
+        // pages invalidates it first, under the lock held for `'b`.
+        Some(unsafe { GuardedPages::new(head, 1 << order, addr, self.tie, Kind::System, write) })
+    }
 }
 
 impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
@@ -346,7 +446,14 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
                 let pfns = self.pfns.as_slice();
                 // SAFETY: `HmmPfn` is a transparent `u64`.
                 let pfns = unsafe { &*(core::ptr::from_ref(pfns) as *const [HmmPfn]) };
-                return Ok(Faulted { state, pfns });
+                // INVARIANT: validated for the sequence taken before the
+                // fault; `new` checked that the range is inside the interval.
+                return Ok(Faulted {
+                    state,
+                    pfns,
+                    start: self.raw.start as u64,
+                    interval: notifier.interval(),
+                });
             }
             // Invalidated before the answer could be used: as for EBUSY,
             // retry only for as long as `hmm_range_fault()` would.
@@ -406,27 +513,35 @@ mod tests {
         // Snapshot: only the written page is there, writable, with the data.
         let pfn0 = {
             let mut r = HmmRange::new(&n, a, a + 4 * PAGE, null())?;
-            let f = r.fault(Fault::None, Mode::Locked)?;
-            let p = &f.pfns[0];
+            let mut f = r.fault(Fault::None, Mode::Locked)?;
+            let p = &f.pfns()[0];
             assert!(p.is_valid() && p.is_write() && !p.is_zero() && !p.is_error());
-            // SAFETY: A valid PFN under the notifier lock names a mapped page.
-            assert!(unsafe { kunit_mm::read_pfn(p.pfn(), &mut buf) });
+            let pfn = p.pfn();
+            let (_, pages) = f.split();
+            pages.page(0).ok_or(EFAULT)?.read(0, &mut buf)?;
             assert_eq!(&buf, b"populated");
-            for q in &f.pfns[1..] {
+            assert!(pages.page(1).is_none());
+            for q in &f.pfns()[1..] {
                 assert!(!q.is_valid() && !q.is_error());
             }
-            p.pfn()
+            pfn
         };
 
         // Read faults map the shared zero page, read-only.
         {
             let mut r = HmmRange::new(&n, a, a + 4 * PAGE, null())?;
-            let f = r.fault(Fault::Read, Mode::Locked)?;
-            assert_eq!(f.pfns[0].pfn(), pfn0);
-            for q in &f.pfns[1..] {
+            let mut f = r.fault(Fault::Read, Mode::Locked)?;
+            assert_eq!(f.pfns()[0].pfn(), pfn0);
+            for q in &f.pfns()[1..] {
                 assert!(q.is_valid() && q.is_zero() && !q.is_write());
             }
-            assert_eq!(f.state.calls, 0);
+            assert_eq!(f.state().calls, 0);
+            // The zero page reads as zeros and cannot be written.
+            let (_, pages) = f.split();
+            let zero = pages.page(1).ok_or(EFAULT)?;
+            zero.read(0, &mut buf)?;
+            assert_eq!(buf, [0; 9]);
+            assert_eq!(zero.write(0, b"x"), Err(EPERM));
         }
 
         // A write fault breaks COW of the zero page: the PTE change
@@ -435,19 +550,18 @@ mod tests {
         let pfn1 = {
             let mut r = HmmRange::new(&n, a + PAGE, a + 2 * PAGE, null())?;
             let f = r.fault(Fault::Write, Mode::Locked)?;
-            let p = &f.pfns[0];
+            let p = &f.pfns()[0];
             assert!(p.is_valid() && p.is_write() && !p.is_zero());
-            assert_eq!(f.state.calls, 1);
+            assert_eq!(f.state().calls, 1);
             p.pfn()
         };
         // The CPU's writes land in the page the device was given.
         kunit_mm::write_user(a + PAGE, b"cpu write")?;
         {
             let mut r = HmmRange::new(&n, a + PAGE, a + 2 * PAGE, null())?;
-            let f = r.fault(Fault::None, Mode::Locked)?;
-            assert_eq!(f.pfns[0].pfn(), pfn1);
-            // SAFETY: As above.
-            assert!(unsafe { kunit_mm::read_pfn(pfn1, &mut buf) });
+            let mut f = r.fault(Fault::None, Mode::Locked)?;
+            assert_eq!(f.pfns()[0].pfn(), pfn1);
+            f.split().1.page(0).ok_or(EFAULT)?.read(0, &mut buf)?;
             assert_eq!(&buf, b"cpu write");
         }
 
@@ -457,8 +571,9 @@ mod tests {
             assert_eq!(r.set_page_fault(2, Fault::Write).err(), Some(EINVAL));
             r.set_page_fault(1, Fault::Write)?;
             let f = r.fault(Fault::None, Mode::Locked)?;
-            assert!(f.pfns[0].is_zero());
-            assert!(f.pfns[1].is_valid() && f.pfns[1].is_write() && !f.pfns[1].is_zero());
+            let p = f.pfns();
+            assert!(p[0].is_zero());
+            assert!(p[1].is_valid() && p[1].is_write() && !p[1].is_zero());
         }
 
         // Read-only memory: reads see the zero page, writes are refused.
@@ -466,7 +581,7 @@ mod tests {
             let mut r = HmmRange::new(&n, ro, ro + 2 * PAGE, null())?;
             assert_eq!(r.fault(Fault::Write, Mode::Locked).err(), Some(EPERM));
             let f = r.fault(Fault::Read, Mode::Unlocked { timeout_ms: 1000 })?;
-            for q in f.pfns {
+            for q in f.pfns() {
                 assert!(q.is_valid() && q.is_zero() && !q.is_write());
             }
         }
@@ -476,9 +591,11 @@ mod tests {
         {
             let mut r = HmmRange::new(&n, a, a + 4 * PAGE, null())?;
             assert_eq!(r.fault(Fault::Read, Mode::Locked).err(), Some(EFAULT));
-            let f = r.fault(Fault::None, Mode::Locked)?;
-            assert!(f.pfns[3].is_error());
-            assert_eq!(f.pfns[0].pfn(), pfn0);
+            let mut f = r.fault(Fault::None, Mode::Locked)?;
+            assert!(f.pfns()[3].is_error());
+            assert_eq!(f.pfns()[0].pfn(), pfn0);
+            // Errors and holes are no pages.
+            assert!(f.split().1.page(3).is_none());
         }
         Ok(())
     }

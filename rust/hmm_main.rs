@@ -4,9 +4,10 @@
 //!
 //! The crate has two halves. The safe abstractions a driver builds on live
 //! in this directory: [`mmu_notifier`] (interval notifiers and the sequence
-//! protocol), [`hmm`] (`hmm_range_fault()`), and [`device_pt`] (a
-//! multi-level device page table), [`pfn_walk`] (the PTEs of every VMA
-//! that maps an object of ours). The sample device that drives them from
+//! protocol), [`hmm`] (`hmm_range_fault()`), [`guarded_page`] (pages read
+//! under the notifier lock), [`device_pt`] (a multi-level device page
+//! table), [`pfn_walk`] (the PTEs of every VMA that maps an object of
+//! ours). The sample device that drives them from
 //! user space lives in `samples/dmirror`.
 
 use kernel::prelude::*;
@@ -17,6 +18,7 @@ pub mod devmem;
 #[path = "../samples/dmirror/mod.rs"]
 mod dmirror;
 pub(crate) mod ffi;
+pub mod guarded_page;
 pub mod hmm;
 #[cfg(CONFIG_KUNIT = "y")]
 mod kunit_mm;

@@ -36,9 +36,10 @@
 //! - A [`lock_valid`] guard proves that nothing in the interval changed
 //!   since `read_begin()` returned its [`ReadSeq`]: what was learned about
 //!   the interval *after* that call is current while the guard lives. What
-//!   was learned before is not covered, so this crate hands out PFNs only
-//!   together with the guard that validates them ([`crate::hmm::Faulted`],
-//!   the closure of [`crate::device_exclusive::ExclusiveSession::map`]),
+//!   was learned before is not covered, so this crate hands out pages only
+//!   as [`crate::guarded_page::GuardedPages`] that borrow the guard that
+//!   validates them ([`crate::hmm::Faulted::split`], the closure of
+//!   [`crate::device_exclusive::ExclusiveSession::map`]),
 //!   and the requests that produce them refuse addresses outside the
 //!   interval, where the sequence never moves.
 //!

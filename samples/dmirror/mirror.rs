@@ -11,7 +11,7 @@
 //! faults disabled and falls back to a bounce buffer where that stops short;
 //! WRITE always goes through the bounce buffer.
 
-use super::bounce::{copy_to_user_nofault, with_page, Bounce};
+use super::bounce::Bounce;
 use super::devmem::{self as sim, Devmem};
 use super::uapi::*;
 use super::DmirrorDevice;
@@ -20,8 +20,9 @@ use crate::device_pt::{
     DevicePageTable, DirReserve, DirtySink, Entry, HUGE_ORDER, HUGE_PAGES, HUGE_SIZE,
 };
 use crate::ffi;
+use crate::guarded_page::{GuardedPages, PageRefs};
 use crate::hmm::{
-    block_head, next_vma, page_kinds, resched_or_killed, Fault, HmmPfn, HmmRange, Mode, PageKind,
+    next_vma, page_kinds, resched_or_killed, Fault, HmmPfn, HmmRange, Mode, PageKind,
     MAX_RANGE_PAGES,
 };
 use crate::migrate::{Migration, Select};
@@ -40,70 +41,41 @@ use kernel::{
 /// Pages moved through the bounce buffer at a time.
 const CHUNK_PAGES: usize = MAX_RANGE_PAGES;
 
-/// Hands pages the device wrote back to the mm.
+/// Hands pages the device wrote back to the mm, at once.
 struct PageDirtier;
 
 impl DirtySink for PageDirtier {
-    fn dirty(&mut self, pfn: u64) {
-        self.dirty_range(pfn, 1);
-    }
-
-    fn dirty_range(&mut self, pfn: u64, npages: u64) {
-        // Every unmap reaches the notifier, which removes the entry and
-        // lands here, under the lock, before the page can go (the two-pass
-        // form holds references until its second pass, see `DeferredDirty`);
-        // `release` empties the table before the notifier is removed.
-        // SAFETY: So the pages named here are still alive; the helper calls
-        // `set_page_dirty` once per folio.
-        unsafe { ffi::rust_hmm_set_pages_dirty(pfn as usize, npages as usize) };
+    fn dirty(&mut self, pages: GuardedPages<'_>) {
+        // Cannot fail: the table reports only pages the device wrote.
+        let _ = pages.mark_dirty();
     }
 }
 
 /// Dirty pages handed from the first pass of a two-pass invalidation to
 /// the second, which calls `set_page_dirty()` without the notifier lock.
-///
-/// # Invariants
-///
-/// Each `(pfn, npages)` holds one reference on every folio of its pages
-/// (`rust_hmm_get_pages`), dropped with the value. The first pass has
-/// removed the entries by then, so an unmap racing with the second pass
-/// no longer waits for the lock, and only these references keep the pages
-/// from being freed under `set_page_dirty()`.
-pub(crate) struct DeferredDirty(KVec<(u64, u64)>);
+/// The first pass has removed the entries by then, so an unmap racing with
+/// the second pass no longer waits for the lock: only the references kept
+/// here stop the pages from being freed under `set_page_dirty()`.
+pub(crate) struct DeferredDirty(KVec<PageRefs>);
 
 impl DeferredDirty {
     fn set_dirty(self) {
-        for (pfn, npages) in self.0.iter() {
-            PageDirtier.dirty_range(*pfn, *npages);
-        }
-    }
-}
-
-impl Drop for DeferredDirty {
-    fn drop(&mut self) {
-        for (pfn, npages) in self.0.iter() {
-            // SAFETY: The type invariant: these are our references.
-            unsafe { ffi::rust_hmm_put_pages(*pfn as usize, *npages as usize) };
+        for refs in self.0.iter() {
+            let _ = refs.mark_dirty();
         }
     }
 }
 
 impl DirtySink for DeferredDirty {
-    fn dirty(&mut self, pfn: u64) {
-        self.dirty_range(pfn, 1);
-    }
-
     /// Falls back to dirtying at once when the list cannot grow without
     /// sleeping.
-    fn dirty_range(&mut self, pfn: u64, npages: u64) {
-        if self.0.push((pfn, npages), GFP_NOWAIT).is_err() {
-            PageDirtier.dirty_range(pfn, npages);
+    fn dirty(&mut self, pages: GuardedPages<'_>) {
+        if self.0.reserve(1, GFP_NOWAIT).is_err() {
+            PageDirtier.dirty(pages);
             return;
         }
-        // INVARIANT: the reference for the element just pushed.
-        // SAFETY: The pages are the entry's, which was valid under the
-        // notifier lock the caller holds, so they are mapped and alive.
-        unsafe { ffi::rust_hmm_get_pages(pfn as usize, npages as usize) };
+        // Cannot fail: there is room.
+        let _ = self.0.push(pages.get(), GFP_NOWAIT);
     }
 }
 
@@ -237,27 +209,18 @@ fn bounce_for(npages: u64) -> Result<Bounce> {
     Bounce::new(npages.min(CHUNK_PAGES as u64) as usize)
 }
 
-/// Atomically adds `value` to the `u64` at byte `off` of page `pfn`.
-fn fetch_add(pfn: u64, off: usize, value: u64) -> u64 {
-    // SAFETY: The caller holds the notifier lock over a valid entry, so the
-    // page is alive; `off` is 8-byte aligned and below `PAGE_SIZE`, so the
-    // `u64` lies inside the mapped page.
-    unsafe {
-        with_page(pfn, |va| {
-            AtomicU64::from_ptr(va.add(off).cast::<u64>()).fetch_add(value, Ordering::SeqCst)
-        })
-    }
-}
-
 impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// Mirrors `mm` for `device`.
     pub(crate) fn new(
         mm: &MmWithUser,
         device: &'static DmirrorDevice,
     ) -> Result<impl PinInit<Self, Error>> {
-        let state = MirrorState {
-            pt: DevicePageTable::new(GFP_KERNEL)?,
-        };
+        // SAFETY: The table lives in the notifier's state for good;
+        // `invalidate` applies every invalidation to it, keeping `VALID`
+        // (without `WRITE`) only when the event keeps read access, and
+        // `release` empties it.
+        let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+        let state = MirrorState { pt };
         let ops = MirrorOps {
             device,
             invalidations: AtomicU64::new(0),
@@ -314,7 +277,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// Device page fault: fills the device page table for `[start, end)`.
     ///
     /// A page the CPU maps with a PMD gets a huge leaf for that whole PMD,
-    /// even where it reaches past the range (see [`block_head`]).
+    /// even where it reaches past the range (see [`crate::hmm::block_head`]).
     fn fault(&self, start: u64, end: u64, fault: Fault, mode: Mode) -> Result {
         // Directories come from GFP_NOWAIT under the lock; only when that
         // fails is the reserve filled with GFP_KERNEL, outside the lock, and
@@ -329,45 +292,48 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             let next = end.min((addr & !(HUGE_SIZE - 1)) + HUGE_SIZE);
             let mut range = HmmRange::new(&self.notifier, addr, next, self.owner().as_ptr())?;
             let mut f = range.fault(fault, mode)?;
+            let (st, pfns) = f.split();
             let mut res = Ok(next);
             let mut i = 0;
-            while let Some(p) = f.pfns.get(i) {
+            while i < pfns.pfns().len() {
                 let va = addr + ((i as u64) << PAGE_SHIFT);
-                if !p.is_valid() || p.is_error() {
+                let Some(page) = pfns.page(i) else {
                     // Only device pages are asked for without faulting.
                     return Err(if fault == Fault::None { ENOENT } else { EFAULT });
-                }
+                };
                 // HMM reports our own device pages as they are, without
                 // faulting them for write: one the CPU maps read-only
                 // (shared with a forked child, or write-protected) must go
                 // back to system memory, where a write fault breaks COW or
                 // finds the VMA read-only.
-                if fault == Fault::Write && p.is_device_private() && !p.is_write() {
+                if fault == Fault::Write && page.is_device_private() && !page.is_writable() {
                     res = Err((va, ENOENT));
                     break;
                 }
-                let flags = if p.is_write() { Entry::WRITE } else { 0 };
-                let inserted = if p.is_device_private() {
+                let flags = if page.is_writable() { Entry::WRITE } else { 0 };
+                let inserted = if page.is_device_private() {
                     // HMM reports device-private pages of our owner only, so
                     // they are ours; the device reads them through their
                     // data (4 KiB entries: see `block_head`).
-                    let data = sim::data_pfn(self.devmem(), p).ok_or(EFAULT)?;
-                    let entry = Entry::new(data, flags | Entry::DEVICE);
+                    let data = sim::data_pfn(self.devmem(), &pfns.pfns()[i]).ok_or(EFAULT)?;
+                    // SAFETY: The data page of one of our device pages is
+                    // freed only in its `folio_free`, once the device page
+                    // itself is.
+                    let data = unsafe { page.device_data(data)? };
                     i += 1;
-                    f.state.pt.insert(va, entry, &mut reserve, &mut PageDirtier)
+                    st.pt
+                        .insert_page(va, &data, flags, &mut reserve, &mut PageDirtier)
                 } else if fault == Fault::None {
                     return Err(ENOENT);
-                } else if let Some(head) = block_head(f.pfns, addr, i, HUGE_ORDER) {
-                    let entry = Entry::new(head, flags);
+                } else if let Some(block) = pfns.block(i, HUGE_ORDER) {
                     let base = va & !(HUGE_SIZE - 1);
-                    i = f.pfns.len();
-                    f.state
-                        .pt
-                        .insert_huge(base, entry, &mut reserve, &mut PageDirtier)
+                    i = pfns.pfns().len();
+                    st.pt
+                        .insert_huge_page(base, &block, flags, &mut reserve, &mut PageDirtier)
                 } else {
                     i += 1;
-                    let entry = Entry::new(p.pfn(), flags);
-                    f.state.pt.insert(va, entry, &mut reserve, &mut PageDirtier)
+                    st.pt
+                        .insert_page(va, &page, flags, &mut reserve, &mut PageDirtier)
                 };
                 if let Err(e) = inserted {
                     res = Err((va, e));
@@ -429,11 +395,11 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             let mut short = overlaps;
             if !overlaps {
                 let guard = self.notifier.lock();
-                let reached = guard.pt.run_spans(addr, chunk_end, &mut |va, e, n| {
-                    // SAFETY: Valid entries under the notifier lock name
-                    // pages that stay mapped, so alive, until we unlock.
-                    let done = unsafe { copy_to_user_nofault(uptr(va), e.pfn(), n) };
-                    short = done < n;
+                let mut va = addr;
+                let reached = guard.pt.run_pages(addr, chunk_end, &mut |pages| {
+                    let done = pages.copy_to_user_nofault(UserPtr::from_addr(uptr(va) as usize));
+                    short = done < pages.npages();
+                    va += done << PAGE_SHIFT;
                     done
                 });
                 drop(guard);
@@ -449,10 +415,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                 self.notifier
                     .lock()
                     .pt
-                    .run_spans(addr, chunk_end, &mut |_, e, n| {
-                        // SAFETY: As above.
-                        unsafe { bounce.push_pages(e.pfn(), n) }
-                    });
+                    .run_pages(addr, chunk_end, &mut |pages| bounce.push_pages(&pages));
                 let n = bounce.filled().len() / PAGE_SIZE;
                 if n > 0 {
                     bounce.copy_to_user(uptr(addr))?;
@@ -487,19 +450,18 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     let st = self.notifier.lock();
                     let mut va = addr;
                     while va < chunk_end {
-                        let Some(e) = st.pt.lookup(va) else { break };
-                        if !e.has(Entry::WRITE) {
+                        let Some(page) = st.pt.lookup_page(va) else {
+                            break;
+                        };
+                        if !page.is_writable() {
                             break;
                         }
                         let off = (va - chunk_start) as usize;
-                        // SAFETY: As in `read`; the entry is writable.
-                        unsafe { bounce.copy_to_page(off, e.pfn())? };
+                        bounce.copy_to_page(off, &page)?;
                         // Dirty the page now, as a CPU write would, while
                         // the lock keeps it mapped (`lock()` only reads the
                         // table). Device memory has no CPU mapping to dirty.
-                        if !e.has(Entry::DEVICE) {
-                            PageDirtier.dirty(e.pfn());
-                        }
+                        page.mark_dirty()?;
                         n += 1;
                         va += PAGE_SIZE as u64;
                     }
@@ -516,7 +478,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     }
 
     /// Takes device-exclusive access to the page at `addr` in `session`
-    /// and runs `op` on its PFN with the notifier lock held and the entry
+    /// and runs `op` on it with the notifier lock held and the entry
     /// installed with `extra` flags (`DIRTY` when `op` writes the page).
     ///
     /// Directories come from `reserve` or `GFP_NOWAIT` under the lock; only
@@ -527,16 +489,17 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         addr: u64,
         extra: u64,
         reserve: &mut DirReserve,
-        op: impl FnOnce(u64) -> R,
+        op: impl FnOnce(&GuardedPages<'_>) -> Result<R>,
     ) -> Result<R> {
         let mut op = Some(op);
         let mut filled = false;
         loop {
-            let res = session.map(addr, |st, pfn| {
+            let res = session.map(addr, |st, page| {
                 let flags = Entry::WRITE | Entry::EXCLUSIVE | extra;
                 st.pt
-                    .insert(addr, Entry::new(pfn, flags), reserve, &mut PageDirtier)?;
-                op.take().map(|op| op(pfn)).ok_or(EINVAL)
+                    .insert_page(addr, &page, flags, reserve, &mut PageDirtier)?;
+                let op = op.take().ok_or(EINVAL)?;
+                op(&page)
             });
             match res {
                 Err(e) if e == ENOMEM && !filled => {
@@ -560,7 +523,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                 if addr != start && addr % HUGE_SIZE == 0 {
                     session.relax()?;
                 }
-                Self::take_exclusive(session, addr, 0, &mut reserve, |_| ())?;
+                Self::take_exclusive(session, addr, 0, &mut reserve, |_| Ok(()))?;
                 addr += PAGE_SIZE as u64;
             }
             Ok(())
@@ -600,21 +563,20 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         a.faults = 0;
         {
             let st = self.notifier.lock();
-            if let Some(e) = st.pt.lookup(page) {
-                if e.has(Entry::EXCLUSIVE) {
-                    a.old = fetch_add(e.pfn(), off, a.value);
-                    // Core mm considers device-exclusive entries clean.
-                    PageDirtier.dirty(e.pfn());
-                    return Ok(());
-                }
+            if st.pt.lookup(page).is_some_and(|e| e.has(Entry::EXCLUSIVE)) {
+                let p = st.pt.lookup_page(page).ok_or(EFAULT)?;
+                a.old = p.fetch_add_u64(off, a.value)?;
+                // Core mm considers device-exclusive entries clean.
+                p.mark_dirty()?;
+                return Ok(());
             }
         }
         a.faults = 1;
         let value = a.value;
         let mut reserve = DirReserve::new();
         a.old = exclusive_session(&self.notifier, |session| {
-            Self::take_exclusive(session, page, Entry::DIRTY, &mut reserve, |pfn| {
-                fetch_add(pfn, off, value)
+            Self::take_exclusive(session, page, Entry::DIRTY, &mut reserve, |p| {
+                p.fetch_add_u64(off, value)
             })
         })?;
         Ok(())
@@ -727,10 +689,10 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             } else {
                 let mut range = HmmRange::new(&self.notifier, addr, next, self.owner().as_ptr())?;
                 let f = range.fault(Fault::None, Mode::Locked)?;
-                let kinds = page_kinds(f.pfns, &mut kinds)?;
+                let kinds = page_kinds(f.pfns(), &mut kinds)?;
                 let perm = fill(
                     &mut perm_buf,
-                    f.pfns
+                    f.pfns()
                         .iter()
                         .zip(kinds)
                         .map(|(p, kind)| snapshot_perm(p, *kind)),
@@ -738,7 +700,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                 // The CPU sees a device-exclusive page as not present; say
                 // which of them this mirror holds, and which it maps with a
                 // huge leaf.
-                f.state.pt.for_each(addr, next, &mut |va, e| {
+                f.state().pt.for_each(addr, next, &mut |va, e| {
                     let v = &mut perm[((va - addr) >> PAGE_SHIFT) as usize];
                     if e.has(Entry::EXCLUSIVE) {
                         *v |= HMM_DMIRROR_PROT_DEV_EXCLUSIVE;

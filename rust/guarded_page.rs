@@ -1,0 +1,597 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Pages read under a notifier lock.
+//!
+//! What a mirror learns about the CPU's pages (a PFN from
+//! `hmm_range_fault()`, a device-exclusive page, a device page table entry)
+//! is only good while the notifier lock that validated it is held: once the
+//! lock goes, an invalidation can remove the mapping and the page can be
+//! freed. A [`GuardedPages`] is such a page, or a run of pages of one folio,
+//! that borrows that lock for its lifetime `'a`, so the borrow checker ends
+//! every use of it before the lock is released. Its methods copy, dirty and
+//! reference the pages; none needs `unsafe` from a driver. A reference that
+//! must outlive the lock is a [`PageRefs`], owned, dropped with a put.
+//!
+//! Only this crate makes them: [`crate::hmm::FaultedPfns`], the closure of
+//! [`crate::device_exclusive::ExclusiveSession::map`], and the lookups and
+//! dirty reports of [`crate::device_pt::DevicePageTable`].
+//!
+//! # Safety contract
+//!
+//! While a `GuardedPages<'a>` lives, its pages stay allocated (every way
+//! to free them waits for the lock it borrows). The device may write them
+//! only if the CPU maps them writable (never the zero page): [`write`],
+//! [`fetch_add_u64`] and inserting with `WRITE` check that. A
+//! device-private page has no memory the CPU can address: it can be
+//! neither read nor written, only named, or give its driver's data page
+//! through the `unsafe` [`device_data`].
+//!
+//! [`write`]: GuardedPages::write
+//! [`fetch_add_u64`]: GuardedPages::fetch_add_u64
+//! [`device_data`]: GuardedPages::device_data
+
+use crate::ffi;
+use core::marker::PhantomData;
+use core::mem::MaybeUninit;
+use kernel::{page::PAGE_SIZE, prelude::*, uaccess::UserPtr};
+
+/// What kind of memory a [`GuardedPages`] names.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    /// System memory the CPU maps (the zero page included).
+    System,
+    /// A device-private page: a `struct page` with no CPU-addressable memory.
+    DevicePrivate,
+    /// A page of the driver's own that holds a device page's data.
+    DeviceData,
+}
+
+/// Pages known to stay allocated while the notifier lock borrowed for `'a`
+/// is held: one page, or a run of pages of one folio (a huge leaf).
+///
+/// # Invariants
+///
+/// - The `npages` pages from `pfn` stay allocated for `'a`.
+/// - `kind` says what they are; only `System` and `DeviceData` pages have
+///   memory the CPU can address.
+/// - If `writable`, the device may write them: the CPU maps them writable
+///   (or they are device data of a page it maps writable).
+/// - If `written`, the device wrote them while it could: they may be
+///   marked dirty.
+/// - If `tie` is not null, the pages were validated under the lock of the
+///   notifier state at `tie..tie + tie_len`, for the address `addr`.
+#[derive(Clone, Copy)]
+pub struct GuardedPages<'a> {
+    pfn: u64,
+    npages: u64,
+    addr: u64,
+    tie: *const u8,
+    tie_len: usize,
+    kind: Kind,
+    writable: bool,
+    written: bool,
+    _lock: PhantomData<&'a ()>,
+}
+
+/// The notifier state whose lock validated some pages: where it is and
+/// how large, so that a device page table can tell whether it lies inside.
+#[derive(Clone, Copy)]
+pub(crate) struct Tie {
+    at: *const u8,
+    len: usize,
+}
+
+impl Tie {
+    /// Not tied to any state: such pages cannot be inserted anywhere.
+    pub(crate) const NONE: Tie = Tie {
+        at: core::ptr::null(),
+        len: 0,
+    };
+
+    /// The `T` at `at`.
+    pub(crate) fn of<T>(at: *const T) -> Tie {
+        Tie {
+            at: at.cast(),
+            len: core::mem::size_of::<T>(),
+        }
+    }
+}
+
+impl<'a> GuardedPages<'a> {
+    /// The `npages` pages from `pfn`, mapped from `addr`, validated under
+    /// the lock of the notifier state `tie`.
+    ///
+    /// # Safety
+    ///
+    /// The type invariants hold for the result: the pages stay allocated
+    /// for `'a`, are of `kind`, and writable by the device if `writable`.
+    pub(crate) unsafe fn new(
+        pfn: u64,
+        npages: u64,
+        addr: u64,
+        tie: Tie,
+        kind: Kind,
+        writable: bool,
+    ) -> Self {
+        // INVARIANT: per the function's safety requirements.
+        Self {
+            pfn,
+            npages,
+            addr,
+            tie: tie.at,
+            tie_len: tie.len,
+            kind,
+            writable,
+            written: writable,
+            _lock: PhantomData,
+        }
+    }
+
+    /// Pages the device wrote, as a device page table reports them when
+    /// it drops their dirty bit: they may be read and marked dirty, not
+    /// written (the CPU may be write-protecting them), nor inserted again.
+    ///
+    /// # Safety
+    ///
+    /// The pages stay allocated for `'a`, are of `kind`, and were writable
+    /// by the device when it wrote them.
+    pub(crate) unsafe fn written(pfn: u64, npages: u64, kind: Kind) -> Self {
+        // SAFETY: Per the function's safety requirements; not writable.
+        let mut p = unsafe { Self::new(pfn, npages, u64::MAX, Tie::NONE, kind, false) };
+        // INVARIANT: the device wrote them while it could.
+        p.written = true;
+        p
+    }
+
+    /// The first page frame number, a number to compare or to hand to
+    /// hardware; the pages behind it are only valid for `'a`.
+    pub fn pfn(&self) -> u64 {
+        self.pfn
+    }
+
+    /// How many pages.
+    pub fn npages(&self) -> u64 {
+        self.npages
+    }
+
+    /// Bytes the pages span.
+    fn bytes(&self) -> usize {
+        self.npages as usize * PAGE_SIZE
+    }
+
+    /// Whether the device may write the pages.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Whether this is a device-private page (see [`Self::device_data`]).
+    pub fn is_device_private(&self) -> bool {
+        self.kind == Kind::DevicePrivate
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Whether these pages were validated for `addr` under the lock of a
+    /// notifier state that contains the `T` at `at`: the check that lets a
+    /// device page table inside that state take them.
+    pub(crate) fn tied_to<T>(&self, at: *const T, addr: u64) -> bool {
+        let (at, tie) = (at as usize, self.tie as usize);
+        !self.tie.is_null()
+            && self.addr == addr
+            && at >= tie
+            && at + core::mem::size_of::<T>() <= tie + self.tie_len
+    }
+
+    /// `EINVAL` unless `[offset, offset + len)` lies inside CPU-addressable
+    /// pages.
+    fn check(&self, offset: usize, len: usize) -> Result {
+        let end = offset.checked_add(len).ok_or(EINVAL)?;
+        if self.kind == Kind::DevicePrivate || end > self.bytes() {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    /// Copies `buf.len()` bytes at byte `offset` of the pages into `buf`.
+    /// `EINVAL` if that reaches past them or the page is device-private.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result {
+        self.check(offset, buf.len())?;
+        // SAFETY: The pages are allocated (type invariant) and addressable,
+        // the range lies inside them (checked), and `buf` is writable for
+        // its length.
+        unsafe {
+            ffi::rust_hmm_pages_read(
+                self.pfn as usize,
+                offset,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// [`Self::read`] into memory that need not be initialised; returns it,
+    /// initialised.
+    pub fn read_uninit<'b>(
+        &self,
+        offset: usize,
+        buf: &'b mut [MaybeUninit<u8>],
+    ) -> Result<&'b mut [u8]> {
+        self.check(offset, buf.len())?;
+        // SAFETY: As in `read`; the helper only writes to `buf`.
+        unsafe {
+            ffi::rust_hmm_pages_read(
+                self.pfn as usize,
+                offset,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        // SAFETY: The helper initialised every byte, and `MaybeUninit<u8>`
+        // has the layout of `u8`.
+        Ok(unsafe { &mut *(core::ptr::from_mut(buf) as *mut [u8]) })
+    }
+
+    /// Copies `data` into the pages at byte `offset`. `EPERM` if the device
+    /// may not write them, `EINVAL` if it reaches past them.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result {
+        if !self.writable {
+            return Err(EPERM);
+        }
+        self.check(offset, data.len())?;
+        // SAFETY: As in `read`, and the device may write the pages (type
+        // invariant).
+        unsafe {
+            ffi::rust_hmm_pages_write(self.pfn as usize, offset, data.as_ptr().cast(), data.len())
+        };
+        Ok(())
+    }
+
+    /// Atomically adds `value` to the `u64` at byte `offset` (8-byte
+    /// aligned, `EINVAL` otherwise) and returns the old value, as a device
+    /// atomic would. `EPERM` if the device may not write the pages.
+    pub fn fetch_add_u64(&self, offset: usize, value: u64) -> Result<u64> {
+        if !self.writable {
+            return Err(EPERM);
+        }
+        if !offset.is_multiple_of(8) {
+            return Err(EINVAL);
+        }
+        self.check(offset, 8)?;
+        // SAFETY: As in `write`; the aligned `u64` lies inside one page.
+        Ok(unsafe { ffi::rust_hmm_pages_fetch_add_u64(self.pfn as usize, offset, value) })
+    }
+
+    /// Copies the pages, whole, straight to user address `uptr` with page
+    /// faults disabled, and returns how many whole pages were copied: a
+    /// user page that is not present and writable ends the copy there
+    /// instead of faulting. So this may run under the notifier lock, which
+    /// a fault (through reclaim) could need.
+    pub fn copy_to_user_nofault(&self, uptr: UserPtr) -> u64 {
+        if self.kind == Kind::DevicePrivate {
+            return 0;
+        }
+        let len = self.bytes();
+        // The helper checks `access_ok()` and copies with
+        // `pagefault_disable()`: a fault on the user address finds
+        // `faulthandler_disabled()` and goes to the exception fixup before
+        // it takes a lock or allocates (arch/x86/mm/fault.c).
+        // SAFETY: The pages are allocated and addressable (type invariant);
+        // any user address may be passed.
+        let left = unsafe {
+            ffi::rust_hmm_copy_pages_to_user_nofault(uptr.as_mut_ptr(), self.pfn as usize, len)
+        };
+        (len.saturating_sub(left) / PAGE_SIZE) as u64
+    }
+
+    /// `set_page_dirty()` once per folio, as a CPU write would set its
+    /// PTE's dirty bit. Device data has no CPU mapping to dirty: nothing
+    /// to do. `EPERM` for pages the device could not have written.
+    pub fn mark_dirty(&self) -> Result {
+        if !self.written {
+            return Err(EPERM);
+        }
+        if self.kind == Kind::System {
+            // SAFETY: The pages are allocated (type invariant).
+            unsafe { ffi::rust_hmm_set_pages_dirty(self.pfn as usize, self.npages as usize) };
+        }
+        Ok(())
+    }
+
+    /// A reference on every folio of the pages, which may outlive the lock.
+    pub fn get(&self) -> PageRefs {
+        // SAFETY: The pages are allocated (type invariant).
+        unsafe { ffi::rust_hmm_get_pages(self.pfn as usize, self.npages as usize) };
+        // INVARIANT: the references just taken.
+        PageRefs {
+            pfn: self.pfn,
+            npages: self.npages,
+            kind: self.kind,
+            written: self.written,
+        }
+    }
+
+    /// The page `data_pfn` that holds this device-private page's data in a
+    /// driver that keeps it in system memory (as the sample does), with
+    /// the same address, lock and permissions. `EINVAL` unless this is one
+    /// device-private page.
+    ///
+    /// # Safety
+    ///
+    /// `data_pfn` is a page that stays allocated for as long as this
+    /// device-private page does (the driver frees it in its `folio_free`).
+    pub unsafe fn device_data(&self, data_pfn: u64) -> Result<GuardedPages<'a>> {
+        if self.kind != Kind::DevicePrivate || self.npages != 1 {
+            return Err(EINVAL);
+        }
+        // INVARIANT: this page stays allocated for `'a`, so by the caller's
+        // promise the data page does too.
+        Ok(Self {
+            pfn: data_pfn,
+            kind: Kind::DeviceData,
+            ..*self
+        })
+    }
+}
+
+/// References on the folios of some pages, taken by [`GuardedPages::get`]:
+/// the pages stay allocated, lock or no lock, until this is dropped.
+///
+/// # Invariants
+///
+/// Holds one reference on each folio of the `npages` pages from `pfn`, as
+/// `rust_hmm_get_pages()` takes them; `kind` and `written` are those of the
+/// [`GuardedPages`] they came from.
+pub struct PageRefs {
+    pfn: u64,
+    npages: u64,
+    kind: Kind,
+    written: bool,
+}
+
+impl PageRefs {
+    /// The first page frame number.
+    pub fn pfn(&self) -> u64 {
+        self.pfn
+    }
+
+    /// How many pages.
+    pub fn npages(&self) -> u64 {
+        self.npages
+    }
+
+    /// [`GuardedPages::mark_dirty`], without the lock: the references keep
+    /// the folios alive.
+    pub fn mark_dirty(&self) -> Result {
+        if !self.written {
+            return Err(EPERM);
+        }
+        if self.kind == Kind::System {
+            // SAFETY: We hold references on the folios (type invariant).
+            unsafe { ffi::rust_hmm_set_pages_dirty(self.pfn as usize, self.npages as usize) };
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PageRefs {
+    fn drop(&mut self) {
+        // SAFETY: The references are ours (type invariant).
+        unsafe { ffi::rust_hmm_put_pages(self.pfn as usize, self.npages as usize) };
+    }
+}
+
+#[kunit_tests(rust_hmm_guarded_page)]
+mod tests {
+    use super::*;
+    use crate::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
+    use crate::hmm::{Fault, HmmRange, Mode};
+    use crate::kunit_mm::{self, PAGE};
+    use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    use core::ptr::null;
+    use kernel::alloc::flags::{__GFP_ZERO, GFP_NOWAIT};
+    use kernel::page::Page;
+
+    /// The folio reference count and dirty bit of page `pfn`.
+    fn page_state(pfn: u64) -> (i32, bool) {
+        // SAFETY: The tests only ask about pages they keep allocated.
+        unsafe {
+            (
+                ffi::rust_hmm_page_refcount(pfn as usize),
+                ffi::rust_hmm_page_dirty(pfn as usize),
+            )
+        }
+    }
+
+    /// Data in and out of a page of our own, bounds, permissions, the
+    /// dirty bit and references.
+    #[test]
+    fn guarded_pages() -> Result {
+        let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+        // SAFETY: `page` is a live page.
+        let pfn = unsafe { ffi::rust_hmm_page_to_pfn(page.as_ptr()) } as u64;
+        let tie = 0u64;
+        // SAFETY: `page` is ours and outlives every use below; writable.
+        let p =
+            unsafe { GuardedPages::new(pfn, 1, 0, Tie::of(&raw const tie), Kind::System, true) };
+        p.write(100, b"device")?;
+        let mut buf = [0u8; 6];
+        p.read(100, &mut buf)?;
+        assert_eq!(&buf, b"device");
+        let mut uninit = [MaybeUninit::new(0xffu8); 8];
+        assert_eq!(&*p.read_uninit(98, &mut uninit)?, &b"\0\0device"[..]);
+        // The last byte is inside, one more is not, nor any overflow.
+        assert!(p.write(PAGE_SIZE - 1, b"x").is_ok());
+        assert_eq!(p.write(PAGE_SIZE - 1, b"xy"), Err(EINVAL));
+        assert_eq!(p.read(usize::MAX, &mut buf), Err(EINVAL));
+        assert_eq!(p.fetch_add_u64(PAGE_SIZE, 1), Err(EINVAL));
+        // A device atomic: old value back, new value in the page.
+        assert_eq!(p.fetch_add_u64(8, 40)?, 0);
+        assert_eq!(p.fetch_add_u64(8, 2)?, 40);
+        assert_eq!(p.fetch_add_u64(12, 1), Err(EINVAL));
+        let mut word = [0u8; 8];
+        p.read(8, &mut word)?;
+        assert_eq!(u64::from_ne_bytes(word), 42);
+
+        // Dirty and referenced, as a driver would before dropping the lock.
+        assert_eq!(page_state(pfn), (1, false));
+        p.mark_dirty()?;
+        let refs = p.get();
+        assert_eq!(page_state(pfn), (2, true));
+        drop(refs);
+        assert_eq!(page_state(pfn).0, 1);
+
+        // Read-only: no writes, no atomics, no dirtying; reads are fine.
+        // SAFETY: As above; not writable.
+        let ro =
+            unsafe { GuardedPages::new(pfn, 1, 0, Tie::of(&raw const tie), Kind::System, false) };
+        assert_eq!(ro.write(0, b"x"), Err(EPERM));
+        assert_eq!(ro.fetch_add_u64(8, 1), Err(EPERM));
+        assert_eq!(ro.mark_dirty(), Err(EPERM));
+        ro.read(8, &mut word)?;
+        assert_eq!(u64::from_ne_bytes(word), 42);
+        assert!(ro.get().mark_dirty().is_err());
+        assert_eq!(page_state(pfn).0, 1);
+
+        // A device-private page has nothing to read; its data page does.
+        // SAFETY: As above: the "device page" is our page, never read.
+        let dp = unsafe {
+            GuardedPages::new(
+                pfn,
+                1,
+                0,
+                Tie::of(&raw const tie),
+                Kind::DevicePrivate,
+                true,
+            )
+        };
+        assert_eq!(dp.read(0, &mut buf), Err(EINVAL));
+        assert_eq!(dp.copy_to_user_nofault(UserPtr::from_addr(0)), 0);
+        // SAFETY: The data page is `page`, alive for the whole test.
+        let data = unsafe { dp.device_data(pfn)? };
+        data.read(100, &mut buf)?;
+        assert_eq!(&buf, b"device");
+        // SAFETY: As above.
+        assert_eq!(unsafe { data.device_data(pfn) }.err(), Some(EINVAL));
+        Ok(())
+    }
+
+    /// Marks the pages a table reports dirty, and keeps references on them.
+    struct Keep(KVec<PageRefs>);
+
+    impl DirtySink for Keep {
+        fn dirty(&mut self, pages: GuardedPages<'_>) {
+            assert!(pages.mark_dirty().is_ok());
+            assert_eq!(pages.write(0, b"x"), Err(EPERM));
+            self.0.push(pages.get(), GFP_NOWAIT).expect("keep");
+        }
+    }
+
+    /// A mirror in miniature: a device page table that every invalidation
+    /// empties over its range.
+    struct TableOps;
+
+    impl IntervalNotifierOps for TableOps {
+        type State = (DevicePageTable, Keep);
+        type Finish = ();
+
+        fn invalidate(&self, st: &mut Self::State, range: &NotifierRange<'_>) {
+            st.0.update(range.start(), range.end(), 0, &mut st.1);
+        }
+
+        fn release(&self, st: &mut Self::State) {
+            st.0.clear(&mut st.1);
+        }
+    }
+
+    /// Pages faulted in a real mm go into a device page table, are read
+    /// and written through it as the CPU sees them, copied to user memory,
+    /// and reported dirty when the CPU unmaps them.
+    #[test]
+    fn pages_in_and_out() -> Result {
+        let mm = kunit_mm::attach()?;
+        let a = kunit_mm::mmap_anon(2, true)?;
+        let dst = kunit_mm::mmap_anon(2, true)?;
+        kunit_mm::write_user(a, b"from the cpu")?;
+        kunit_mm::write_user(dst, &[0])?;
+        // SAFETY: The table lives in the notifier's state, every
+        // invalidation removes its range, and `release` empties it.
+        let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+        let n = KBox::pin_init(
+            IntervalNotifier::new(&mm, a, 2 * PAGE, TableOps, (pt, Keep(KVec::new()))),
+            GFP_KERNEL,
+        )?;
+        let mut reserve = DirReserve::new();
+        reserve.fill_block(GFP_KERNEL)?;
+        // SAFETY: Outside any notifier, but it never holds an entry: it is
+        // only there to refuse one.
+        let mut stray = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+        let pfn = {
+            let mut r = HmmRange::new(&n, a, a + 2 * PAGE, null())?;
+            let mut f = r.fault(Fault::Write, Mode::Locked)?;
+            let (st, pfns) = f.split();
+            let p = pfns.page(0).ok_or(EFAULT)?;
+            let mut buf = [0u8; 12];
+            p.read(0, &mut buf)?;
+            assert_eq!(&buf, b"from the cpu");
+            // Only at the address it was faulted for, only in a table
+            // inside the notifier's state.
+            let mut sink = Keep(KVec::new());
+            assert_eq!(
+                st.0.insert_page(a + PAGE, &p, 0, &mut reserve, &mut sink),
+                Err(EINVAL)
+            );
+            assert_eq!(
+                stray.insert_page(a, &p, 0, &mut reserve, &mut sink),
+                Err(EINVAL)
+            );
+            st.0.insert_page(a, &p, Entry::WRITE, &mut reserve, &mut sink)?;
+            assert!(pfns.page(2).is_none());
+            p.pfn()
+        };
+        {
+            let st = n.lock();
+            let p = st.0.lookup_page(a).ok_or(EFAULT)?;
+            assert_eq!(p.pfn(), pfn);
+            p.write(0, b"from the dev")?;
+            assert!(st.0.lookup_page(a + PAGE).is_none());
+            // Straight to a present user page, not to an absent one.
+            assert_eq!(p.copy_to_user_nofault(UserPtr::from_addr(dst as usize)), 1);
+            assert_eq!(
+                p.copy_to_user_nofault(UserPtr::from_addr((dst + PAGE) as usize)),
+                0
+            );
+        }
+        let mut buf = [0u8; 12];
+        kunit_mm::read_user(a, &mut buf)?;
+        assert_eq!(&buf, b"from the dev");
+        kunit_mm::read_user(dst, &mut buf)?;
+        assert_eq!(&buf, b"from the dev");
+
+        // A dirty entry, then the CPU unmaps the page: the invalidation
+        // hands it to the sink, which keeps a reference past the unmap.
+        {
+            let mut r = HmmRange::new(&n, a, a + PAGE, null())?;
+            let mut f = r.fault(Fault::Write, Mode::Locked)?;
+            let (st, pfns) = f.split();
+            let p = pfns.page(0).ok_or(EFAULT)?;
+            let (pt, sink) = (&mut st.0, &mut st.1);
+            pt.insert_page(a, &p, Entry::WRITE | Entry::DIRTY, &mut reserve, sink)?;
+        }
+        kunit_mm::munmap(a, 2)?;
+        let kept = {
+            let mut st = n.lock_valid(n.read_begin()).ok_or(EBUSY)?;
+            assert!(st.0.lookup_page(a).is_none());
+            core::mem::replace(&mut st.1, Keep(KVec::new()))
+        };
+        assert_eq!(kept.0.len(), 1);
+        assert_eq!(kept.0[0].pfn(), pfn);
+        // Unmapped, but alive and dirty: the sink's reference holds it.
+        let (refs, dirty) = page_state(pfn);
+        assert!(refs >= 1 && dirty);
+        drop(kept);
+        Ok(())
+    }
+}
