@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -88,6 +89,19 @@ static inline int numa_hinting_off(void)
 static inline int numa_hinting_on(void)
 {
 	return syscall(SYS_set_mempolicy, MPOL_DEFAULT, NULL, 0);
+}
+
+/* Writes @val to the file @path; returns 0 or -1. */
+static inline int write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+	int ok;
+
+	if (fd < 0)
+		return -1;
+	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
+	close(fd);
+	return ok ? 0 : -1;
 }
 
 /* The number of NUMA nodes with memory, 1 if unknown. */

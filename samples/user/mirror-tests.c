@@ -602,19 +602,6 @@ TEST_F(mirror, five_level_addresses)
 	munmap(buf, n * PAGE);
 }
 
-/* Writes @val to the file @path; returns 0 or -1. */
-static int write_file(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY);
-	int ok;
-
-	if (fd < 0)
-		return -1;
-	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
-	close(fd);
-	return ok ? 0 : -1;
-}
-
 /* Reads the file @path into @buf (at most @len - 1 bytes); 0 or -1. */
 static int read_file(const char *path, char *buf, size_t len)
 {
