@@ -29,7 +29,7 @@ use crate::ffi;
 use crate::hmm::HmmPfn;
 use crate::migrate::{DstFolio, DstPage, PagemapOwner, SrcPfn};
 use core::marker::PhantomPinned;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use kernel::{
     alloc::{
         flags::{GFP_KERNEL, GFP_NOWAIT},
@@ -41,6 +41,7 @@ use kernel::{
     types::Opaque,
 };
 
+mod to_device;
 mod to_ram;
 
 pub use crate::migrate::PMD_ORDER;
@@ -178,9 +179,27 @@ struct Chunk<T: DevmemOps> {
     first_pfn: u64,
     npages: u64,
     data: VVec<T::PageData>,
-    /// Per page: handed out and not yet freed.
-    used: VVec<AtomicBool>,
+    /// Per page, a [`PageState`] value.
+    state: VVec<AtomicU8>,
     registered: bool,
+}
+
+/// What a device page of a pool is doing. Only the pool changes it: to
+/// [`PageState::Held`] when it hands the page out, between `Held` and
+/// [`PageState::Resident`] while the page is locked by a migration that
+/// committed, and to [`PageState::Free`] when the folio is freed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+enum PageState {
+    Free = 0,
+    /// Handed out but holding no process data: a destination not yet
+    /// migrated into, or a page whose data has migrated out and which is
+    /// about to be freed. Eviction leaves it alone: it is not mapped, and
+    /// moving it would put stale (or no) data in a second place.
+    Held = 1,
+    /// Holds the data of a mapping: a migration into the page committed
+    /// and none out of it since.
+    Resident = 2,
 }
 
 // SAFETY: The kernel synchronises `pagemap` itself; the other fields are
@@ -190,20 +209,23 @@ unsafe impl<T: DevmemOps> Sync for Chunk<T> {}
 unsafe impl<T: DevmemOps> Send for Chunk<T> {}
 
 impl<T: DevmemOps> Chunk<T> {
-    /// Marks the pages of the folio of `order` at `pfn` (inside the chunk)
-    /// as handed out or free.
-    fn set_used(&self, pfn: u64, order: u32, used: bool) {
+    /// Sets the state of the `n` pages from `pfn` on (inside the chunk).
+    fn set_state(&self, pfn: u64, n: usize, state: PageState) {
         let first = (pfn - self.first_pfn) as usize;
-        if let Some(flags) = self.used.get(first..first + (1 << order)) {
-            for f in flags {
-                f.store(used, Ordering::Relaxed);
+        if let Some(cells) = self.state.get(first..first + n) {
+            for c in cells {
+                c.store(state as u8, Ordering::Release);
             }
         }
     }
 
-    /// Whether page `i` of the chunk is handed out.
-    fn is_used(&self, i: usize) -> bool {
-        self.used.get(i).is_some_and(|f| f.load(Ordering::Relaxed))
+    /// The state of page `i` of the chunk.
+    fn state(&self, i: usize) -> PageState {
+        match self.state.get(i).map(|c| c.load(Ordering::Acquire)) {
+            Some(1) => PageState::Held,
+            Some(2) => PageState::Resident,
+            _ => PageState::Free,
+        }
     }
 }
 
@@ -338,7 +360,7 @@ impl<T: DevmemOps> VTable<T> {
         if let Some(data) = chunk.data.get(first..first + (1 << order)) {
             T::folio_free(pool, pfn, data);
         }
-        chunk.set_used(pfn, order, false);
+        chunk.set_state(pfn, 1 << order, PageState::Free);
         pool.release(pfn, order);
     }
 
@@ -437,7 +459,11 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     /// A free folio of `order` (0 or [`PMD_ORDER`]), initialised as the
     /// migration core wants a destination: locked, one reference. Registers
     /// a chunk when none is free; `ENOMEM` at the limit.
-    pub fn alloc(&self, order: u32) -> Result<crate::migrate::DstFolio> {
+    ///
+    /// Not public: a migration into the pool must commit through
+    /// [`Self::migrate_to_device`], which records the pages that then hold
+    /// data (eviction moves only those). Only tests take folios here.
+    pub(crate) fn alloc(&self, order: u32) -> Result<crate::migrate::DstFolio> {
         if order != 0 && order != PMD_ORDER {
             return Err(EINVAL);
         }
@@ -451,7 +477,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                 // SAFETY: A free page (refcount 0) of `chunk` with room for
                 // `order` (large blocks are aligned and whole).
                 unsafe { ffi::rust_hmm_zone_device_folio_init(page, chunk.pagemap.get(), order) };
-                chunk.set_used(pfn, order, true);
+                chunk.set_state(pfn, 1 << order, PageState::Held);
                 self.in_use.fetch_add(1 << order, Ordering::Relaxed);
                 // SAFETY: Just initialised: locked, one reference, ours.
                 return Ok(unsafe { crate::migrate::DstFolio::from_raw(page, order) });
@@ -511,12 +537,12 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         let mut small = VVec::with_capacity(total, GFP_KERNEL)?;
         let mut large = VVec::with_capacity(total / PMD_PAGES as usize + 1, GFP_KERNEL)?;
         let mut data = VVec::with_capacity(npages as usize, GFP_KERNEL)?;
-        let mut used = VVec::with_capacity(npages as usize, GFP_KERNEL)?;
+        let mut state = VVec::with_capacity(npages as usize, GFP_KERNEL)?;
         for _ in 0..npages {
             data.push(T::PageData::default(), GFP_KERNEL)?;
-            used.push(AtomicBool::new(false), GFP_KERNEL)?;
+            state.push(AtomicU8::new(PageState::Free as u8), GFP_KERNEL)?;
         }
-        let chunk = self.register(npages, data, used)?;
+        let chunk = self.register(npages, data, state)?;
         let first = chunk.first_pfn;
         let aligned = first.next_multiple_of(PMD_PAGES);
         let end = first + npages;
@@ -551,7 +577,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         &self,
         npages: u64,
         data: VVec<T::PageData>,
-        used: VVec<AtomicBool>,
+        state: VVec<AtomicU8>,
     ) -> Result<Pin<KBox<Chunk<T>>>> {
         let bytes = npages << kernel::page::PAGE_SHIFT;
         // SAFETY: Searches the resource tree; the name is static.
@@ -574,7 +600,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                 first_pfn: start >> kernel::page::PAGE_SHIFT,
                 npages,
                 data,
-                used,
+                state,
                 registered: false,
             },
             GFP_KERNEL,

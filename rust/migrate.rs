@@ -56,7 +56,10 @@ pub enum Select {
     /// System memory, to move it into the device.
     System,
     /// The caller's device-private pages (matched by owner), to move them
-    /// back to system memory.
+    /// back to system memory. Those of a
+    /// [`crate::devmem::DevicePrivatePool`] go through its
+    /// `migrate_to_ram()`, which records that they no longer hold data;
+    /// moved without it, eviction may take one again before it is freed.
     DevicePrivate,
 }
 
@@ -497,6 +500,12 @@ impl<'a> Migration<'a> {
     pub fn migrated(&self, i: usize) -> bool {
         self.pages_done && self.src(i).migrate() && self.dst[i] != 0
     }
+
+    /// The PFN of the destination entry `i` was given, if any.
+    pub fn dst_pfn(&self, i: usize) -> Option<u64> {
+        let d = *self.dst.get(i)?;
+        (d & ffi::MIGRATE_PFN_VALID != 0).then_some(d >> ffi::MIGRATE_PFN_SHIFT)
+    }
 }
 
 impl Drop for Migration<'_> {
@@ -557,6 +566,9 @@ mod tests {
         tag: AtomicU64,
     }
 
+    /// Pages `copy_to_ram` copied out, in all tests.
+    static COPIED: AtomicU64 = AtomicU64::new(0);
+
     struct WordDevice;
 
     impl DevmemOps for WordDevice {
@@ -575,6 +587,7 @@ mod tests {
         ) -> Result {
             dst.zero();
             for (i, d) in data.iter().enumerate() {
+                COPIED.fetch_add(1, Ordering::Relaxed);
                 let v = d.value.load(Ordering::Relaxed).to_ne_bytes();
                 // SAFETY: Page `i` of the locked destination; the copy stays
                 // inside it.
@@ -631,28 +644,33 @@ mod tests {
         let vma = lock.vma_lookup(addr as usize).ok_or(EFAULT)?;
         let end = addr + n as u64 * PAGE;
         let mut m = Migration::vma(vma, addr, end, pool.owner(), Select::System, false)?;
-        for i in 0..m.npages() {
-            let s = m.src(i);
-            let Some(pfn) = s.pfn().filter(|_| s.migrate()) else {
-                continue;
-            };
-            let mut w = [0u8; 8];
-            // SAFETY: The source page is locked and referenced by `m`.
-            if !unsafe { kunit_mm::read_pfn(pfn, &mut w) } {
-                return Err(EINVAL);
-            }
-            let write = s.write();
-            let f = pool.alloc(0)?;
-            let d = f.subpage(0).and_then(|p| pool.page_data(p)).ok_or(EINVAL)?;
-            d.value.store(u64::from_ne_bytes(w), Ordering::Relaxed);
-            d.tag.store(tag, Ordering::Relaxed);
-            m.set_dst(i, f, write)?;
-        }
         if !pages {
+            // Destinations as the pool gives them, then dropped unmigrated.
+            for i in 0..m.npages() {
+                if m.src(i).migrate() {
+                    let f = pool.alloc(0)?;
+                    m.set_dst(i, f, true)?;
+                }
+            }
             return Ok(0);
         }
-        m.pages();
-        Ok((0..m.npages()).filter(|&i| m.migrated(i)).count())
+        let moved = pool.migrate_to_device(
+            &mut m,
+            |_| true,
+            |f, s, _| {
+                let pfn = s.pfn().ok_or(EINVAL)?;
+                let mut w = [0u8; 8];
+                // SAFETY: The source page is locked and referenced by `m`.
+                if !unsafe { kunit_mm::read_pfn(pfn, &mut w) } {
+                    return Err(EINVAL);
+                }
+                let d = f.subpage(0).and_then(|p| pool.page_data(p)).ok_or(EINVAL)?;
+                d.value.store(u64::from_ne_bytes(w), Ordering::Relaxed);
+                d.tag.store(tag, Ordering::Relaxed);
+                Ok(())
+            },
+        );
+        Ok(moved as usize)
     }
 
     /// Pages go to device memory and come back on a CPU access, data and
@@ -748,6 +766,57 @@ mod tests {
         assert!(stamped(b, 2, 0x5000)?);
         kunit_mm::munmap(a, 3)?;
         kunit_mm::munmap(b, 2)?;
+        Ok(())
+    }
+
+    /// A page whose data has moved out, but which its migration has not
+    /// released yet, is not evicted again. The page is caught in that state
+    /// with a reference of the test's own, as eviction's
+    /// `migrate_device_pfns()` catches one between finalize's unlock and
+    /// put; moving it again warned on DEBUG_VM kernels (the page had handed
+    /// its memory cgroup charge to its copy), copying stale data.
+    #[test]
+    fn evict_skips_page_moving_out() -> Result {
+        let mm = kunit_mm::attach()?;
+        let pool = pool()?;
+        let addr = kunit_mm::mmap_anon(1, true)?;
+        stamp(addr, 1, 0x7000)?;
+        assert_eq!(to_device(&mm, &pool, addr, 1, 1, true)?, 1);
+        let pfn = {
+            let lock = mm.mmap_read_lock();
+            let vma = lock.vma_lookup(addr as usize).ok_or(EFAULT)?;
+            let mut m = Migration::vma(
+                vma,
+                addr,
+                addr + PAGE,
+                pool.owner(),
+                Select::DevicePrivate,
+                false,
+            )?;
+            let pfn = m
+                .src(0)
+                .pfn()
+                .filter(|_| m.src(0).migrate())
+                .ok_or(EINVAL)?;
+            let alloc = |vma: Option<&VmaRef>, a, o| DstFolio::alloc_system(vma, a, o);
+            assert_eq!(pool.migrate_to_ram(&mut m, Some(vma), alloc)?, 1);
+            // Taken after the move (an extra reference would have refused
+            // it) and before finalize.
+            // SAFETY: The page is locked and referenced by `m`; the extra
+            // reference is dropped below.
+            unsafe { ffi::rust_hmm_get_pages(pfn as usize, 1) };
+            pfn
+        };
+        // Finalized: unlocked, unmapped, alive only through our reference.
+        let copied = COPIED.load(Ordering::Relaxed);
+        assert_eq!(pool.stats().in_use, 1);
+        assert_eq!(pool.evict(|_| true)?, 0);
+        assert_eq!(COPIED.load(Ordering::Relaxed), copied);
+        // SAFETY: The reference taken above.
+        unsafe { ffi::rust_hmm_put_pages(pfn as usize, 1) };
+        assert_eq!(pool.stats().in_use, 0);
+        assert!(stamped(addr, 1, 0x7000)?);
+        kunit_mm::munmap(addr, 1)?;
         Ok(())
     }
 

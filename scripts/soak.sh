@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# make soak: race-tests, the fuzzer (a new seed each round) and hmm-tests,
-# round after round, on the multi-CPU test kernel for SOAK_MIN minutes
-# (default 30; VARIANT=debug for the debug kernel). Reports rounds, hangs
-# and splats; fails on any failed test, hang or splat.
+# make soak: race-tests, the fuzzer (a new seed each round), hmm-tests and
+# migrate-tests' eviction race, round after round, on the multi-CPU test
+# kernel for SOAK_MIN minutes (default 30; VARIANT=debug for the debug
+# kernel). Reports rounds, hangs and splats; fails on any failed test,
+# hang or splat.
 #
 # A part that overruns its bound is a hang: the guest dumps every CPU's
 # backtrace and every blocked task into its kernel log (sysrq l and w) and
@@ -44,6 +45,9 @@ while [ "$(cut -d. -f1 /proc/uptime)" -lt "$SOAK_END" ]; do
 	watched $((FUZZ_S + 120)) soak:$round:ioctl-fuzz \
 		ioctl-fuzz $((SEED + round)) $FUZZ_S $CALLS
 	watched $TESTS_S soak:$round:hmm-tests hmm-tests $SKIP
+	# Eviction racing migrations (the memcg WARN of 2026-12-06).
+	watched 300 soak:$round:migrate-release \
+		migrate-tests -t release_races_migration
 	round=$((round + 1))
 done
 section rmmod:rust_hmm rmmod rust_hmm
@@ -59,6 +63,7 @@ python3 "$TOP/scripts/vm.py" --bzimage "$KDIR/arch/x86/boot/bzImage" \
 	--file "$TOP/scripts/vm-lib.sh:/lib/vm-lib.sh" \
 	--file "$TOP/out/hmm-tests:/bin/hmm-tests" \
 	--file "$TOP/out/race-tests" --file "$TOP/out/ioctl-fuzz" \
+	--file "$TOP/out/migrate-tests" \
 	--log "$TOP/out/$name/console.log" --cache "$CACHE" \
 	--timeout "$VM_TIMEOUT" ${VM_CLOCK:+--clock "$VM_CLOCK"} \
 	--gdb "${VM_GDB:-$(( 20000 + RANDOM % 10000 ))}" \

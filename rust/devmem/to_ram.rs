@@ -7,7 +7,7 @@
 //! running the migration is the pool's, so that no driver can leave a page
 //! behind.
 
-use super::{DeviceFault, DevicePrivatePool, DevmemOps, PMD_PAGES};
+use super::{DeviceFault, DevicePrivatePool, DevmemOps, PageState, PMD_PAGES};
 use crate::migrate::{DstFolio, Migration, MAX_PAGES, PMD_ORDER};
 use kernel::{bindings, mm::virt::VmaRef, page::PAGE_SIZE, prelude::*};
 
@@ -38,23 +38,23 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
             // Dropped before `pages()`: every page stays where it was.
             return bindings::vm_fault_reason_VM_FAULT_OOM;
         }
-        m.pages();
         0
     }
 
     /// Gives every collected source of `m` that is a page of this pool a
-    /// system destination filled by [`DevmemOps::copy_to_ram`]: a folio of
-    /// the source's size from `alloc(vma, addr, order)`, or, for a PMD
-    /// source migrated by address (`vma` given), 512 small pages when that
-    /// allocation fails (the core then splits the source). `ENOMEM` if a
-    /// page got no memory; the pages given destinations so far keep them,
-    /// and a [`Migration`] dropped without `pages()` restores all of them.
+    /// system destination filled by [`DevmemOps::copy_to_ram`], and runs
+    /// the migration; returns how many pages moved. A destination is a
+    /// folio of the source's size from `alloc(vma, addr, order)`, or, for a
+    /// PMD source migrated by address (`vma` given), 512 small pages when
+    /// that allocation fails (the core then splits the source). `ENOMEM` if
+    /// a page got no memory, and nothing has moved: a [`Migration`] dropped
+    /// without `pages()` restores every page.
     pub fn migrate_to_ram(
         &self,
         m: &mut Migration<'_>,
         vma: Option<&VmaRef>,
         mut alloc: impl FnMut(Option<&VmaRef>, u64, u32) -> Option<DstFolio>,
-    ) -> Result {
+    ) -> Result<u64> {
         let mut i = 0;
         while i < m.npages() {
             let s = m.src(i);
@@ -89,11 +89,13 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
             }
             i += nr;
         }
-        Ok(())
+        Ok(self.commit(m, false))
     }
 
-    /// Moves the pages in use whose data `select` accepts back to system
-    /// memory, wherever they are mapped (`migrate_device_pfns()`). Returns
+    /// Moves the pages holding data whose data `select` accepts back to
+    /// system memory, wherever they are mapped (`migrate_device_pfns()`).
+    /// A page whose data is moving out already, or a destination still
+    /// being migrated into, is not one of them. Returns
     /// how many selected pages are still in device memory afterwards:
     /// busy for a moment (a fault holds them), or left by the driver's copy.
     ///
@@ -125,7 +127,8 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                     let next = end.min((b / PMD_PAGES + 1) * PMD_PAGES);
                     let first = (b - c.first_pfn) as usize;
                     let last = (next - c.first_pfn) as usize;
-                    if (first..last).any(|i| c.is_used(i) && select(&c.data[i])) {
+                    let resident = |i| c.state(i) == PageState::Resident;
+                    if (first..last).any(|i| resident(i) && select(&c.data[i])) {
                         blocks.push((b, next), GFP_KERNEL)?;
                     }
                     b = next;
@@ -147,9 +150,11 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                 let s = m.src(i);
                 let (order, write) = (if s.compound() { PMD_ORDER } else { 0 }, s.write());
                 let nr = 1usize << order;
+                // Decided now that `m` holds the page locked: see
+                // `PageState::Held` for the pages this leaves alone.
                 let data = s
                     .pfn()
-                    .filter(|_| s.migrate())
+                    .filter(|&pfn| s.migrate() && self.is_resident(pfn))
                     .and_then(|pfn| self.pages_data(pfn, nr))
                     .filter(|d| d.first().is_some_and(select));
                 if let Some(data) = data {
@@ -162,13 +167,13 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                 }
                 i += nr;
             }
-            m.pages();
+            self.commit(&mut m, false);
         }
         let mut left = 0;
         let chunks = self.chunks.lock();
         for c in chunks.iter() {
             left += (0..c.npages as usize)
-                .filter(|&i| c.is_used(i) && select(&c.data[i]))
+                .filter(|&i| c.state(i) == PageState::Resident && select(&c.data[i]))
                 .count() as u64;
         }
         Ok(left)

@@ -10,7 +10,7 @@
 
 use crate::devmem::{DevicePrivatePool, DevmemOps, KernelPfn};
 use crate::ffi;
-use crate::migrate::{DstFolio, Migration, SrcPfn, PMD_ORDER};
+use crate::migrate::{DstFolio, Migration, SrcPfn};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::{mm::virt::VmaRef, prelude::*};
 
@@ -87,82 +87,44 @@ fn fill_device(pool: &Devmem, dst: &DstFolio, s: SrcPfn<'_>, first: usize, id: u
 /// Counts one destination allocation against an injected failure
 /// (`HMM_DMIRROR_FLAG_FAIL_ALLOC`): `fail` holds how many allocations are
 /// left until the one that fails, 0 when none is armed. True for that one.
-fn fail_now(fail: Option<&AtomicU32>) -> bool {
-    fail.is_some_and(|f| {
-        f.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)) == Ok(1)
-    })
+fn fail_now(fail: &AtomicU32) -> bool {
+    fail.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)) == Ok(1)
 }
 
-/// Chooses device destinations for a migration to the device and copies
-/// the data in. A PMD-sized source gets a device folio, or 512 small pages
-/// if that fails; pages that get no memory simply stay in system memory.
-pub(crate) fn copy_to_device(pool: &Devmem, m: &mut Migration<'_>, id: u64, fail: &AtomicU32) {
-    let mut i = 0;
-    while i < m.npages() {
-        let s = m.src(i);
-        if !s.migrate() {
-            i += 1;
-            continue;
-        }
-        let (compound, write) = (s.compound(), s.write());
-        let nr = if compound { 1usize << PMD_ORDER } else { 1 };
-        let large = if compound && !fail_now(Some(fail)) {
-            pool.alloc(PMD_ORDER).ok()
-        } else {
-            None
-        };
-        // `m.src(i)` is taken again for each copy: a source borrows the
-        // migration, which `set_dst()` changes.
-        if let Some(f) = large {
-            if fill_device(pool, &f, m.src(i), 0, id).is_ok() {
-                let _ = m.set_dst(i, f, write);
-            }
-        } else {
-            for j in 0..nr {
-                if !compound && fail_now(Some(fail)) {
-                    break;
-                }
-                let Ok(f) = pool.alloc(0) else { break };
-                if fill_device(pool, &f, m.src(i), j, id).is_ok() {
-                    let _ = m.set_dst(i + j, f, write);
-                }
-            }
-        }
-        i += nr;
-    }
+/// Moves the system pages of `m` into the device, each with a data page
+/// filled from its source and owned by `id`; returns how many moved. A
+/// PMD-sized source gets a device folio, or 512 small pages if that fails;
+/// pages that get no memory simply stay in system memory.
+pub(crate) fn migrate_to_device(
+    pool: &Devmem,
+    m: &mut Migration<'_>,
+    id: u64,
+    fail: &AtomicU32,
+) -> u64 {
+    pool.migrate_to_device(
+        m,
+        |_| !fail_now(fail),
+        |dst, src, first| fill_device(pool, dst, src, first, id),
+    )
 }
 
 /// Moves this device's pages of `m` (a migration by address) back to
 /// system memory through the pool, counting destination allocations
-/// against `fail`. `ENOMEM` if a page got no memory.
-pub(crate) fn copy_to_system(
+/// against `fail`; returns how many moved. `ENOMEM`, with nothing moved,
+/// if a page got no memory.
+pub(crate) fn migrate_to_system(
     pool: &Devmem,
     m: &mut Migration<'_>,
     vma: &VmaRef,
     fail: &AtomicU32,
-) -> Result {
+) -> Result<u64> {
     pool.migrate_to_ram(m, Some(vma), |vma, addr, order| {
-        if fail_now(Some(fail)) {
+        if fail_now(fail) {
             None
         } else {
             DstFolio::alloc_system(vma, addr, order)
         }
     })
-}
-
-/// Pages of `m` that reached their destination.
-pub(crate) fn migrated_pages(m: &Migration<'_>) -> u64 {
-    let mut n = 0;
-    let mut i = 0;
-    while i < m.npages() {
-        let s = m.src(i);
-        let nr = if s.compound() { 1 << PMD_ORDER } else { 1 };
-        if m.migrated(i) {
-            n += nr as u64;
-        }
-        i += nr;
-    }
-    n
 }
 
 /// Moves the device pages that `owner` migrated (all pages if `None`) back

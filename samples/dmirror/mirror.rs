@@ -625,12 +625,12 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             let pmd = 1u64 << (PAGE_SHIFT + crate::migrate::PMD_ORDER as usize);
             let next = end.min(vma.end() as u64).min((addr & !(pmd - 1)) + pmd);
             let mut m = Migration::vma(vma, addr, next, self.owner(), select, true)?;
-            match select {
-                Select::System => sim::copy_to_device(pool, &mut m, self.id, &self.fail_alloc),
-                Select::DevicePrivate => sim::copy_to_system(pool, &mut m, vma, &self.fail_alloc)?,
-            }
-            m.pages();
-            moved += sim::migrated_pages(&m);
+            moved += match select {
+                Select::System => sim::migrate_to_device(pool, &mut m, self.id, &self.fail_alloc),
+                Select::DevicePrivate => {
+                    sim::migrate_to_system(pool, &mut m, vma, &self.fail_alloc)?
+                }
+            };
             drop(m);
             addr = next;
         }

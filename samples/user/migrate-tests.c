@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "kselftest_harness.h"
 #include "dmirror-util.h"
@@ -264,6 +265,51 @@ TEST_F(migrate, fail_alloc_mid_migration)
 	for (unsigned long i = 0; i < n; i++)
 		EXPECT_EQ(self->snap[i], i == 2 ? SYS_WRITE : DEV_LOCAL);
 	ASSERT_TRUE(check(mem, n, 12));
+	munmap(mem, n * PAGE);
+}
+
+/*
+ * RELEASE from another process, in a loop, while pages move to the device
+ * and back (by ioctl and by CPU faults). A page whose move back has just
+ * completed is no longer device memory, though it is not freed yet:
+ * eviction must not move it again. It once did (a memory cgroup WARN on
+ * DEBUG_VM kernels: the page had already handed its charge to its copy).
+ * The data must survive every interleaving.
+ */
+TEST_F(migrate, release_races_migration)
+{
+	unsigned long n = PMD_PAGES, rounds = 0;
+	char *mem = map_anon(n);
+	time_t end = time(NULL) + 5;
+	int status, r;
+	pid_t pid;
+
+	ASSERT_NE(mem, NULL);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		int fd = dev_open(0);
+
+		/* Evicts the device's pages, the parent's among them. */
+		while (fd >= 0)
+			dcmd(fd, HMM_DMIRROR_RELEASE, NULL, NULL, 0, NULL);
+		_exit(1);
+	}
+	fill(mem, n, 21);
+	while (time(NULL) < end) {
+		r = dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, mem, self->buf, n, NULL);
+		/* ENOENT: RELEASE took a page back before the device read. */
+		ASSERT_TRUE(r == 0 || r == -ENOENT) TH_LOG("MIGRATE_TO_DEV: %d", r);
+		if (rounds++ % 2)
+			ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, mem, NULL, n, NULL), 0);
+		ASSERT_TRUE(check(mem, n, 21));
+	}
+	kill(pid, SIGKILL);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFSIGNALED(status)) TH_LOG("the RELEASE loop could not open the device");
+	ASSERT_GT(rounds, 1);
+	ASSERT_TRUE(check(mem, n, 21));
+	ASSERT_TRUE(snap_all(self->fd, mem, n, self->snap, SYS_WRITE));
 	munmap(mem, n * PAGE);
 }
 

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Migrations into a [`DevicePrivatePool`], and the record of which of its
+//! pages hold data. The pool allocates each destination and commits the
+//! migration; the driver only fills the destinations. Because every
+//! migration into or out of the pool commits here, the pool knows which
+//! pages hold a process's data ([`PageState::Resident`]), and eviction
+//! moves only those: never a page whose data has just moved out but which
+//! its migration has not released yet, nor a destination whose migration
+//! failed. Moved again, such a page would put stale data, and no memory
+//! cgroup charge, into a second folio.
+
+use super::{DevicePrivatePool, DevmemOps, PageState, PMD_PAGES};
+use crate::migrate::{DstFolio, Migration, SrcPfn, PMD_ORDER};
+use kernel::prelude::*;
+
+impl<T: DevmemOps> DevicePrivatePool<T> {
+    /// Moves the collected system pages of `m` into this pool and runs the
+    /// migration; returns how many pages moved.
+    ///
+    /// A PMD-sized source gets a device folio, or small pages when that is
+    /// refused or fails; a page that gets no memory stays in system memory.
+    /// `may_alloc(order)` is asked before each allocation (a driver's limit,
+    /// or an injected failure). `fill(dst, src, first)` gives each page of
+    /// `dst` the data of the pages of `src` from page `first` on (zeros
+    /// where the source has none); an error leaves that source where it is.
+    pub fn migrate_to_device(
+        &self,
+        m: &mut Migration<'_>,
+        mut may_alloc: impl FnMut(u32) -> bool,
+        mut fill: impl FnMut(&DstFolio, SrcPfn<'_>, usize) -> Result,
+    ) -> u64 {
+        let mut i = 0;
+        while i < m.npages() {
+            let s = m.src(i);
+            if !s.migrate() {
+                i += 1;
+                continue;
+            }
+            let (compound, write) = (s.compound(), s.write());
+            let nr = if compound { PMD_PAGES as usize } else { 1 };
+            let large = if compound && may_alloc(PMD_ORDER) {
+                self.alloc(PMD_ORDER).ok()
+            } else {
+                None
+            };
+            // `m.src(i)` is taken again for each fill: a source borrows the
+            // migration, which `set_dst()` changes.
+            if let Some(f) = large {
+                if fill(&f, m.src(i), 0).is_ok() {
+                    let _ = m.set_dst(i, f, write);
+                }
+            } else {
+                for j in 0..nr {
+                    if !may_alloc(0) {
+                        break;
+                    }
+                    let Ok(f) = self.alloc(0) else { break };
+                    if fill(&f, m.src(i), j).is_ok() {
+                        let _ = m.set_dst(i + j, f, write);
+                    }
+                }
+            }
+            i += nr;
+        }
+        self.commit(m, true)
+    }
+
+    /// Runs the migration (`migrate_*_pages()`) and records what moved:
+    /// into the pool (`into`), its destinations now hold data; out of it,
+    /// its sources no longer do. Returns how many pages moved.
+    ///
+    /// Both are still locked by `m` until it is finalized, and eviction
+    /// reads a page's state only with the page locked, so it sees the state
+    /// from before the migration or from after it, never between.
+    pub(super) fn commit(&self, m: &mut Migration<'_>, into: bool) -> u64 {
+        m.pages();
+        let mut moved = 0;
+        let mut i = 0;
+        while i < m.npages() {
+            let s = m.src(i);
+            // After `pages()` a split source is listed page by page.
+            let nr = if s.compound() { PMD_PAGES as usize } else { 1 };
+            if m.migrated(i) {
+                let (page, state) = if into {
+                    (m.dst_pfn(i), PageState::Resident)
+                } else {
+                    (s.pfn(), PageState::Held)
+                };
+                if let Some(pfn) = page {
+                    self.set_state(pfn, nr, state);
+                }
+                moved += nr as u64;
+            }
+            i += nr;
+        }
+        moved
+    }
+
+    /// Sets the state of the `n` pages from `pfn` on, if they are pages of
+    /// this pool.
+    fn set_state(&self, pfn: u64, n: usize, state: PageState) {
+        if let Some(chunk) = self.chunk_of(pfn) {
+            chunk.set_state(pfn, n, state);
+        }
+    }
+
+    /// Whether `pfn` is a page of this pool that holds data.
+    pub(super) fn is_resident(&self, pfn: u64) -> bool {
+        self.chunk_of(pfn)
+            .is_some_and(|c| c.state((pfn - c.first_pfn) as usize) == PageState::Resident)
+    }
+}
