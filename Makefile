@@ -36,7 +36,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) \
 	RUSTDOC=$(RUSTDOC) RUST_LIB_SRC=$(RUST_LIB_SRC) BINDGEN=$(BINDGEN) \
 	RUSTFMT=$(RUSTFMT) CLIPPY_DRIVER=$(CLIPPY_DRIVER)
 
-RUST_SRCS = $(shell find rust samples -name '*.rs')
+RUST_SRCS = $(shell find rust samples -name '*.rs' ! -name '*_generated.rs')
 
 .PHONY: all modules clean clippy fmt fmt-check user demo check check-debug fuzz-debug soak bench hmm-tests
 

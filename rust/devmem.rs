@@ -241,7 +241,7 @@ impl<T: DevmemOps> Drop for Chunk<T> {
         // which may be more than the chunk registers.
         unsafe {
             let (start, end) = ((*self.res).start, (*self.res).end);
-            ffi::rust_hmm_release_mem_region(start, end - start + 1)
+            bindings::release_mem_region(start, end - start + 1)
         };
     }
 }
@@ -580,9 +580,14 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         state: VVec<AtomicU8>,
     ) -> Result<Pin<KBox<Chunk<T>>>> {
         let bytes = npages << kernel::page::PAGE_SHIFT;
-        // SAFETY: Searches the resource tree; the name is static.
+        // SAFETY: Searches the resource tree under its own lock; the name
+        // is static.
         let res = unsafe {
-            ffi::rust_hmm_request_free_mem_region(bytes as usize, c"rust_hmm".as_char_ptr())
+            bindings::request_free_mem_region(
+                &raw mut bindings::iomem_resource,
+                bytes as usize,
+                c"rust_hmm".as_char_ptr(),
+            )
         };
         let res = kernel::error::from_err_ptr(res)?;
         if res.is_null() {
@@ -609,7 +614,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
             Ok(c) => c,
             Err(e) => {
                 // SAFETY: Releases the region reserved above, whole.
-                unsafe { ffi::rust_hmm_release_mem_region(start, res_end - start + 1) };
+                unsafe { bindings::release_mem_region(start, res_end - start + 1) };
                 return Err(e.into());
             }
         };

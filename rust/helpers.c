@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The few kernel functions the Rust side needs that exist only as static
- * inlines or macros, plus compile-time checks that the hand-written Rust
- * layouts in ffi.rs match the kernel's structs.
+ * inlines or macros. Their prototypes (helpers.h) reach Rust through
+ * bindgen, with the kernel's structs and constants (rust/ffi.rs).
  */
 #include <linux/build_bug.h>
 #include <linux/highmem.h>
@@ -20,22 +20,6 @@
 #include <linux/uaccess.h>
 
 #include "helpers.h"
-
-/* ffi.rs declares `struct hmm_range` by hand: keep both in step. */
-static_assert(sizeof(struct hmm_range) == 64);
-static_assert(offsetof(struct hmm_range, notifier) == 0);
-static_assert(offsetof(struct hmm_range, notifier_seq) == 8);
-static_assert(offsetof(struct hmm_range, start) == 16);
-static_assert(offsetof(struct hmm_range, end) == 24);
-static_assert(offsetof(struct hmm_range, hmm_pfns) == 32);
-static_assert(offsetof(struct hmm_range, default_flags) == 40);
-static_assert(offsetof(struct hmm_range, pfn_flags_mask) == 48);
-static_assert(offsetof(struct hmm_range, dev_private_owner) == 56);
-static_assert(HMM_PFN_VALID == 1UL << 63);
-static_assert(HMM_PFN_WRITE == 1UL << 62);
-static_assert(HMM_PFN_ERROR == 1UL << 61);
-static_assert(HMM_PFN_ORDER_SHIFT == 53);
-static_assert(HMM_RANGE_DEFAULT_TIMEOUT == 1000);
 
 bool rust_hmm_interval_read_retry(struct mmu_interval_notifier *sub,
 				  unsigned long seq)
@@ -97,11 +81,6 @@ void rust_hmm_pfn_kinds(const unsigned long *hmm_pfns, u8 *kinds,
 	}
 }
 
-unsigned long rust_hmm_msecs_to_jiffies(unsigned int ms)
-{
-	return msecs_to_jiffies(ms);
-}
-
 unsigned long rust_hmm_page_to_pfn(struct page *page)
 {
 	return page_to_pfn(page);
@@ -112,27 +91,6 @@ void rust_hmm_folio_put(struct folio *folio)
 	folio_put(folio);
 }
 
-/* ffi.rs declares `struct migrate_vma` by hand as well. */
-static_assert(sizeof(struct migrate_vma) == 80);
-static_assert(offsetof(struct migrate_vma, vma) == 0);
-static_assert(offsetof(struct migrate_vma, dst) == 8);
-static_assert(offsetof(struct migrate_vma, src) == 16);
-static_assert(offsetof(struct migrate_vma, cpages) == 24);
-static_assert(offsetof(struct migrate_vma, npages) == 32);
-static_assert(offsetof(struct migrate_vma, start) == 40);
-static_assert(offsetof(struct migrate_vma, end) == 48);
-static_assert(offsetof(struct migrate_vma, pgmap_owner) == 56);
-static_assert(offsetof(struct migrate_vma, flags) == 64);
-static_assert(offsetof(struct migrate_vma, fault_page) == 72);
-static_assert(MIGRATE_PFN_VALID == 1UL << 0);
-static_assert(MIGRATE_PFN_MIGRATE == 1UL << 1);
-static_assert(MIGRATE_PFN_WRITE == 1UL << 3);
-static_assert(MIGRATE_PFN_COMPOUND == 1UL << 4);
-static_assert(MIGRATE_PFN_SHIFT == 6);
-static_assert(MIGRATE_VMA_SELECT_SYSTEM == 1 << 0);
-static_assert(MIGRATE_VMA_SELECT_DEVICE_PRIVATE == 1 << 1);
-static_assert(MIGRATE_VMA_SELECT_COMPOUND == 1 << 3);
-static_assert(HPAGE_PMD_ORDER == 9);
 
 struct dev_pagemap *rust_hmm_page_pgmap(struct page *page)
 {
@@ -205,17 +163,6 @@ void rust_hmm_copy_from_pfn(struct page *to, unsigned long from_pfn)
 void rust_hmm_clear_highpage(struct page *page)
 {
 	clear_highpage(page);
-}
-
-struct resource *rust_hmm_request_free_mem_region(unsigned long size,
-						  const char *name)
-{
-	return request_free_mem_region(&iomem_resource, size, name);
-}
-
-void rust_hmm_release_mem_region(resource_size_t start, resource_size_t n)
-{
-	release_mem_region(start, n);
 }
 
 int rust_hmm_numa_node_id(void)

@@ -11,7 +11,6 @@ struct page;
 struct folio;
 struct dev_pagemap;
 struct vm_area_struct;
-struct resource;
 
 bool rust_hmm_interval_read_retry(struct mmu_interval_notifier *sub,
 				  unsigned long seq);
@@ -24,7 +23,6 @@ struct dev_pagemap *rust_hmm_device_private_pgmap(unsigned long pfn);
 #define RUST_HMM_PFN_DEVICE_PRIVATE 2
 void rust_hmm_pfn_kinds(const unsigned long *hmm_pfns, u8 *kinds,
 			unsigned long n);
-unsigned long rust_hmm_msecs_to_jiffies(unsigned int ms);
 unsigned long rust_hmm_page_to_pfn(struct page *page);
 void rust_hmm_folio_put(struct folio *folio);
 bool rust_hmm_copy_from_folio(void *to, unsigned long pfn, size_t len);
@@ -53,9 +51,6 @@ struct page *rust_hmm_alloc_migrate_folio(struct vm_area_struct *vma,
 void rust_hmm_unlock_put_page(struct page *page);
 void rust_hmm_copy_from_pfn(struct page *to, unsigned long from_pfn);
 void rust_hmm_clear_highpage(struct page *page);
-struct resource *rust_hmm_request_free_mem_region(unsigned long size,
-						  const char *name);
-void rust_hmm_release_mem_region(resource_size_t start, resource_size_t n);
 int rust_hmm_numa_node_id(void);
 bool rust_hmm_resched_killed(void);
 void rust_hmm_vma_set_pfnmap(struct vm_area_struct *vma);

@@ -431,8 +431,7 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
                     seq
                 }
                 Mode::Unlocked { timeout_ms } => {
-                    // SAFETY: msecs_to_jiffies only converts numbers.
-                    let timeout = unsafe { ffi::rust_hmm_msecs_to_jiffies(timeout_ms) };
+                    let timeout = kernel::time::msecs_to_jiffies(timeout_ms);
                     // SAFETY: As above; this variant takes the mmap lock
                     // itself and must be called without it.
                     let ret =

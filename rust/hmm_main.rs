@@ -82,21 +82,20 @@ mod tests {
         assert!(!is_next);
     }
 
-    /// `Mode::Unlocked` passes its timeout through this helper: a second is
-    /// `HZ` jiffies, computed here from the kernel's own `HZ_TO_MSEC_*`
-    /// (the `HZ` of the bindings is the user-space 100), and no non-zero
-    /// timeout may round down to 0, which
-    /// `hmm_range_fault_unlocked_timeout()` takes as "retry for ever".
+    /// `Mode::Unlocked` passes its timeout through
+    /// `kernel::time::msecs_to_jiffies()`: a second is `HZ` jiffies,
+    /// computed here from the kernel's own `HZ_TO_MSEC_*` (the `HZ` of the
+    /// bindings is the user-space 100), and no non-zero timeout may round
+    /// down to 0, which `hmm_range_fault_unlocked_timeout()` takes as
+    /// "retry for ever".
     #[test]
-    fn jiffies_helper() {
+    fn jiffies_conversion() {
         use kernel::bindings::{HZ_TO_MSEC_DEN, HZ_TO_MSEC_NUM};
-        // SAFETY: Pure conversion.
-        let to_jiffies = |ms| unsafe { ffi::rust_hmm_msecs_to_jiffies(ms) };
+        use kernel::time::msecs_to_jiffies as to_jiffies;
         let hz = (1000 * HZ_TO_MSEC_DEN / HZ_TO_MSEC_NUM) as usize;
         assert_eq!(to_jiffies(1000), hz);
         assert_eq!(to_jiffies(ffi::HMM_RANGE_DEFAULT_TIMEOUT), hz);
         assert_eq!(to_jiffies(10_000), 10 * hz);
-        assert_eq!(to_jiffies(1000), kernel::time::msecs_to_jiffies(1000));
         assert_eq!(to_jiffies(0), 0);
         assert_eq!(to_jiffies(1), 1);
     }

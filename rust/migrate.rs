@@ -24,8 +24,9 @@ use kernel::{bindings, mm::virt::VmaRef, prelude::*};
 /// Most pages one [`Migration`] handles: one PMD, as `lib/test_hmm.c`.
 pub const MAX_PAGES: usize = 512;
 
-/// Order of a PMD-sized folio, the largest a migration moves whole.
-pub const PMD_ORDER: u32 = 9;
+/// Order of a PMD-sized folio, the largest a migration moves whole
+/// (`HPAGE_PMD_ORDER`).
+pub const PMD_ORDER: u32 = ffi::HPAGE_PMD_ORDER;
 
 /// The owner cookie of device-private memory (`dev_pagemap::owner`): HMM
 /// reports, and migration collects, only the device pages whose pagemap

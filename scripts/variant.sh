@@ -8,9 +8,10 @@ if [ "${VARIANT:-}" = debug ]; then
 	# kernel's MO= wants a source tree without in-tree objects).
 	src=$TOP/out/${name:?}/module
 	mkdir -p "$src"
-	rsync -a --delete --include='*/' --include='*.rs' --include='*.c' \
-		--include='*.h' --include=Kbuild --exclude='*' \
-		"$TOP/Kbuild" "$TOP/rust" "$TOP/samples" "$src/"
+	rsync -a --delete --exclude='*_generated.rs' --include='*/' \
+		--include='*.rs' --include='*.c' --include='*.h' --include=Kbuild \
+		--include=bindgen.sh --exclude='*' \
+		"$TOP/Kbuild" "$TOP/rust" "$TOP/samples" "$TOP/scripts" "$src/"
 	log "building rust_hmm.ko for the debug kernel"
 	make -s -C "$KDIR" M="$src" "${KMAKE_VARS[@]}" modules
 	export MODULE=$src/rust_hmm.ko

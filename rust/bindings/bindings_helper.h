@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What bindgen reads for rust/ffi.rs: the kernel headers whose items the
+ * kernel's own `bindings` crate lacks, and our C helpers. Built by
+ * scripts/bindgen.sh with the options and compiler flags the kernel used
+ * for `rust/bindings`, so prototypes and layouts cannot drift.
+ *
+ * Macros and enum values are given a type here, as the kernel's
+ * bindings_helper.h does (RUST_CONST_HELPER_*, renamed by the script).
+ */
+#include <linux/hmm.h>
+#include <linux/huge_mm.h>
+#include <linux/memremap.h>
+#include <linux/migrate.h>
+#include <linux/mmu_notifier.h>
+#include <linux/rmap.h>
+
+#include "../helpers.h"
+
+const u64 RUST_CONST_HELPER_MIGRATE_PFN_VALID = MIGRATE_PFN_VALID;
+const u64 RUST_CONST_HELPER_MIGRATE_PFN_MIGRATE = MIGRATE_PFN_MIGRATE;
+const u64 RUST_CONST_HELPER_MIGRATE_PFN_WRITE = MIGRATE_PFN_WRITE;
+const u64 RUST_CONST_HELPER_MIGRATE_PFN_COMPOUND = MIGRATE_PFN_COMPOUND;
+const u32 RUST_CONST_HELPER_MIGRATE_PFN_SHIFT = MIGRATE_PFN_SHIFT;
+const u64 RUST_CONST_HELPER_MIGRATE_VMA_SELECT_SYSTEM = MIGRATE_VMA_SELECT_SYSTEM;
+const u64 RUST_CONST_HELPER_MIGRATE_VMA_SELECT_DEVICE_PRIVATE =
+	MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+const u64 RUST_CONST_HELPER_MIGRATE_VMA_SELECT_COMPOUND = MIGRATE_VMA_SELECT_COMPOUND;
+
+/*
+ * bindgen gives no constant for a value with bit 63 set (it declares an
+ * extern static instead): those go as their bit, or their complement,
+ * and ffi.rs builds the values.
+ */
+const u32 RUST_CONST_HELPER_HMM_PFN_VALID_BIT = __builtin_ctzl(HMM_PFN_VALID);
+const u32 RUST_CONST_HELPER_HMM_PFN_REQ_FAULT_BIT = __builtin_ctzl(HMM_PFN_REQ_FAULT);
+const u64 RUST_CONST_HELPER_HMM_PFN_NOT_FLAGS = ~HMM_PFN_FLAGS;
+const u64 RUST_CONST_HELPER_HMM_PFN_WRITE = HMM_PFN_WRITE;
+const u64 RUST_CONST_HELPER_HMM_PFN_ERROR = HMM_PFN_ERROR;
+const u32 RUST_CONST_HELPER_HMM_PFN_ORDER_SHIFT = HMM_PFN_ORDER_SHIFT;
+const u64 RUST_CONST_HELPER_HMM_PFN_REQ_WRITE = HMM_PFN_REQ_WRITE;
+/* In milliseconds. */
+const unsigned int RUST_CONST_HELPER_HMM_RANGE_DEFAULT_TIMEOUT = HMM_RANGE_DEFAULT_TIMEOUT;
+
+/* The largest folio a migration moves whole. */
+const u32 RUST_CONST_HELPER_HPAGE_PMD_ORDER = HPAGE_PMD_ORDER;
+
+const u8 RUST_CONST_HELPER_RUST_HMM_PFN_ZERO = RUST_HMM_PFN_ZERO;
+const u8 RUST_CONST_HELPER_RUST_HMM_PFN_DEVICE_PRIVATE = RUST_HMM_PFN_DEVICE_PRIVATE;
