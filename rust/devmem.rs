@@ -26,7 +26,7 @@
 //! [`DevmemOps::folio_free`] may run in atomic context: it must not sleep.
 
 use crate::ffi;
-use crate::hmm::HmmPfn;
+use crate::hmm;
 use crate::migrate::{DstFolio, DstPage, PagemapOwner, SrcPfn};
 use core::marker::PhantomPinned;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -75,7 +75,7 @@ mod private {
 }
 
 /// A page frame number the kernel handed out, which names a page with a
-/// `struct page` for as long as the value can be used: an [`HmmPfn`]
+/// `struct page` for as long as the value can be used: an [`hmm::Pfn`]
 /// borrowed from a `hmm_range_fault()` answer (under the notifier lock), a
 /// migration's [`SrcPfn`] or a page of a [`DstFolio`]. What the pool's
 /// lookups take, rather than any integer.
@@ -84,8 +84,8 @@ pub trait KernelPfn: private::Sealed {
     fn kernel_pfn(&self) -> Option<u64>;
 }
 
-impl private::Sealed for &HmmPfn {}
-impl KernelPfn for &HmmPfn {
+impl private::Sealed for &hmm::Pfn {}
+impl KernelPfn for &hmm::Pfn {
     fn kernel_pfn(&self) -> Option<u64> {
         self.is_valid().then(|| self.pfn())
     }

@@ -387,7 +387,7 @@ impl Drop for PageRefs {
 mod tests {
     use super::*;
     use crate::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
-    use crate::hmm::{Fault, HmmRange, Mode};
+    use crate::hmm::{self, Fault, Mode};
     use crate::kunit_mm::{self, PAGE};
     use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
     use core::ptr::null;
@@ -529,7 +529,7 @@ mod tests {
         // only there to refuse one.
         let mut stray = unsafe { DevicePageTable::new(GFP_KERNEL)? };
         let pfn = {
-            let mut r = HmmRange::new(&n, a, a + 2 * PAGE, null())?;
+            let mut r = hmm::Range::new(&n, a, a + 2 * PAGE, null())?;
             let mut f = r.fault(Fault::Write, Mode::Locked)?;
             let (st, pfns) = f.split();
             let p = pfns.page(0).ok_or(EFAULT)?;
@@ -573,7 +573,7 @@ mod tests {
         // A dirty entry, then the CPU unmaps the page: the invalidation
         // hands it to the sink, which keeps a reference past the unmap.
         {
-            let mut r = HmmRange::new(&n, a, a + PAGE, null())?;
+            let mut r = hmm::Range::new(&n, a, a + PAGE, null())?;
             let mut f = r.fault(Fault::Write, Mode::Locked)?;
             let (st, pfns) = f.split();
             let p = pfns.page(0).ok_or(EFAULT)?;

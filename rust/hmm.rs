@@ -2,7 +2,7 @@
 
 //! `hmm_range_fault()` (`include/linux/hmm.h`).
 //!
-//! An [`HmmRange`] asks the CPU page tables about a range of the mirrored
+//! An [`Range`] asks the CPU page tables about a range of the mirrored
 //! process, faulting pages in as requested. The answers are only handed out
 //! inside a [`Faulted`], together with the notifier lock, after the notifier
 //! sequence has been checked: a PFN can be read only while it is known to be
@@ -11,7 +11,7 @@
 //! # Safety contract
 //!
 //! A range must lie inside its notifier's interval
-//! ([`IntervalNotifier::covers`]), or [`HmmRange::new`] refuses it with
+//! ([`IntervalNotifier::covers`]), or [`Range::new`] refuses it with
 //! `EINVAL`: outside it no invalidation reaches the notifier, the sequence
 //! never moves, and a validated answer could be stale. Inside it, the PFNs
 //! of a [`Faulted`] were current when the lock was taken and stay so while
@@ -19,7 +19,7 @@
 //!
 //! # Deadlocks
 //!
-//! [`HmmRange::fault`] takes the mmap read lock (or lets the kernel take
+//! [`Range::fault`] takes the mmap read lock (or lets the kernel take
 //! it), waits for running invalidations, and then takes the notifier lock.
 //! So it must not be called with the mmap lock of the mm held, nor with the
 //! notifier lock held (a [`Faulted`] of another range of the same notifier,
@@ -32,7 +32,6 @@ use crate::guarded_page::{GuardedPages, Kind, Tie};
 use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, ReadSeq};
 use core::ffi::c_void;
 use core::mem::MaybeUninit;
-use core::ops::Range;
 use kernel::{
     mm::{virt::VmaRef, MmWithUser},
     prelude::*,
@@ -42,7 +41,7 @@ use kernel::{
 
 const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
 
-/// Pages one [`HmmRange`] covers at most, so that its PFN array stays small.
+/// Pages one [`Range`] covers at most, so that its PFN array stays small.
 pub const MAX_RANGE_PAGES: usize = 512;
 
 /// What to demand of every page of a range.
@@ -83,9 +82,9 @@ pub enum Mode {
 
 /// One output entry of `hmm_range_fault()`.
 #[repr(transparent)]
-pub struct HmmPfn(u64);
+pub struct Pfn(u64);
 
-impl HmmPfn {
+impl Pfn {
     /// The PFN field points to a page.
     pub fn is_valid(&self) -> bool {
         self.0 & ffi::HMM_PFN_VALID != 0
@@ -125,7 +124,7 @@ impl HmmPfn {
     }
 }
 
-/// What kind of page a valid [`HmmPfn`] names, as [`page_kinds`] tells.
+/// What kind of page a valid [`Pfn`] names, as [`page_kinds`] tells.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 pub enum PageKind {
@@ -138,15 +137,15 @@ pub enum PageKind {
 }
 
 /// Tells for every entry of `pfns` what [`PageKind`] it is, with one
-/// helper call for the lot: the same answers as [`HmmPfn::is_zero`] and
-/// [`HmmPfn::is_device_private`], which cost two calls per page. Fills the
+/// helper call for the lot: the same answers as [`Pfn::is_zero`] and
+/// [`Pfn::is_device_private`], which cost two calls per page. Fills the
 /// start of `kinds` (`EINVAL` if it is shorter than `pfns`) and returns it.
 pub fn page_kinds<'a>(
-    pfns: &[HmmPfn],
+    pfns: &[Pfn],
     kinds: &'a mut [MaybeUninit<PageKind>],
 ) -> Result<&'a [PageKind]> {
     let kinds = kinds.get_mut(..pfns.len()).ok_or(EINVAL)?;
-    // SAFETY: `HmmPfn` is a transparent `u64`, and `kinds` has one byte for
+    // SAFETY: `Pfn` is a transparent `u64`, and `kinds` has one byte for
     // each of the `pfns.len()` entries the helper reads.
     unsafe { ffi::rust_hmm_pfn_kinds(pfns.as_ptr().cast(), kinds.as_mut_ptr().cast(), pfns.len()) };
     // SAFETY: The helper wrote every byte of `kinds`, each 0 or the value of
@@ -175,7 +174,7 @@ pub fn resched_or_killed() -> Result {
 /// The answer is only a snapshot: the mmap lock is dropped on return.
 /// Takes the mmap read lock, so never with a notifier lock held (the mmap
 /// lock nests outside it).
-pub fn next_vma(mm: &MmWithUser, addr: u64) -> Option<Range<u64>> {
+pub fn next_vma(mm: &MmWithUser, addr: u64) -> Option<core::ops::Range<u64>> {
     let _lock = mm.mmap_read_lock();
     // SAFETY: `mm` has users and its mmap lock is read-held, which is what
     // `find_vma()` requires; any address may be asked about.
@@ -198,7 +197,7 @@ pub fn next_vma(mm: &MmWithUser, addr: u64) -> Option<Range<u64>> {
 /// asked for. The pages of the block inside the range must agree with that
 /// (contiguous PFNs, same flags, same order), or this is `None`.
 /// Device-private pages are left to 4 KiB entries.
-pub fn block_head(pfns: &[HmmPfn], start: u64, i: usize, order: u32) -> Option<u64> {
+pub fn block_head(pfns: &[Pfn], start: u64, i: usize, order: u32) -> Option<u64> {
     let p = pfns.get(i)?;
     if !p.is_valid() || p.is_error() || p.order() < order || order >= 32 {
         return None;
@@ -223,7 +222,7 @@ pub fn block_head(pfns: &[HmmPfn], start: u64, i: usize, order: u32) -> Option<u
 }
 
 /// A range request for `hmm_range_fault()`.
-pub struct HmmRange<'a, T: IntervalNotifierOps> {
+pub struct Range<'a, T: IntervalNotifierOps> {
     notifier: &'a IntervalNotifier<T>,
     raw: ffi::hmm_range,
     pfns: KVec<u64>,
@@ -243,7 +242,7 @@ pub struct HmmRange<'a, T: IntervalNotifierOps> {
 /// lies inside the notifier's interval `interval` (first, last).
 pub struct Faulted<'a, S: Send> {
     state: Guard<'a, S, MutexBackend>,
-    pfns: &'a [HmmPfn],
+    pfns: &'a [Pfn],
     start: u64,
     interval: (u64, u64),
 }
@@ -260,7 +259,7 @@ impl<'a, S: Send + Unpin> Faulted<'a, S> {
     }
 
     /// One entry per page of the range.
-    pub fn pfns(&self) -> &[HmmPfn] {
+    pub fn pfns(&self) -> &[Pfn] {
         self.pfns
     }
 
@@ -284,7 +283,7 @@ impl<'a, S: Send + Unpin> Faulted<'a, S> {
 /// As for [`Faulted`], whose lock is held for `'b`; `tie` is its state.
 #[derive(Clone, Copy)]
 pub struct FaultedPfns<'b> {
-    pfns: &'b [HmmPfn],
+    pfns: &'b [Pfn],
     start: u64,
     interval: (u64, u64),
     tie: Tie,
@@ -292,7 +291,7 @@ pub struct FaultedPfns<'b> {
 
 impl<'b> FaultedPfns<'b> {
     /// One entry per page of the range.
-    pub fn pfns(&self) -> &'b [HmmPfn] {
+    pub fn pfns(&self) -> &'b [Pfn] {
         self.pfns
     }
 
@@ -337,7 +336,7 @@ impl<'b> FaultedPfns<'b> {
     }
 }
 
-impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
+impl<'a, T: IntervalNotifierOps> Range<'a, T> {
     /// A request for `[start, end)`, page aligned, at most
     /// [`MAX_RANGE_PAGES`] pages, inside the notifier's interval (`EINVAL`
     /// otherwise). `owner` identifies the caller's device-private pages,
@@ -443,8 +442,8 @@ impl<'a, T: IntervalNotifierOps> HmmRange<'a, T> {
             drop(mm);
             if let Some(state) = notifier.lock_valid(seq) {
                 let pfns = self.pfns.as_slice();
-                // SAFETY: `HmmPfn` is a transparent `u64`.
-                let pfns = unsafe { &*(core::ptr::from_ref(pfns) as *const [HmmPfn]) };
+                // SAFETY: `Pfn` is a transparent `u64`.
+                let pfns = unsafe { &*(core::ptr::from_ref(pfns) as *const [Pfn]) };
                 // INVARIANT: validated for the sequence taken before the
                 // fault; `new` checked that the range is inside the interval.
                 return Ok(Faulted {
@@ -485,13 +484,13 @@ mod tests {
             (a + 8, a + PAGE),
             (a, a + PAGE + 8),
         ] {
-            assert_eq!(HmmRange::new(&n, s, e, null()).err(), Some(EINVAL));
+            assert_eq!(Range::new(&n, s, e, null()).err(), Some(EINVAL));
         }
-        assert!(HmmRange::new(&n, a, a + 4 * PAGE, null()).is_ok());
+        assert!(Range::new(&n, a, a + 4 * PAGE, null()).is_ok());
         let big = notifier(&mm, a, 1024 * PAGE)?;
         let max = MAX_RANGE_PAGES as u64;
-        assert!(HmmRange::new(&big, a, a + max * PAGE, null()).is_ok());
-        let err = HmmRange::new(&big, a, a + (max + 1) * PAGE, null()).err();
+        assert!(Range::new(&big, a, a + max * PAGE, null()).is_ok());
+        let err = Range::new(&big, a, a + (max + 1) * PAGE, null()).err();
         assert_eq!(err, Some(EINVAL));
         Ok(())
     }
@@ -511,7 +510,7 @@ mod tests {
 
         // Snapshot: only the written page is there, writable, with the data.
         let pfn0 = {
-            let mut r = HmmRange::new(&n, a, a + 4 * PAGE, null())?;
+            let mut r = Range::new(&n, a, a + 4 * PAGE, null())?;
             let mut f = r.fault(Fault::None, Mode::Locked)?;
             let p = &f.pfns()[0];
             assert!(p.is_valid() && p.is_write() && !p.is_zero() && !p.is_error());
@@ -528,7 +527,7 @@ mod tests {
 
         // Read faults map the shared zero page, read-only.
         {
-            let mut r = HmmRange::new(&n, a, a + 4 * PAGE, null())?;
+            let mut r = Range::new(&n, a, a + 4 * PAGE, null())?;
             let mut f = r.fault(Fault::Read, Mode::Locked)?;
             assert_eq!(f.pfns()[0].pfn(), pfn0);
             for q in &f.pfns()[1..] {
@@ -547,7 +546,7 @@ mod tests {
         // invalidates the page, `hmm_range_fault()` sees the sequence move
         // and the request is retried to a writable private page.
         let pfn1 = {
-            let mut r = HmmRange::new(&n, a + PAGE, a + 2 * PAGE, null())?;
+            let mut r = Range::new(&n, a + PAGE, a + 2 * PAGE, null())?;
             let f = r.fault(Fault::Write, Mode::Locked)?;
             let p = &f.pfns()[0];
             assert!(p.is_valid() && p.is_write() && !p.is_zero());
@@ -557,7 +556,7 @@ mod tests {
         // The CPU's writes land in the page the device was given.
         kunit_mm::write_user(a + PAGE, b"cpu write")?;
         {
-            let mut r = HmmRange::new(&n, a + PAGE, a + 2 * PAGE, null())?;
+            let mut r = Range::new(&n, a + PAGE, a + 2 * PAGE, null())?;
             let mut f = r.fault(Fault::None, Mode::Locked)?;
             assert_eq!(f.pfns()[0].pfn(), pfn1);
             f.split().1.page(0).ok_or(EFAULT)?.read(0, &mut buf)?;
@@ -566,7 +565,7 @@ mod tests {
 
         // A per-page demand over a default of none.
         {
-            let mut r = HmmRange::new(&n, a + 2 * PAGE, a + 4 * PAGE, null())?;
+            let mut r = Range::new(&n, a + 2 * PAGE, a + 4 * PAGE, null())?;
             assert_eq!(r.set_page_fault(2, Fault::Write).err(), Some(EINVAL));
             r.set_page_fault(1, Fault::Write)?;
             let f = r.fault(Fault::None, Mode::Locked)?;
@@ -577,7 +576,7 @@ mod tests {
 
         // Read-only memory: reads see the zero page, writes are refused.
         {
-            let mut r = HmmRange::new(&n, ro, ro + 2 * PAGE, null())?;
+            let mut r = Range::new(&n, ro, ro + 2 * PAGE, null())?;
             assert_eq!(r.fault(Fault::Write, Mode::Locked).err(), Some(EPERM));
             let f = r.fault(Fault::Read, Mode::Unlocked { timeout_ms: 1000 })?;
             for q in f.pfns() {
@@ -588,7 +587,7 @@ mod tests {
         // A hole: a snapshot says error there, a fault fails with EFAULT.
         kunit_mm::munmap(a + 3 * PAGE, 1)?;
         {
-            let mut r = HmmRange::new(&n, a, a + 4 * PAGE, null())?;
+            let mut r = Range::new(&n, a, a + 4 * PAGE, null())?;
             assert_eq!(r.fault(Fault::Read, Mode::Locked).err(), Some(EFAULT));
             let mut f = r.fault(Fault::None, Mode::Locked)?;
             assert!(f.pfns()[3].is_error());

@@ -55,7 +55,7 @@
 //!   fault (reclaim and faults invalidate, which waits for the lock);
 //! - take the mmap lock of the watched mm, or drop its last user;
 //! - call [`IntervalNotifier::read_begin`], [`lock`] or [`lock_valid`] on
-//!   this notifier, or fault through it ([`crate::hmm::HmmRange::fault`],
+//!   this notifier, or fault through it ([`crate::hmm::Range::fault`],
 //!   [`crate::device_exclusive::exclusive_session`]): `read_begin()` waits
 //!   for a running invalidation, which waits for the lock;
 //! - drop an [`IntervalNotifier`] of the same mm: its removal waits for the

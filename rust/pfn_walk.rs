@@ -307,7 +307,7 @@ impl VmaRegistry {
     }
 
     /// Steps 2 to 4 for one address space.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments)]
     fn walk_mm<S, F>(
         &self,
         mm: &MmWithUser,
@@ -390,7 +390,7 @@ fn read_pte(vma: &VmaRef, addr: usize) -> Option<(usize, bindings::pgprotval_t, 
 }
 
 /// Step 4 for one VMA; returns the number of entries visited.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 fn walk_vma<S, F>(
     vma: &VmaRef,
     vm_pgoff: usize,

@@ -22,8 +22,7 @@ use crate::device_pt::{
 use crate::ffi;
 use crate::guarded_page::{GuardedPages, PageRefs};
 use crate::hmm::{
-    next_vma, page_kinds, resched_or_killed, Fault, HmmPfn, HmmRange, Mode, PageKind,
-    MAX_RANGE_PAGES,
+    self, next_vma, page_kinds, resched_or_killed, Fault, Mode, PageKind, MAX_RANGE_PAGES,
 };
 use crate::migrate::{Migration, Select};
 use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
@@ -178,7 +177,7 @@ fn fill<T>(buf: &mut [MaybeUninit<T>], it: impl Iterator<Item = T>) -> &mut [T] 
 
 /// What SNAPSHOT says of a page the CPU maps as `p`, which names a page of
 /// `kind`: the CPU's side only.
-fn snapshot_perm(p: &HmmPfn, kind: PageKind) -> u8 {
+fn snapshot_perm(p: &hmm::Pfn, kind: PageKind) -> u8 {
     if p.is_error() {
         return HMM_DMIRROR_PROT_ERROR;
     }
@@ -290,7 +289,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             // Chunks never cross a huge leaf boundary.
             const _: () = assert!(CHUNK_PAGES as u64 >= HUGE_PAGES);
             let next = end.min((addr & !(HUGE_SIZE - 1)) + HUGE_SIZE);
-            let mut range = HmmRange::new(&self.notifier, addr, next, self.owner().as_ptr())?;
+            let mut range = hmm::Range::new(&self.notifier, addr, next, self.owner().as_ptr())?;
             let mut f = range.fault(fault, mode)?;
             let (st, pfns) = f.split();
             let mut res = Ok(next);
@@ -687,7 +686,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                 let n = ((next - addr) >> PAGE_SHIFT) as usize;
                 fill(&mut perm_buf, (0..n).map(|_| HMM_DMIRROR_PROT_ERROR))
             } else {
-                let mut range = HmmRange::new(&self.notifier, addr, next, self.owner().as_ptr())?;
+                let mut range = hmm::Range::new(&self.notifier, addr, next, self.owner().as_ptr())?;
                 let f = range.fault(Fault::None, Mode::Locked)?;
                 let kinds = page_kinds(f.pfns(), &mut kinds)?;
                 let perm = fill(
