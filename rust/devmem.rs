@@ -41,6 +41,7 @@ use kernel::{
     types::Opaque,
 };
 
+mod migration_tests;
 mod to_device;
 mod to_ram;
 

@@ -65,6 +65,11 @@ impl Fault {
     }
 }
 
+/// `HMM_RANGE_DEFAULT_TIMEOUT`: how long [`Mode::Locked`] retries after
+/// invalidations before `EBUSY`, in milliseconds; a good
+/// [`Mode::Unlocked`] timeout too.
+pub const DEFAULT_TIMEOUT_MS: u32 = ffi::HMM_RANGE_DEFAULT_TIMEOUT;
+
 /// How to take the mmap lock while faulting.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mode {

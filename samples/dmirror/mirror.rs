@@ -12,14 +12,13 @@
 //! WRITE always goes through the bounce buffer.
 
 use super::bounce::Bounce;
-use super::devmem::{self as sim, Devmem};
+use super::memory::{self as sim, Devmem};
 use super::uapi::*;
 use super::DmirrorDevice;
 use crate::device_exclusive::{exclusive_session, ExclusiveSession};
 use crate::device_pt::{
     DevicePageTable, DirReserve, DirtySink, Entry, HUGE_ORDER, HUGE_PAGES, HUGE_SIZE,
 };
-use crate::ffi;
 use crate::guarded_page::{GuardedPages, PageRefs};
 use crate::hmm::{
     self, next_vma, page_kinds, resched_or_killed, Fault, Mode, PageKind, MAX_RANGE_PAGES,
@@ -377,7 +376,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             // does. A fault that drops the mmap lock (userfaultfd) made
             // progress and restarts the clock.
             Mode::Unlocked {
-                timeout_ms: ffi::HMM_RANGE_DEFAULT_TIMEOUT,
+                timeout_ms: hmm::DEFAULT_TIMEOUT_MS,
             }
         } else {
             Mode::Locked

@@ -1,12 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The sample "device": misc devices `/dev/rust_hmm_dmirrorN` that speak
-//! the ioctl ABI of `lib/test_hmm_uapi.h`. Each open file mirrors the
-//! opening process through its own [`Mirror`].
+//! The sample "device", and the module: misc devices
+//! `/dev/rust_hmm_dmirrorN` that speak the ioctl ABI of
+//! `lib/test_hmm_uapi.h`, built on the Rust HMM library in `rust/`. Each
+//! open file mirrors the opening process through its own [`Mirror`].
+//!
+//! [`Mirror`]: mirror::Mirror
+
+// The library, mounted here and re-exported at the crate root, where its
+// modules refer to each other (`crate::hmm`, ...): out of tree, kbuild
+// builds one crate per kernel module, so the library cannot be a crate of
+// its own. Public, so that its API stays public.
+#[path = "../../rust/lib.rs"]
+pub mod rust_hmm;
+pub use rust_hmm::*;
 
 mod bounce;
 mod devbuf;
-mod devmem;
+mod memory;
 mod mirror;
 pub(crate) mod uapi;
 
@@ -43,7 +54,7 @@ pub(crate) struct DmirrorDevice {
     misc: MiscDeviceRegistration<DmirrorFile>,
     /// Dropped after `misc`: no file can be open by then.
     #[pin]
-    devmem: devmem::Devmem,
+    devmem: memory::Devmem,
 }
 
 impl DmirrorDevice {
@@ -52,7 +63,7 @@ impl DmirrorDevice {
         try_pin_init!(Self {
             index,
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: NAMES[*index] }),
-            devmem <- devmem::new_pool(),
+            devmem <- memory::new_pool(),
         })
     }
 
@@ -179,5 +190,39 @@ impl MiscDevice for DmirrorFile {
         }
         writer.write(&c)?;
         Ok(0)
+    }
+}
+
+module! {
+    type: RustHmm,
+    name: "rust_hmm",
+    authors: ["The Rust HMM developers"],
+    description: "HMM mirroring for device drivers, with a test_hmm-compatible sample device",
+    license: "GPL",
+}
+
+struct RustHmm {
+    _devices: KVec<Pin<KBox<DmirrorDevice>>>,
+}
+
+impl kernel::Module for RustHmm {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let mut devices = KVec::with_capacity(NDEVICES, GFP_KERNEL)?;
+        for i in 0..NDEVICES {
+            devices.push(
+                KBox::pin_init(DmirrorDevice::new(i), GFP_KERNEL)?,
+                GFP_KERNEL,
+            )?;
+        }
+        pr_info!("rust_hmm: {} mirror devices ready\n", NDEVICES);
+        Ok(Self { _devices: devices })
+    }
+}
+
+impl Drop for RustHmm {
+    fn drop(&mut self) {
+        // No file of ours is open (each holds the module): nothing of the
+        // devices' may be left.
+        unload_check();
     }
 }

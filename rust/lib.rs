@@ -1,65 +1,38 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Rust HMM: heterogeneous memory management for device drivers.
+//! Rust HMM: heterogeneous memory management for device drivers, as a
+//! library.
 //!
-//! The crate has two halves. The safe abstractions a driver builds on live
-//! in this directory: [`mmu_notifier`] (interval notifiers and the sequence
-//! protocol), [`hmm`] (`hmm_range_fault()`), [`guarded_page`] (pages read
-//! under the notifier lock), [`device_pt`] (a multi-level device page
-//! table), [`pfn_walk`] (the PTEs of every VMA that maps an object of
-//! ours). The sample device that drives them from
-//! user space lives in `samples/dmirror`.
+//! The safe abstractions a driver builds on: [`mmu_notifier`] (interval
+//! notifiers and the sequence protocol), [`hmm`] (`hmm_range_fault()`),
+//! [`guarded_page`] (pages read under the notifier lock), [`device_pt`] (a
+//! multi-level device page table), [`device_exclusive`] (device-exclusive
+//! access), [`devmem`] (device-private memory pools), [`migrate`] (page
+//! migration), [`pfn_walk`] (the PTEs of every VMA that maps an object of
+//! ours), [`sort`] (an in-place sort for atomic context). `ffi` holds the
+//! bindings the kernel crate lacks, generated at build time.
+//!
+//! Nothing here knows about any driver. A driver mounts this file as a
+//! module of its crate and re-exports its modules at the crate root (the
+//! library refers to itself as `crate::hmm`, and so on): out of tree,
+//! kbuild builds one crate per kernel module. The sample device,
+//! `samples/dmirror/rust_dmirror.rs`, is such a driver; in tree, these
+//! modules would live in the kernel crate.
 
 use kernel::prelude::*;
 
 pub mod device_exclusive;
 pub mod device_pt;
 pub mod devmem;
-#[path = "../samples/dmirror/mod.rs"]
-mod dmirror;
 pub(crate) mod ffi;
 pub mod guarded_page;
 pub mod hmm;
 #[cfg(CONFIG_KUNIT = "y")]
-mod kunit_mm;
+pub(crate) mod kunit_mm;
 pub mod migrate;
 pub mod mmu_notifier;
 pub mod pfn_walk;
 pub mod sort;
-
-module! {
-    type: RustHmm,
-    name: "rust_hmm",
-    authors: ["The Rust HMM developers"],
-    description: "HMM mirroring for device drivers, with a test_hmm-compatible sample device",
-    license: "GPL",
-}
-
-struct RustHmm {
-    _devices: KVec<Pin<KBox<dmirror::DmirrorDevice>>>,
-}
-
-impl kernel::Module for RustHmm {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
-        let mut devices = KVec::with_capacity(dmirror::NDEVICES, GFP_KERNEL)?;
-        for i in 0..dmirror::NDEVICES {
-            devices.push(
-                KBox::pin_init(dmirror::DmirrorDevice::new(i), GFP_KERNEL)?,
-                GFP_KERNEL,
-            )?;
-        }
-        pr_info!("rust_hmm: {} mirror devices ready\n", dmirror::NDEVICES);
-        Ok(Self { _devices: devices })
-    }
-}
-
-impl Drop for RustHmm {
-    fn drop(&mut self) {
-        // No file of ours is open (each holds the module): nothing of the
-        // devices' may be left.
-        dmirror::unload_check();
-    }
-}
 
 #[kunit_tests(rust_hmm_helpers)]
 mod tests {
