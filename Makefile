@@ -15,6 +15,7 @@
 #   make bench       our module and test_hmm.ko side by side, ratios + chart
 #   make clippy      the module with CLIPPY=1
 #   make fmt         rustfmt the Rust sources (make fmt-check to verify)
+#   make rustdoc     the library's HTML docs in out/rustdoc
 
 ifeq ($(KDIR),)
 KDIR := $(shell $(CURDIR)/scripts/build-kernel.sh)
@@ -38,7 +39,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) \
 
 RUST_SRCS = $(shell find rust samples -name '*.rs' ! -name '*_generated.rs')
 
-.PHONY: all modules clean clippy fmt fmt-check user demo check check-debug fuzz-debug soak bench hmm-tests
+.PHONY: all modules clean clippy fmt fmt-check rustdoc user demo check check-debug fuzz-debug soak bench hmm-tests
 
 all: modules
 
@@ -54,6 +55,9 @@ clean:
 
 fmt:
 	$(RUSTFMT) --edition 2021 --config-path $(KDIR)/source/.rustfmt.toml $(RUST_SRCS)
+
+rustdoc: modules
+	RUSTDOC=$(RUSTDOC) scripts/rustdoc.sh
 
 fmt-check:
 	$(RUSTFMT) --check --edition 2021 --config-path $(KDIR)/source/.rustfmt.toml $(RUST_SRCS)

@@ -7,7 +7,7 @@
 //! covering virtual addresses `[0, 2^57)` (the largest x86-64 user address
 //! space, with 5-level paging). Directories hold 64 entries (512 bytes),
 //! except at level 1, where they hold 8 (64 bytes), so that one level-2
-//! entry spans 2 MiB, the size of a huge leaf ([`LEVEL_BITS`]). Small
+//! entry spans 2 MiB, the size of a huge leaf (`LEVEL_BITS`). Small
 //! directories keep a sparse or small mirrored range about as cheap as an
 //! xarray (whose nodes also have 64 slots); a dense one costs 8 bytes per
 //! page plus 1/64 of that for level 1.

@@ -227,6 +227,35 @@ pub fn block_head(pfns: &[Pfn], start: u64, i: usize, order: u32) -> Option<u64>
 }
 
 /// A range request for `hmm_range_fault()`.
+///
+/// # Examples
+///
+/// A device fault: the two pages at `addr`, which an interval notifier
+/// watches, faulted in writable; their data read under the notifier lock
+/// that validated them (it is held until `faulted` goes).
+///
+/// ```
+/// use rust_hmm::hmm::{Fault, Mode, Range};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(2, true)?;
+/// # kunit_mm::write_user(addr, b"hello")?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+///
+/// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, core::ptr::null())?;
+/// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+/// assert!(faulted.pfns().iter().all(|p| p.is_valid() && p.is_write()));
+///
+/// let (_state, pages) = faulted.split();
+/// let mut buf = [0u8; 5];
+/// pages.page(0).ok_or(EFAULT)?.read(0, &mut buf)?;
+/// assert_eq!(&buf, b"hello");
+///
+/// // Not page-aligned, or outside what the notifier watches.
+/// assert!(Range::new(&notifier, addr + 8, addr + PAGE, core::ptr::null()).is_err());
+/// assert!(Range::new(&notifier, addr, addr + 3 * PAGE, core::ptr::null()).is_err());
+/// # Ok::<(), Error>(())
+/// ```
 pub struct Range<'a, T: IntervalNotifierOps> {
     notifier: &'a IntervalNotifier<T>,
     raw: ffi::hmm_range,

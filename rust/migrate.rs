@@ -31,6 +31,20 @@ pub const PMD_ORDER: u32 = ffi::HPAGE_PMD_ORDER;
 /// The owner cookie of device-private memory (`dev_pagemap::owner`): HMM
 /// reports, and migration collects, only the device pages whose pagemap
 /// carries the cookie asked for. Compared by address, never dereferenced.
+///
+/// # Examples
+///
+/// ```
+/// use rust_hmm::migrate::PagemapOwner;
+///
+/// struct Device {
+///     id: u32,
+/// }
+/// let (a, b) = (Device { id: 0 }, Device { id: 1 });
+/// assert_eq!(PagemapOwner::of(&a), PagemapOwner::of(&a));
+/// assert_ne!(PagemapOwner::of(&a), PagemapOwner::of(&b));
+/// # let _ = (a.id, b.id);
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct PagemapOwner(*const core::ffi::c_void);
 

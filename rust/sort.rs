@@ -11,6 +11,16 @@ use kernel::prelude::*;
 
 /// Sorts `v` in ascending order (heapsort: `O(n log n)`, no allocation, so
 /// usable under a spinlock).
+///
+/// # Examples
+///
+/// ```
+/// use rust_hmm::sort::heapsort;
+///
+/// let mut pfns = [0x1200u64, 0x1000, 0x1400, 0x1000];
+/// heapsort(&mut pfns);
+/// assert_eq!(pfns, [0x1000, 0x1000, 0x1200, 0x1400]);
+/// ```
 pub fn heapsort<T: Ord>(v: &mut [T]) {
     let n = v.len();
     for root in (0..n / 2).rev() {

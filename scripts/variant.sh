@@ -10,7 +10,7 @@ if [ "${VARIANT:-}" = debug ]; then
 	mkdir -p "$src"
 	rsync -a --delete --exclude='*_generated.rs' --include='*/' \
 		--include='*.rs' --include='*.c' --include='*.h' --include=Kbuild \
-		--include=bindgen.sh --exclude='*' \
+		--include=bindgen.sh --include=doctests.py --exclude='*' \
 		"$TOP/Kbuild" "$TOP/rust" "$TOP/samples" "$TOP/scripts" "$src/"
 	log "building rust_hmm.ko for the debug kernel"
 	make -s -C "$KDIR" M="$src" "${KMAKE_VARS[@]}" modules

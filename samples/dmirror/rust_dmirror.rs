@@ -15,6 +15,13 @@
 pub mod rust_hmm;
 pub use rust_hmm::*;
 
+// The library's `# Examples`, as the KUnit suite `rust_hmm_doctests`
+// (generated at build time by `scripts/doctests.py`).
+#[cfg(CONFIG_KUNIT = "y")]
+mod doctests {
+    include!("../../rust/doctests_generated.rs");
+}
+
 mod bounce;
 mod devbuf;
 mod memory;
