@@ -97,6 +97,31 @@ pub struct ExclusiveSession<'a, T: IntervalNotifierOps> {
 
 /// Runs `f` with a session on the mm `notifier` watches: `EFAULT` if the
 /// process is gone. The mmap read lock is taken once for the whole run.
+///
+/// # Examples
+///
+/// A device atomic: the page at `addr` is made exclusive to the device,
+/// which adds to a word of it; the CPU's next access takes the page back
+/// and sees the sum.
+///
+/// ```
+/// use rust_hmm::device_exclusive::exclusive_session;
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// # kunit_mm::write_user(addr, &41u64.to_ne_bytes())?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+///
+/// let old = exclusive_session(&notifier, |s| {
+///     s.map(addr, |_state, page| page.fetch_add_u64(0, 1))
+/// })?;
+/// assert_eq!(old, 41);
+///
+/// let mut word = [0u8; 8];
+/// kunit_mm::read_user(addr, &mut word)?;
+/// assert_eq!(u64::from_ne_bytes(word), 42);
+/// # Ok::<(), Error>(())
+/// ```
 pub fn exclusive_session<T: IntervalNotifierOps, R>(
     notifier: &IntervalNotifier<T>,
     f: impl FnOnce(&mut ExclusiveSession<'_, T>) -> Result<R>,

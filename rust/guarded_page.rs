@@ -60,6 +60,42 @@ pub(crate) enum Kind {
 ///   marked dirty.
 /// - If `tie` is not null, the pages were validated under the lock of the
 ///   notifier state at `tie..tie + tie_len`, for the address `addr`.
+///
+/// # Examples
+///
+/// The pages a device fault validated, read and written under the notifier
+/// lock; a read-only mapping refuses a write.
+///
+/// ```
+/// use rust_hmm::hmm::{Fault, Mode, Range};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let rw = kunit_mm::mmap_anon(1, true)?;
+/// # let ro = kunit_mm::mmap_anon(1, false)?;
+/// # let lo = rw.min(ro);
+/// # let notifier = kunit_mm::notifier(&mm, lo, rw.max(ro) + PAGE - lo)?;
+///
+/// let mut range = Range::new(&notifier, rw, rw + PAGE, core::ptr::null())?;
+/// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+/// let (_, pages) = faulted.split();
+/// let page = pages.page(0).ok_or(EFAULT)?;
+/// page.write(16, b"device")?;
+/// let mut buf = [0u8; 6];
+/// page.read(16, &mut buf)?;
+/// assert_eq!(&buf, b"device");
+/// assert_eq!(page.read(4091, &mut buf), Err(EINVAL)); // past the page
+/// drop(faulted);
+///
+/// // Read faults on a read-only mapping give the shared zero page.
+/// let mut range = Range::new(&notifier, ro, ro + PAGE, core::ptr::null())?;
+/// let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
+/// let (_, pages) = faulted.split();
+/// assert_eq!(pages.page(0).ok_or(EFAULT)?.write(0, b"x"), Err(EPERM));
+/// # drop(faulted);
+/// # kunit_mm::read_user(rw + 16, &mut buf)?;
+/// # assert_eq!(&buf, b"device");
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct GuardedPages<'a> {
     pfn: u64,
