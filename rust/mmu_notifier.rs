@@ -75,13 +75,22 @@
 //! reports the other waits, and `mmu_interval_notifier_insert()` asserts
 //! that the mmap lock may be taken.
 //!
+//! # Files
+//!
+//! - this file: [`IntervalNotifierOps`], the notifier
+//!   ([`IntervalNotifier`]) and its invariants, the read side of the
+//!   sequence protocol ([`ReadSeq`], [`LockedState`]);
+//! - `range.rs`: what an invalidation reports ([`NotifierRange`],
+//!   [`Event`]);
+//! - `callbacks.rs`: the `mmu_interval_notifier_ops` the kernel calls;
+//! - `tests.rs`: the KUnit suite `rust_hmm_mmu_notifier`.
+//!
 //! [`lock`]: IntervalNotifier::lock
 //! [`lock_valid`]: IntervalNotifier::lock_valid
 
 use crate::ffi;
-use core::{marker::PhantomData, ops::Deref};
+use core::ops::Deref;
 use kernel::{
-    alloc::flags::GFP_NOWAIT,
     bindings,
     error::to_result,
     mm::{Mm, MmWithUser},
@@ -95,80 +104,12 @@ use kernel::{
     types::Opaque,
 };
 
-/// Why an invalidation happens (`enum mmu_notifier_event`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Event {
-    /// The range is being unmapped (munmap, mremap, zap).
-    Unmap,
-    /// The mapping is being cleared, for example on COW or reclaim.
-    Clear,
-    /// The protection of the whole VMA changes (mprotect).
-    ProtectionVma,
-    /// Pages are write-protected (fork COW, writeback, `folio_mkclean`).
-    ProtectionPage,
-    /// Soft-dirty tracking write-protects the range.
-    SoftDirty,
-    /// The process address space is torn down.
-    Release,
-    /// Pages are migrated.
-    Migrate,
-    /// Pages are made device exclusive.
-    Exclusive,
-}
+mod callbacks;
+mod range;
+mod tests;
 
-impl Event {
-    fn from_raw(e: bindings::mmu_notifier_event) -> Self {
-        match e {
-            bindings::mmu_notifier_event_MMU_NOTIFY_UNMAP => Self::Unmap,
-            bindings::mmu_notifier_event_MMU_NOTIFY_PROTECTION_VMA => Self::ProtectionVma,
-            bindings::mmu_notifier_event_MMU_NOTIFY_PROTECTION_PAGE => Self::ProtectionPage,
-            bindings::mmu_notifier_event_MMU_NOTIFY_SOFT_DIRTY => Self::SoftDirty,
-            bindings::mmu_notifier_event_MMU_NOTIFY_RELEASE => Self::Release,
-            bindings::mmu_notifier_event_MMU_NOTIFY_MIGRATE => Self::Migrate,
-            bindings::mmu_notifier_event_MMU_NOTIFY_EXCLUSIVE => Self::Exclusive,
-            // CLEAR, and anything newer: assume the worst.
-            _ => Self::Clear,
-        }
-    }
-
-    /// Whether the CPU keeps read access to the pages after the event, so
-    /// that a mirror may keep its entries read-only instead of dropping them.
-    pub fn keeps_read(self) -> bool {
-        matches!(self, Self::ProtectionPage | Self::SoftDirty)
-    }
-}
-
-/// The range of one invalidation (`struct mmu_notifier_range`).
-pub struct NotifierRange<'a> {
-    raw: &'a bindings::mmu_notifier_range,
-}
-
-impl NotifierRange<'_> {
-    /// First address of the range.
-    pub fn start(&self) -> u64 {
-        self.raw.start as u64
-    }
-
-    /// End of the range (exclusive).
-    pub fn end(&self) -> u64 {
-        self.raw.end as u64
-    }
-
-    /// Why the range is invalidated.
-    pub fn event(&self) -> Event {
-        Event::from_raw(self.raw.event)
-    }
-
-    /// The owner cookie that the initiator passed (migration, exclusive).
-    pub fn owner(&self) -> *const core::ffi::c_void {
-        self.raw.owner
-    }
-
-    /// Whether the callback may sleep (`mmu_notifier_range_blockable()`).
-    pub fn blockable(&self) -> bool {
-        self.raw.flags & bindings::MMU_NOTIFIER_RANGE_BLOCKABLE != 0
-    }
-}
+use callbacks::OpsTable;
+pub use range::{Event, NotifierRange};
 
 /// What a user of [`IntervalNotifier`] implements.
 ///
@@ -483,233 +424,5 @@ impl<T: IntervalNotifierOps> PinnedDrop for IntervalNotifier<T> {
         // SAFETY: `raw` was inserted in `new` (type invariant). This waits
         // for callbacks in flight, so none can see the fields dropped next.
         unsafe { bindings::mmu_interval_notifier_remove(self.raw.get()) };
-    }
-}
-
-/// The two-pass hand-over: the kernel's link plus the driver's data.
-#[repr(C)]
-struct FinishBox<T: IntervalNotifierOps> {
-    raw: bindings::mmu_interval_notifier_finish,
-    data: T::Finish,
-    /// The range's: the second pass runs in the same context as the first.
-    blockable: bool,
-}
-
-struct OpsTable<T>(PhantomData<T>);
-
-impl<T: IntervalNotifierOps> OpsTable<T> {
-    const OPS: bindings::mmu_interval_notifier_ops = bindings::mmu_interval_notifier_ops {
-        invalidate: if T::TWO_PASS {
-            None
-        } else {
-            Some(Self::invalidate)
-        },
-        invalidate_start: if T::TWO_PASS {
-            Some(Self::invalidate_start)
-        } else {
-            None
-        },
-        invalidate_finish: if T::TWO_PASS {
-            Some(Self::invalidate_finish)
-        } else {
-            None
-        },
-    };
-
-    const fn build() -> &'static bindings::mmu_interval_notifier_ops {
-        &Self::OPS
-    }
-
-    /// # Safety
-    ///
-    /// Called by the kernel for a notifier inserted by `IntervalNotifier<T>`.
-    unsafe extern "C" fn invalidate(
-        sub: *mut bindings::mmu_interval_notifier,
-        range: *const bindings::mmu_notifier_range,
-        cur_seq: kernel::ffi::c_ulong,
-    ) -> bool {
-        // SAFETY: The kernel passes our live notifier and a valid range.
-        let (this, range) = unsafe { (IntervalNotifier::<T>::from_raw(sub), &*range) };
-        let range = NotifierRange { raw: range };
-        match this.start(&range, cur_seq as u64) {
-            None => false,
-            Some(None) => true,
-            Some(Some(finish)) => {
-                this.ops.invalidate_finish(finish, range.blockable());
-                true
-            }
-        }
-    }
-
-    /// # Safety
-    ///
-    /// As for `invalidate`; `finish` is valid and `*finish` is null.
-    unsafe extern "C" fn invalidate_start(
-        sub: *mut bindings::mmu_interval_notifier,
-        range: *const bindings::mmu_notifier_range,
-        cur_seq: kernel::ffi::c_ulong,
-        finish: *mut *mut bindings::mmu_interval_notifier_finish,
-    ) -> bool {
-        // SAFETY: The kernel passes our live notifier and a valid range.
-        let (this, range) = unsafe { (IntervalNotifier::<T>::from_raw(sub), &*range) };
-        let range = NotifierRange { raw: range };
-        let data = match this.start(&range, cur_seq as u64) {
-            None => return false,
-            Some(None) => return true,
-            Some(Some(data)) => data,
-        };
-        let blockable = range.blockable();
-        let Ok(slot) = KBox::<FinishBox<T>>::new_uninit(GFP_NOWAIT) else {
-            // No memory for a second pass: finish now, as the API allows.
-            this.ops.invalidate_finish(data, blockable);
-            return true;
-        };
-        let b = KBox::write(
-            slot,
-            FinishBox::<T> {
-                raw: bindings::mmu_interval_notifier_finish {
-                    link: bindings::llist_node {
-                        next: core::ptr::null_mut(),
-                    },
-                    notifier: sub,
-                },
-                data,
-                blockable,
-            },
-        );
-        // SAFETY: `finish` is valid for writes; the kernel hands the pointer
-        // back to `invalidate_finish` exactly once.
-        unsafe { *finish = KBox::into_raw(b).cast() };
-        true
-    }
-
-    /// # Safety
-    ///
-    /// `finish` was returned by `invalidate_start` of an `IntervalNotifier<T>`.
-    unsafe extern "C" fn invalidate_finish(finish: *mut bindings::mmu_interval_notifier_finish) {
-        // SAFETY: `finish` is the first field of a `FinishBox<T>` leaked in
-        // `invalidate_start`, handed back once.
-        let b = unsafe { KBox::from_raw(finish.cast::<FinishBox<T>>()) };
-        // SAFETY: The kernel set `notifier` to our live notifier.
-        let this = unsafe { IntervalNotifier::<T>::from_raw(b.raw.notifier) };
-        let b = KBox::into_inner(b);
-        this.ops.invalidate_finish(b.data, b.blockable);
-    }
-}
-
-#[kunit_tests(rust_hmm_mmu_notifier)]
-mod tests {
-    use super::*;
-    use crate::kunit_mm::{self, Recorder, PAGE};
-    use core::sync::atomic::Ordering;
-    use kernel::page::PAGE_SIZE;
-
-    /// The sequence against invalidations inside, outside and at the edges
-    /// of the interval, in a real mm, for either callback form.
-    fn sequence_follows_invalidations<const TWO_PASS: bool>() -> Result {
-        let mm = kunit_mm::attach()?;
-        let a = kunit_mm::mmap_anon(8, true)?;
-        for i in 0..8 {
-            kunit_mm::write_user(a + i * PAGE, &[1])?;
-        }
-        let (ops, counters) = Recorder::<TWO_PASS>::new()?;
-        // Pages 2 to 5 of the 8.
-        let n = KBox::pin_init(
-            IntervalNotifier::new(&mm, a + 2 * PAGE, 4 * PAGE, ops, Default::default()),
-            GFP_KERNEL,
-        )?;
-        assert_eq!(n.interval(), (a + 2 * PAGE, a + 6 * PAGE - 1));
-        assert!(n.covers(a + 2 * PAGE, a + 6 * PAGE));
-        assert!(!n.covers(a + PAGE, a + 3 * PAGE));
-        assert!(!n.covers(a + 5 * PAGE, a + 7 * PAGE));
-        assert!(!n.covers(a + 3 * PAGE, a + 3 * PAGE));
-
-        // Nothing happened: the section is valid.
-        let seq = n.read_begin();
-        assert!(n.lock_valid(seq).is_some());
-
-        // Unmaps next to the interval never reach the notifier, and the
-        // sequence does not move: what it says holds only inside.
-        let seq = n.read_begin();
-        kunit_mm::munmap(a + 6 * PAGE, 1)?;
-        kunit_mm::munmap(a + PAGE, 1)?;
-        assert_eq!(n.lock().calls, 0);
-        assert!(n.lock_valid(seq).is_some());
-
-        // One inside ends the section, and a new one is valid again.
-        let seq = n.read_begin();
-        kunit_mm::munmap(a + 3 * PAGE, 1)?;
-        {
-            let st = n.lock();
-            assert_eq!(st.calls, 1);
-            assert_eq!(st.last, Some((a + 3 * PAGE, a + 4 * PAGE, Event::Unmap)));
-        }
-        assert!(n.lock_valid(seq).is_none());
-        let seq = n.read_begin();
-        assert!(n.lock_valid(seq).is_some());
-
-        // A zap (no unmap) of the last page inside: `MMU_NOTIFY_CLEAR`.
-        let seq = n.read_begin();
-        {
-            let lock = mm.mmap_read_lock();
-            let vma = lock.vma_lookup((a + 5 * PAGE) as usize).ok_or(EFAULT)?;
-            vma.zap_vma_range((a + 5 * PAGE) as usize, PAGE_SIZE);
-        }
-        assert!(n.lock_valid(seq).is_none());
-        {
-            let st = n.lock();
-            assert_eq!(st.calls, 2);
-            assert_eq!(st.last, Some((a + 5 * PAGE, a + 6 * PAGE, Event::Clear)));
-        }
-        // Every first pass got its second, told that it may block.
-        assert_eq!(counters.finishes.load(Ordering::Relaxed), 2);
-        assert_eq!(counters.blockable.load(Ordering::Relaxed), 2);
-
-        // A sequence of another notifier is refused, even a current one.
-        let (ops2, counters2) = Recorder::<TWO_PASS>::new()?;
-        let n2 = KBox::pin_init(
-            IntervalNotifier::new(&mm, a, 8 * PAGE, ops2, Default::default()),
-            GFP_KERNEL,
-        )?;
-        assert!(n.lock_valid(n2.read_begin()).is_none());
-        assert!(n2.lock_valid(n2.read_begin()).is_some());
-
-        // Unmapping everything reaches both; `release` runs once on drop.
-        kunit_mm::munmap(a, 8)?;
-        assert_eq!(n.lock().calls, 3);
-        assert_eq!(n2.lock().calls, 1);
-        drop(n);
-        drop(n2);
-        assert_eq!(counters.releases.load(Ordering::Relaxed), 1);
-        assert_eq!(counters2.releases.load(Ordering::Relaxed), 1);
-        Ok(())
-    }
-
-    #[test]
-    fn single_pass_sequence() -> Result {
-        sequence_follows_invalidations::<false>()
-    }
-
-    #[test]
-    fn two_pass_sequence() -> Result {
-        sequence_follows_invalidations::<true>()
-    }
-
-    /// Empty intervals and intervals that wrap around are refused before
-    /// anything is inserted.
-    #[test]
-    fn bad_intervals() -> Result {
-        let mm = kunit_mm::attach()?;
-        for (start, length) in [(0x10000, 0), (u64::MAX - PAGE + 1, 2 * PAGE)] {
-            let (ops, counters) = Recorder::<false>::new()?;
-            let r = KBox::pin_init(
-                IntervalNotifier::new(&mm, start, length, ops, Default::default()),
-                GFP_KERNEL,
-            );
-            assert_eq!(r.err(), Some(EOVERFLOW));
-            // Never inserted, so never released.
-            assert_eq!(counters.releases.load(Ordering::Relaxed), 0);
-        }
-        Ok(())
     }
 }

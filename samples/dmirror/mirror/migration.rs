@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Migration between system memory and the device's: MIGRATE_TO_DEV,
+//! MIGRATE_TO_SYS and RELEASE.
+
+use super::Mirror;
+use crate::hmm::{resched_or_killed, Fault, Mode};
+use crate::memory as sim;
+use crate::migrate::{Migration, Select};
+use crate::uapi::*;
+use kernel::{mm::virt::flags::READ as VM_READ, page::PAGE_SHIFT, prelude::*};
+
+impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
+    /// HMM_DMIRROR_MIGRATE_TO_DEV: moves the range into device memory,
+    /// then reads it back through the device. `ENOENT` if a page did not
+    /// end up in this device's memory (for example, it is in another's).
+    pub(crate) fn migrate_to_device(&self, c: &mut HmmDmirrorCmd) -> Result {
+        let (start, end) = self.range(c)?;
+        self.migrate(start, end, Select::System)?;
+        self.fault(start, end, Fault::None, Mode::Locked)?;
+        self.read(c, false)?;
+        c.faults = 0;
+        Ok(())
+    }
+
+    /// HMM_DMIRROR_MIGRATE_TO_SYS: moves this device's pages of the range
+    /// back to system memory. `cpages` counts the pages moved.
+    pub(crate) fn migrate_to_system(&self, c: &mut HmmDmirrorCmd) -> Result {
+        let (start, end) = self.range(c)?;
+        c.cpages = self.migrate(start, end, Select::DevicePrivate)?;
+        Ok(())
+    }
+
+    /// Migrates `[start, end)` one PMD-aligned window at a time, each inside
+    /// one VMA. `EINVAL` for a hole or an unreadable VMA, as test_hmm.
+    pub(super) fn migrate(&self, start: u64, end: u64, select: Select) -> Result<u64> {
+        let pool = self.devmem();
+        let mm = self.notifier.mm().mmget_not_zero().ok_or(EINVAL)?;
+        let lock = mm.mmap_read_lock();
+        // Check the whole range before moving anything.
+        let mut addr = start;
+        while addr < end {
+            let vma = lock.vma_lookup(addr as usize).ok_or(EINVAL)?;
+            if vma.flags() & VM_READ == 0 {
+                return Err(EINVAL);
+            }
+            addr = vma.end() as u64;
+        }
+        let mut moved = 0;
+        let mut addr = start;
+        while addr < end {
+            resched_or_killed()?;
+            let vma = lock.vma_lookup(addr as usize).ok_or(EINVAL)?;
+            let pmd = 1u64 << (PAGE_SHIFT + crate::migrate::PMD_ORDER as usize);
+            let next = end.min(vma.end() as u64).min((addr & !(pmd - 1)) + pmd);
+            let mut m = Migration::vma(vma, addr, next, self.owner(), select, true)?;
+            moved += match select {
+                Select::System => sim::migrate_to_device(pool, &mut m, self.id, &self.fail_alloc),
+                Select::DevicePrivate => {
+                    sim::migrate_to_system(pool, &mut m, vma, &self.fail_alloc)?
+                }
+            };
+            drop(m);
+            addr = next;
+        }
+        Ok(moved)
+    }
+
+    /// HMM_DMIRROR_RELEASE: moves every page of the device, whoever
+    /// migrated it, back to system memory.
+    pub(crate) fn release(&self) -> Result {
+        sim::evict(self.devmem(), None)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! SNAPSHOT: the CPU's view of each page of a range, and which of them
+//! the device holds exclusive or maps with a huge leaf.
+
+use super::{Mirror, CHUNK_PAGES};
+use crate::device_pt::Entry;
+use crate::hmm::{self, next_vma, page_kinds, resched_or_killed, Fault, Mode, PageKind};
+use crate::uapi::*;
+use core::mem::MaybeUninit;
+use kernel::{
+    page::PAGE_SHIFT,
+    prelude::*,
+    uaccess::{UserPtr, UserSlice},
+};
+
+/// Writes the items of `it` to the start of `buf`, as many as fit, and
+/// returns that part, now initialised.
+fn fill<T>(buf: &mut [MaybeUninit<T>], it: impl Iterator<Item = T>) -> &mut [T] {
+    let mut n = 0;
+    for (slot, v) in buf.iter_mut().zip(it) {
+        slot.write(v);
+        n += 1;
+    }
+    // SAFETY: The loop wrote the first `n` elements, and `MaybeUninit<T>`
+    // has the layout of `T`.
+    unsafe { &mut *(core::ptr::from_mut(&mut buf[..n]) as *mut [T]) }
+}
+
+/// What SNAPSHOT says of a page the CPU maps as `p`, which names a page of
+/// `kind`: the CPU's side only.
+fn snapshot_perm(p: &hmm::Pfn, kind: PageKind) -> u8 {
+    if p.is_error() {
+        return HMM_DMIRROR_PROT_ERROR;
+    }
+    if !p.is_valid() {
+        return HMM_DMIRROR_PROT_NONE;
+    }
+    // HMM reports only our own device-private pages; another device's show
+    // as not present.
+    let mut v = match kind {
+        PageKind::DevicePrivate => HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
+        PageKind::Zero => HMM_DMIRROR_PROT_ZERO,
+        PageKind::Other => HMM_DMIRROR_PROT_NONE,
+    };
+    v |= if p.is_write() {
+        HMM_DMIRROR_PROT_WRITE
+    } else {
+        HMM_DMIRROR_PROT_READ
+    };
+    match p.order() + PAGE_SHIFT as u32 {
+        21 => v | HMM_DMIRROR_PROT_PMD,
+        30 => v | HMM_DMIRROR_PROT_PUD,
+        _ => v,
+    }
+}
+
+impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
+    /// HMM_DMIRROR_SNAPSHOT: the CPU's view of each page, one byte each.
+    pub(crate) fn snapshot(&self, c: &mut HmmDmirrorCmd) -> Result {
+        let (start, end) = self.range(c)?;
+        // On the stack and not zeroed first, as in test_hmm: an allocation,
+        // or zeroing 1 KiB, costs as much as a small SNAPSHOT.
+        let mut perm_buf = [const { MaybeUninit::uninit() }; CHUNK_PAGES];
+        let mut kinds = [const { MaybeUninit::uninit() }; CHUNK_PAGES];
+        let mut addr = start;
+        // A hole in the address space is all errors to `hmm_range_fault()`
+        // and can span up to 2^56 bytes with 5-level paging: once a chunk
+        // comes back all errors, the hole after it, up to `hole_end`, is
+        // answered without walking it.
+        let mut hole_end = 0;
+        while addr < end {
+            resched_or_killed()?;
+            let mut next = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
+            let walk = addr >= hole_end;
+            let perm = if !walk {
+                next = next.min(hole_end);
+                let n = ((next - addr) >> PAGE_SHIFT) as usize;
+                fill(&mut perm_buf, (0..n).map(|_| HMM_DMIRROR_PROT_ERROR))
+            } else {
+                let mut range = hmm::Range::new(&self.notifier, addr, next, self.owner().as_ptr())?;
+                let f = range.fault(Fault::None, Mode::Locked)?;
+                let kinds = page_kinds(f.pfns(), &mut kinds)?;
+                let perm = fill(
+                    &mut perm_buf,
+                    f.pfns()
+                        .iter()
+                        .zip(kinds)
+                        .map(|(p, kind)| snapshot_perm(p, *kind)),
+                );
+                // The CPU sees a device-exclusive page as not present; say
+                // which of them this mirror holds, and which it maps with a
+                // huge leaf.
+                f.state().pt.for_each(addr, next, &mut |va, e| {
+                    let v = &mut perm[((va - addr) >> PAGE_SHIFT) as usize];
+                    if e.has(Entry::EXCLUSIVE) {
+                        *v |= HMM_DMIRROR_PROT_DEV_EXCLUSIVE;
+                    }
+                    if e.is_huge() {
+                        *v |= HMM_DMIRROR_PROT_PMD;
+                    }
+                });
+                perm
+            };
+            let n = perm.len();
+            // With the notifier lock dropped: the mmap lock nests outside it.
+            if walk && next < end && perm.iter().all(|&v| v == HMM_DMIRROR_PROT_ERROR) {
+                let mm = self.notifier.mm().mmget_not_zero().ok_or(EFAULT)?;
+                hole_end = next_vma(&mm, next).map_or(u64::MAX, |vma| vma.start);
+            }
+            let uptr = UserPtr::from_addr(c.ptr.wrapping_add(c.cpages) as usize);
+            UserSlice::new(uptr, n).writer().write_slice(perm)?;
+            c.cpages += n as u64;
+            addr = next;
+        }
+        Ok(())
+    }
+}
