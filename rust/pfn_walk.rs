@@ -60,7 +60,7 @@
 //!
 //! # Files
 //!
-//! - this file: [`NoPagefaults`], the registry ([`VmaRegistry`]), the
+//! - this file: `NoPagefaults`, the registry ([`VmaRegistry`]), the
 //!   object it tracks ([`PfnSource`]), and what a walk does and reports
 //!   ([`Missing`], [`PfnEntry`], [`WalkStats`]);
 //! - `walk.rs`: the walk ([`VmaRegistry::walk`]);
