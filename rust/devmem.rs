@@ -219,8 +219,11 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
             ops,
             chunk_bytes,
             max_chunks,
-            chunks <- new_mutex!(KVec::new()),
-            free <- new_spinlock!(FreeLists { small: VVec::new(), large: VVec::new() }),
+            chunks <- new_mutex!(KVec::new(), "DevicePrivatePool::chunks"),
+            free <- new_spinlock!(
+                FreeLists { small: VVec::new(), large: VVec::new() },
+                "DevicePrivatePool::free"
+            ),
             in_use: AtomicUsize::new(0),
             pages: AtomicUsize::new(0),
             nchunks: AtomicUsize::new(0),

@@ -245,7 +245,7 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
         let last = length.checked_sub(1).and_then(|l| start.checked_add(l));
         let (raw_start, raw_length) = (start as usize, length as usize);
         try_pin_init!(&this in Self {
-            state <- new_mutex!(state),
+            state <- new_mutex!(state, "IntervalNotifier::state"),
             ops,
             mm,
             start,

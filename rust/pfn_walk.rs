@@ -188,10 +188,13 @@ impl VmaRegistry {
     /// An empty registry.
     pub fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            vmas <- new_mutex!(Tracked {
-                records: KVVec::new(),
-                lost: false,
-            }),
+            vmas <- new_mutex!(
+                Tracked {
+                    records: KVVec::new(),
+                    lost: false,
+                },
+                "VmaRegistry::vmas"
+            ),
         })
     }
 

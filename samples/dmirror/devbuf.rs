@@ -255,7 +255,7 @@ pub(crate) type Buffers = Mutex<KVec<Arc<DevBuffer>>>;
 
 /// A new, empty table.
 pub(crate) fn new_buffers() -> impl PinInit<Buffers> {
-    new_mutex!(KVec::new())
+    new_mutex!(KVec::new(), "DevBuffer::buffers")
 }
 
 fn find(bufs: &Buffers, offset: u64) -> Result<Arc<DevBuffer>> {

@@ -42,7 +42,7 @@ fn create(bufs: &Buffers, file: &File, c: &mut HmmDevbufCreate) -> Result {
             offset,
             npages,
             mapping,
-            store <- new_mutex!(store),
+            store <- new_mutex!(store, "DevBuffer::store"),
             dirty,
             mapped,
             vmas <- VmaRegistry::new(),
