@@ -193,6 +193,60 @@ pub struct PoolStats {
 ///
 /// Every chunk's `pool` points to this pool, which is pinned; free lists
 /// hold only free pages of its chunks, each once.
+///
+/// # Examples
+///
+/// A device whose memory keeps nothing of its own, so its pages read as
+/// zeros: two untouched pages of a process move into it, a CPU access
+/// brings one back, and dropping the pool brings back the other.
+///
+/// ```
+/// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+/// use rust_hmm::migrate::{DstFolio, Migration, Select};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+///
+/// struct ZeroDevice;
+///
+/// impl DevmemOps for ZeroDevice {
+///     type PageData = ();
+///
+///     fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, _data: &[()]) {}
+///
+///     fn copy_to_ram(_pool: &DevicePrivatePool<Self>, _data: &[()], dst: &mut DstFolio) -> Result {
+///         dst.zero();
+///         Ok(())
+///     }
+/// }
+///
+/// // At most one chunk of 2 MiB, registered on first use.
+/// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(2, true)?;
+/// {
+///     let lock = mm.mmap_read_lock();
+///     let vma = lock.vma_lookup(addr as usize).ok_or(EFAULT)?;
+///     let (start, end) = (addr, addr + 2 * PAGE);
+///     let mut m = Migration::vma(vma, start, end, pool.owner(), Select::System, false)?;
+///     // Untouched pages have no source page: nothing to copy. A page with
+///     // data would stay where it is.
+///     let moved = pool.migrate_to_device(
+///         &mut m,
+///         |_order| true,
+///         |_dst, src, _first| src.pfn().map_or(Ok(()), |_| Err(EINVAL)),
+///     );
+///     assert_eq!(moved, 2);
+/// }
+/// assert_eq!(pool.stats().in_use, 2);
+///
+/// let mut word = [1u8; 8];
+/// kunit_mm::read_user(addr, &mut word)?;
+/// assert_eq!(word, [0; 8]);
+/// assert_eq!(pool.stats().in_use, 1);
+/// drop(pool);
+/// # kunit_mm::read_user(addr + PAGE, &mut word)?;
+/// # assert_eq!(word, [0; 8]);
+/// # Ok::<(), Error>(())
+/// ```
 #[pin_data(PinnedDrop)]
 pub struct DevicePrivatePool<T: DevmemOps> {
     ops: T,

@@ -157,6 +157,44 @@ pub trait IntervalNotifierOps: Send + Sync + Sized {
 ///   callbacks.
 /// - `raw.invalidate_seq` is only written with `state` locked.
 /// - `raw` watches exactly `start..=last`.
+///
+/// # Examples
+///
+/// A device mirror's notifier. Its state, here how many pages the device
+/// maps, is reachable only under the notifier lock; an unmap inside the
+/// interval reaches `invalidate`, which drops the device's mappings.
+///
+/// ```
+/// use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+///
+/// struct Mirror;
+///
+/// impl IntervalNotifierOps for Mirror {
+///     type State = u64;
+///     type Finish = ();
+///
+///     fn invalidate(&self, mapped: &mut u64, _range: &NotifierRange<'_>) {
+///         *mapped = 0;
+///     }
+/// }
+///
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(4, true)?;
+/// let notifier = KBox::pin_init(
+///     IntervalNotifier::new(&mm, addr, 4 * PAGE, Mirror, 0),
+///     GFP_KERNEL,
+/// )?;
+/// let seq = notifier.read_begin();
+/// // Fault the pages in, without the lock (`hmm::Range::fault` does).
+/// if let Some(mut mapped) = notifier.lock_valid(seq) {
+///     // No invalidation ran since `read_begin`: map them in the device.
+///     *mapped = 4;
+/// }
+/// kunit_mm::munmap(addr, 4)?;
+/// assert_eq!(*notifier.lock(), 0);
+/// # Ok::<(), Error>(())
+/// ```
 #[pin_data(PinnedDrop)]
 pub struct IntervalNotifier<T: IntervalNotifierOps> {
     #[pin]
