@@ -7,9 +7,9 @@
 //! constants come from the headers and cannot drift. That is
 //! `struct hmm_range` and `hmm_range_fault()` (`linux/hmm.h`),
 //! `struct migrate_vma` and the migration calls (`linux/migrate.h`),
-//! `make_device_exclusive()` and `mapping_wrprotect_range()`
-//! (`linux/rmap.h`), the `MIGRATE_PFN_*`, `MIGRATE_VMA_SELECT_*` and
-//! `HMM_PFN_*` constants, and our C helpers (`rust_hmm_*`, `helpers.h`).
+//! `make_device_exclusive()` (`linux/rmap.h`), the `MIGRATE_PFN_*`,
+//! `MIGRATE_VMA_SELECT_*` and `HMM_PFN_*` constants, and our C helpers
+//! (`rust_hmm_*`, `helpers.h`).
 //! The types they name come from `kernel::bindings`.
 
 // As the kernel's own `bindings` crate: generated code, not ours to lint.

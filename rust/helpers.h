@@ -43,37 +43,16 @@ unsigned int rust_hmm_page_order(struct page *page);
 void rust_hmm_zone_device_folio_init(struct page *page,
 				     struct dev_pagemap *pgmap,
 				     unsigned int order);
-struct page *rust_hmm_alloc_data_page(void);
-void rust_hmm_free_data_pfn(unsigned long pfn);
 struct page *rust_hmm_alloc_migrate_folio(struct vm_area_struct *vma,
 					  unsigned long addr,
 					  unsigned int order);
 void rust_hmm_unlock_put_page(struct page *page);
-void rust_hmm_copy_from_pfn(struct page *to, unsigned long from_pfn);
 void rust_hmm_clear_highpage(struct page *page);
 int rust_hmm_numa_node_id(void);
 bool rust_hmm_resched_killed(void);
 void rust_hmm_vma_set_pfnmap(struct vm_area_struct *vma);
-unsigned long rust_hmm_prot_with_cache(unsigned long protval, unsigned int mode);
 unsigned long rust_hmm_prot_cache_bits(unsigned long protval);
 bool rust_hmm_prot_dirty(unsigned long protval);
-
-#endif
-
-/* ---- Device-buffer cache modes (samples/dmirror/devbuf.rs) ---- */
-#ifndef RUST_HMM_HELPERS_CACHE_H
-#define RUST_HMM_HELPERS_CACHE_H
-
-/* The cache modes of HMM_DEVBUF_SET_CACHE. */
-#define RUST_HMM_CACHE_WB 0
-#define RUST_HMM_CACHE_UC 1
-#define RUST_HMM_CACHE_WC 2
-
-int rust_hmm_set_pages_cache(struct page **pages, int n, unsigned int mode);
-bool rust_hmm_pat_enabled(void);
-unsigned long rust_hmm_linear_cache_bits(struct page *page);
-unsigned long rust_hmm_cache_mode_bits(unsigned int mode);
-int rust_hmm_pat_memtype(unsigned long bits);
 
 #endif
 

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# bindgen.sh OBJTREE HEADER OUT: generates OUT (Rust) from HEADER with the
-# bindgen options and clang flags the kernel in OBJTREE used for its own
-# `rust/bindings` (saved by kbuild in .bindings_generated.rs.cmd), keeping
-# only the items HEADER adds: its functions, structs and typed constants.
-# Everything they refer to comes from `kernel::bindings`, which ffi.rs
-# imports, so no kernel type is declared twice.
+# bindgen.sh OBJTREE HEADER OUT ALLOWLIST...: generates OUT (Rust) from
+# HEADER with the bindgen options and clang flags the kernel in OBJTREE used
+# for its own `rust/bindings` (saved by kbuild in
+# .bindings_generated.rs.cmd), keeping only the items the ALLOWLIST options
+# (`--allowlist-function ...`) name, and not what they refer to: that comes
+# from `kernel::bindings`, which the including module imports, so no kernel
+# type is declared twice. Typed constants (RUST_CONST_HELPER_*) are renamed
+# as the kernel does.
 set -euo pipefail
 objtree=$(cd "$1" && pwd) header=$(realpath "$2") out=$(realpath -m "$3")
+shift 3
+allow=("$@")
 saved=$objtree/rust/bindings/.bindings_generated.rs.cmd
 [ -r "$saved" ] || { echo "bindgen.sh: no $saved (kernel built without Rust?)" >&2; exit 1; }
 # One line: `savedcmd_... := BINDGEN HEADER OPTIONS -o OUT -- CFLAGS`.
@@ -30,11 +34,7 @@ for f in "$@"; do
 done
 cd "$objtree"
 "$bindgen" "$header" "${opts[@]}" \
-	--no-recursive-allowlist \
-	--allowlist-type 'hmm_range|migrate_vma' \
-	--allowlist-function 'hmm_range_fault.*|migrate_vma_.*|migrate_device_.*' \
-	--allowlist-function 'mapping_wrprotect_range|make_device_exclusive' \
-	--allowlist-function 'rust_hmm_.*' \
+	--no-recursive-allowlist "${allow[@]}" \
 	--allowlist-var 'RUST_CONST_HELPER_.*' \
 	-o "$out" -- "${cflags[@]}" -DMODULE -I"$(dirname "$header")"
 sed -Ei 's/pub const RUST_CONST_HELPER_([a-zA-Z0-9_]*)/pub const \1/g' "$out"

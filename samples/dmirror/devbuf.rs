@@ -59,6 +59,7 @@
 //! - `tests.rs`: the KUnit suite `rust_hmm_devbuf`.
 
 use crate::ffi;
+use crate::helpers;
 use crate::pfn_walk::VmaRegistry;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
@@ -226,7 +227,7 @@ impl DevBuffer {
             // SAFETY: `mapping` is valid (type invariants); the page is
             // mapped at `pgoff` in every VMA of the buffer.
             let r = unsafe {
-                ffi::mapping_wrprotect_range(self.mapping, self.base_pgoff() + idx, pfn, 1)
+                helpers::mapping_wrprotect_range(self.mapping, self.base_pgoff() + idx, pfn, 1)
             };
             if r < 0 {
                 return Err(Error::from_errno(r));

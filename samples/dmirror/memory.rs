@@ -10,6 +10,7 @@
 
 use crate::devmem::{DevicePrivatePool, DevmemOps, KernelPfn};
 use crate::ffi;
+use crate::helpers;
 use crate::migrate::{DstFolio, Migration, SrcPfn};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::{mm::virt::VmaRef, prelude::*};
@@ -58,7 +59,7 @@ pub(crate) fn data_pfn(pool: &Devmem, page: impl KernelPfn) -> Option<u64> {
 fn fill_device(pool: &Devmem, dst: &DstFolio, s: SrcPfn<'_>, first: usize, id: u64) -> Result {
     for j in 0..1usize << dst.order() {
         // SAFETY: Allocates a plain page, or returns null.
-        let data = unsafe { ffi::rust_hmm_alloc_data_page() };
+        let data = unsafe { helpers::dmirror_alloc_data_page() };
         if data.is_null() {
             // Pages filled so far are freed with the folio (`folio_free`).
             return Err(ENOMEM);
@@ -66,7 +67,7 @@ fn fill_device(pool: &Devmem, dst: &DstFolio, s: SrcPfn<'_>, first: usize, id: u
         match s.subpage(first + j).and_then(|p| p.pfn()) {
             // SAFETY: `data` is ours; the source page is locked by the
             // migration that `s` borrows.
-            Some(from) => unsafe { ffi::rust_hmm_copy_from_pfn(data, from as usize) },
+            Some(from) => unsafe { helpers::dmirror_copy_from_pfn(data, from as usize) },
             // SAFETY: `data` is ours.
             None => unsafe { ffi::rust_hmm_clear_highpage(data) },
         }
@@ -147,7 +148,7 @@ impl DevmemOps for SimDevmem {
             if data != 0 {
                 // SAFETY: The data page was allocated for this device page,
                 // which is free now, so nothing reads it any more.
-                unsafe { ffi::rust_hmm_free_data_pfn(data as usize) };
+                unsafe { helpers::dmirror_free_data_pfn(data as usize) };
             }
         }
     }
@@ -163,7 +164,7 @@ impl DevmemOps for SimDevmem {
                 // page lives until its device page is freed, which the
                 // migration in progress prevents (it holds the source
                 // locked).
-                Some(from) => unsafe { ffi::rust_hmm_copy_from_pfn(to, from as usize) },
+                Some(from) => unsafe { helpers::dmirror_copy_from_pfn(to, from as usize) },
                 // SAFETY: `to` is a page of the locked destination.
                 None => unsafe { ffi::rust_hmm_clear_highpage(to) },
             }

@@ -24,6 +24,7 @@ mod doctests {
 
 mod bounce;
 mod devbuf;
+mod helpers;
 mod memory;
 mod mirror;
 pub(crate) mod uapi;

@@ -4,7 +4,7 @@
 //! the memory type of each page's linear map, and the module-wide
 //! counters of both.
 
-use crate::ffi;
+use crate::helpers;
 use crate::uapi::*;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use kernel::{bindings, page::Page, prelude::*};
@@ -38,7 +38,7 @@ pub(super) unsafe fn set_pages_cache(pages: &[*mut bindings::page], mode: u8) ->
     // At most `HMM_DEVBUF_MAX_PAGES` entries: the length fits.
     let n = pages.len() as i32;
     // SAFETY: `n` readable entries, each a live page (function contract).
-    let r = unsafe { ffi::rust_hmm_set_pages_cache(ptr, n, mode.into()) };
+    let r = unsafe { helpers::dmirror_set_pages_cache(ptr, n, mode.into()) };
     kernel::error::to_result(r)
 }
 
@@ -65,7 +65,7 @@ unsafe fn change_linear(pages: &[*mut bindings::page], mode: u8) -> (u8, Result)
 /// The counters of `HMM_DEVBUF_STATS`.
 pub(super) fn stats() -> HmmDevbufStats {
     // SAFETY: Reads a boot-time setting.
-    let pat = unsafe { ffi::rust_hmm_pat_enabled() };
+    let pat = unsafe { helpers::dmirror_pat_enabled() };
     HmmDevbufStats {
         pages: PAGES.load(Ordering::Relaxed) as u64,
         pages_not_wb: PAGES_NOT_WB.load(Ordering::Relaxed) as u64,

@@ -10,6 +10,7 @@ mod suite {
     use crate::devbuf::cache::*;
     use crate::devbuf::*;
     use crate::ffi;
+    use crate::helpers;
     use core::sync::atomic::Ordering;
     use kernel::bindings;
 
@@ -82,15 +83,15 @@ mod suite {
     fn linear_map_follows_mode() -> Result {
         // SAFETY: Reads the kernel's page table entry for the linear
         // address of a page, which the test holds.
-        let bits = |p: *mut bindings::page| unsafe { ffi::rust_hmm_linear_cache_bits(p) };
+        let bits = |p: *mut bindings::page| unsafe { helpers::dmirror_linear_cache_bits(p) };
         // SAFETY: A pure computation.
-        let want = |m: u8| unsafe { ffi::rust_hmm_cache_mode_bits(m.into()) };
+        let want = |m: u8| unsafe { helpers::dmirror_cache_mode_bits(m.into()) };
         let calls = || CACHE_CALLS.load(Ordering::Relaxed);
         let not_wb = || PAGES_NOT_WB.load(Ordering::Relaxed);
         // SAFETY: Reads a boot-time setting.
-        if unsafe { ffi::rust_hmm_pat_enabled() } {
+        if unsafe { helpers::dmirror_pat_enabled() } {
             // SAFETY: Reads the PAT MSR of each CPU.
-            let hw = |m: u8| unsafe { ffi::rust_hmm_pat_memtype(want(m)) };
+            let hw = |m: u8| unsafe { helpers::dmirror_pat_memtype(want(m)) };
             // What the CPUs make of the bits: `X86_MEMTYPE_WB`, `_UC_MINUS`
             // and `_WC`.
             assert_eq!((hw(WB), hw(UC), hw(WC)), (6, 7, 1));
@@ -160,14 +161,14 @@ mod suite {
     #[test]
     fn failed_change_leaves_write_back() -> Result {
         // SAFETY: Reads a boot-time setting.
-        if !unsafe { ffi::rust_hmm_pat_enabled() } {
+        if !unsafe { helpers::dmirror_pat_enabled() } {
             // Without PAT nothing refuses a change.
             return Ok(());
         }
         // SAFETY: As in `linear_map_follows_mode`.
-        let bits = |p: *mut bindings::page| unsafe { ffi::rust_hmm_linear_cache_bits(p) };
+        let bits = |p: *mut bindings::page| unsafe { helpers::dmirror_linear_cache_bits(p) };
         // SAFETY: A pure computation.
-        let want = |m: u8| unsafe { ffi::rust_hmm_cache_mode_bits(m.into()) };
+        let want = |m: u8| unsafe { helpers::dmirror_cache_mode_bits(m.into()) };
         let not_wb = || PAGES_NOT_WB.load(Ordering::Relaxed);
         let n0 = not_wb();
         let mut s = Store::new(2)?;

@@ -8,6 +8,7 @@
 
 use super::{find, Buffers, DevBuffer, DEVBUF_MMAP_BASE, DEVBUF_MMAP_STRIDE};
 use crate::ffi;
+use crate::helpers;
 use crate::pfn_walk::PfnSource;
 use kernel::{
     bindings,
@@ -48,7 +49,7 @@ impl DevBuffer {
         // SAFETY: Pure computations on flags and protection values.
         let val = unsafe {
             let base = bindings::vm_get_page_prot(f);
-            ffi::rust_hmm_prot_with_cache(base.pgprot, cache.into())
+            helpers::dmirror_prot_with_cache(base.pgprot, cache.into())
         };
         bindings::pgprot_t { pgprot: val }
     }
