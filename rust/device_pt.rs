@@ -175,6 +175,77 @@ const _: () = assert!(VA_LIMIT == 1 << 57 && HUGE_ORDER == 9);
 ///   never has `EXCLUSIVE`.
 /// - `stats` counts the 4 KiB and huge leaves and the directories below
 ///   the root, and their bytes.
+///
+/// # Examples
+///
+/// A mirror: the table lives in its notifier's state, every invalidation
+/// is applied to it, and a device fault puts the page it faulted in. A
+/// device write then dirties the page, and the CPU's munmap both drops the
+/// entry and hands the dirty page to the sink.
+///
+/// ```
+/// use rust_hmm::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
+/// use rust_hmm::guarded_page::GuardedPages;
+/// use rust_hmm::hmm::{Fault, Mode, Range};
+/// use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+///
+/// /// Marks what the device wrote dirty, as the table forgets it.
+/// struct Dirtier;
+///
+/// impl DirtySink for Dirtier {
+///     fn dirty(&mut self, pages: GuardedPages<'_>) {
+///         let _ = pages.mark_dirty();
+///     }
+/// }
+///
+/// struct Mirror;
+///
+/// impl IntervalNotifierOps for Mirror {
+///     type State = DevicePageTable;
+///     type Finish = ();
+///
+///     fn invalidate(&self, pt: &mut DevicePageTable, range: &NotifierRange<'_>) {
+///         // Write-protection keeps read access; anything else drops it.
+///         let keep = if range.event().keeps_read() { Entry::VALID } else { 0 };
+///         pt.update(range.start(), range.end(), keep, &mut Dirtier);
+///     }
+///
+///     fn release(&self, pt: &mut DevicePageTable) {
+///         pt.clear(&mut Dirtier);
+///     }
+/// }
+///
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// // SAFETY: The table goes into the state of the notifier below, whose
+/// // `invalidate` applies every invalidation, never keeping `WRITE`, and
+/// // whose `release` empties it.
+/// let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+/// let notifier = KBox::pin_init(IntervalNotifier::new(&mm, addr, PAGE, Mirror, pt), GFP_KERNEL)?;
+///
+/// // A device write fault.
+/// let mut range = Range::new(&notifier, addr, addr + PAGE, core::ptr::null())?;
+/// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+/// let (pt, pages) = faulted.split();
+/// let page = pages.page(0).ok_or(EFAULT)?;
+/// pt.insert_page(addr, &page, Entry::WRITE, &mut DirReserve::new(), &mut Dirtier)?;
+///
+/// // The device writes through its table, and the entry records it (the
+/// // page from the table cannot go back in while it borrows the table).
+/// pt.lookup_page(addr).ok_or(EFAULT)?.write(0, b"from the device")?;
+/// let dirty = Entry::WRITE | Entry::DIRTY;
+/// pt.insert_page(addr, &page, dirty, &mut DirReserve::new(), &mut Dirtier)?;
+/// assert!(pt.lookup(addr).is_some_and(|e| e.has(Entry::DIRTY)));
+/// drop(faulted);
+///
+/// let mut buf = [0u8; 15];
+/// kunit_mm::read_user(addr, &mut buf)?;
+/// assert_eq!(&buf, b"from the device");
+/// kunit_mm::munmap(addr, 1)?;
+/// assert!(notifier.lock().lookup(addr).is_none());
+/// # Ok::<(), Error>(())
+/// ```
 pub struct DevicePageTable {
     root: KBox<Dir>,
     root_count: u64,
