@@ -159,7 +159,7 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
     /// Faults the page at `addr` in writable, which also turns any
     /// device-exclusive entry there (another device's, or ours from a try
     /// that lost a race) back into an ordinary PTE.
-    fn fault_in_writable(&mut self, addr: u64) -> Result {
+    fn fault_in_writable(&mut self, addr: usize) -> Result {
         let mm = self.mm.as_raw();
         let _lock = self.locked();
         // SAFETY: The mm has users and its mmap lock is read-held; with a
@@ -167,7 +167,7 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
         to_result(unsafe {
             bindings::fixup_user_fault(
                 mm,
-                addr as usize,
+                addr,
                 bindings::fault_flag_FAULT_FLAG_WRITE,
                 core::ptr::null_mut(),
             )
@@ -178,14 +178,14 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
     /// owner cookie. Fails with `EFAULT` if nothing is mapped there or it
     /// cannot be written, `EOPNOTSUPP` for pages that are not anonymous
     /// (file, hugetlb), `EINTR` on a fatal signal.
-    fn convert(&mut self, addr: u64) -> Result<ExclusivePage> {
+    fn convert(&mut self, addr: usize) -> Result<ExclusivePage> {
         let (mm, owner) = (self.mm.as_raw(), self.notifier.owner());
         let _lock = self.locked();
         let mut folio: *mut bindings::folio = core::ptr::null_mut();
         // SAFETY: The mm has users and its mmap lock is read-held, as the
         // function requires; `folio` is valid for writes.
         let page = from_err_ptr(unsafe {
-            ffi::make_device_exclusive(mm, addr as usize, owner.cast_mut(), &mut folio)
+            ffi::make_device_exclusive(mm, addr, owner.cast_mut(), &mut folio)
         })?;
         // INVARIANT: on success the folio is returned locked and referenced.
         Ok(ExclusivePage { page, folio })
@@ -203,14 +203,11 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
     /// (see the module documentation).
     pub fn map<R>(
         &mut self,
-        addr: u64,
+        addr: usize,
         map: impl for<'g> FnOnce(&'g mut T::State, GuardedPages<'g>) -> Result<R>,
     ) -> Result<R> {
-        let first = addr & !(PAGE_SIZE as u64 - 1);
-        if !self
-            .notifier
-            .covers(first, first.saturating_add(PAGE_SIZE as u64))
-        {
+        let first = addr & !(PAGE_SIZE - 1);
+        if !self.notifier.covers(first, first.saturating_add(PAGE_SIZE)) {
             return Err(EINVAL);
         }
         let start = Instant::<Monotonic>::now();
@@ -263,7 +260,7 @@ mod tests {
 
     /// Makes the page at `addr` exclusive to `n`, records it as the
     /// device's mapping, and returns its PFN.
-    fn take(n: &Notifier, addr: u64) -> Result<u64> {
+    fn take(n: &Notifier, addr: usize) -> Result<u64> {
         exclusive_session(n, |s| {
             s.map(addr, |st, page| {
                 st.mapped = Some((addr, page.pfn()));

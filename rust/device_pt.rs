@@ -146,8 +146,12 @@ const SHIFTS: [u32; LEVELS as usize + 1] = {
     t
 };
 
+// Addresses are `usize`, and the table covers 57 bits of them: the shifts
+// and masks below, and `VA_LIMIT` itself, need a 64-bit `usize`.
+const _: () = assert!(usize::BITS >= 64);
+
 /// First virtual address the table cannot describe.
-pub const VA_LIMIT: u64 = 1 << level_shift(LEVELS);
+pub const VA_LIMIT: usize = 1 << level_shift(LEVELS);
 
 /// Level whose entries may be huge leaves.
 const HUGE_LEVEL: u32 = 2;
@@ -156,7 +160,7 @@ pub const HUGE_ORDER: u32 = level_shift(HUGE_LEVEL) - PAGE_SHIFT;
 /// Pages one huge leaf maps.
 pub const HUGE_PAGES: u64 = 1 << HUGE_ORDER;
 /// Bytes one huge leaf maps (2 MiB with 4 KiB pages).
-pub const HUGE_SIZE: u64 = 1 << level_shift(HUGE_LEVEL);
+pub const HUGE_SIZE: usize = 1 << level_shift(HUGE_LEVEL);
 
 const _: () = assert!(VA_LIMIT == 1 << 57 && HUGE_ORDER == 9);
 
@@ -298,7 +302,7 @@ impl DevicePageTable {
     }
 
     #[inline(always)]
-    fn check_addr(addr: u64) -> Result {
+    fn check_addr(addr: usize) -> Result {
         if addr & ((1 << PAGE_SHIFT) - 1) != 0 {
             return Err(EINVAL);
         }
@@ -309,8 +313,8 @@ impl DevicePageTable {
     }
 
     #[inline(always)]
-    fn index(addr: u64, level: u32) -> usize {
-        (addr.wrapping_shr(level_shift(level)) as usize) & entries_at(level).wrapping_sub(1)
+    fn index(addr: usize, level: u32) -> usize {
+        addr.wrapping_shr(level_shift(level)) & entries_at(level).wrapping_sub(1)
     }
 }
 

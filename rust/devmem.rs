@@ -127,8 +127,8 @@ pub struct DeviceFault<'a> {
 
 impl DeviceFault<'_> {
     /// Faulting address.
-    pub fn address(&self) -> u64 {
-        self.raw.__bindgen_anon_1.address as u64
+    pub fn address(&self) -> usize {
+        self.raw.__bindgen_anon_1.address
     }
 
     /// The VMA, locked by the fault path.
@@ -156,8 +156,8 @@ impl DeviceFault<'_> {
     pub fn migration(
         &self,
         owner: PagemapOwner,
-        start: u64,
-        end: u64,
+        start: usize,
+        end: usize,
         compound: bool,
     ) -> Result<crate::migrate::Migration<'_>> {
         // SAFETY: `self.raw.page` is the page of the fault being handled:

@@ -100,7 +100,7 @@ pub(crate) enum Kind {
 pub struct GuardedPages<'a> {
     pfn: u64,
     npages: u64,
-    addr: u64,
+    addr: usize,
     tie: *const u8,
     tie_len: usize,
     kind: Kind,
@@ -144,7 +144,7 @@ impl<'a> GuardedPages<'a> {
     pub(crate) unsafe fn new(
         pfn: u64,
         npages: u64,
-        addr: u64,
+        addr: usize,
         tie: Tie,
         kind: Kind,
         writable: bool,
@@ -173,7 +173,7 @@ impl<'a> GuardedPages<'a> {
     /// by the device when it wrote them.
     pub(crate) unsafe fn written(pfn: u64, npages: u64, kind: Kind) -> Self {
         // SAFETY: Per the function's safety requirements; not writable.
-        let mut p = unsafe { Self::new(pfn, npages, u64::MAX, Tie::NONE, kind, false) };
+        let mut p = unsafe { Self::new(pfn, npages, usize::MAX, Tie::NONE, kind, false) };
         // INVARIANT: the device wrote them while it could.
         p.written = true;
         p
@@ -212,7 +212,7 @@ impl<'a> GuardedPages<'a> {
     /// Whether these pages were validated for `addr` under the lock of a
     /// notifier state that contains the `T` at `at`: the check that lets a
     /// device page table inside that state take them.
-    pub(crate) fn tied_to<T>(&self, at: *const T, addr: u64) -> bool {
+    pub(crate) fn tied_to<T>(&self, at: *const T, addr: usize) -> bool {
         let (at, tie) = (at as usize, self.tie as usize);
         !self.tie.is_null()
             && self.addr == addr
@@ -594,11 +594,8 @@ mod tests {
             p.write(0, b"from the dev")?;
             assert!(st.0.lookup_page(a + PAGE).is_none());
             // Straight to a present user page, not to an absent one.
-            assert_eq!(p.copy_to_user_nofault(UserPtr::from_addr(dst as usize)), 1);
-            assert_eq!(
-                p.copy_to_user_nofault(UserPtr::from_addr((dst + PAGE) as usize)),
-                0
-            );
+            assert_eq!(p.copy_to_user_nofault(UserPtr::from_addr(dst)), 1);
+            assert_eq!(p.copy_to_user_nofault(UserPtr::from_addr(dst + PAGE)), 0);
         }
         let mut buf = [0u8; 12];
         kunit_mm::read_user(a, &mut buf)?;

@@ -179,16 +179,16 @@ pub fn resched_or_killed() -> Result {
 /// The answer is only a snapshot: the mmap lock is dropped on return.
 /// Takes the mmap read lock, so never with a notifier lock held (the mmap
 /// lock nests outside it).
-pub fn next_vma(mm: &MmWithUser, addr: u64) -> Option<core::ops::Range<u64>> {
+pub fn next_vma(mm: &MmWithUser, addr: usize) -> Option<core::ops::Range<usize>> {
     let _lock = mm.mmap_read_lock();
     // SAFETY: `mm` has users and its mmap lock is read-held, which is what
     // `find_vma()` requires; any address may be asked about.
-    let vma = unsafe { kernel::bindings::find_vma(mm.as_raw(), addr as usize) };
+    let vma = unsafe { kernel::bindings::find_vma(mm.as_raw(), addr) };
     (!vma.is_null()).then(|| {
         // SAFETY: A non-NULL result is a VMA of `mm`, valid while the mmap
         // read lock is held, and the reference does not outlive `_lock`.
         let vma = unsafe { VmaRef::from_raw(vma) };
-        vma.start() as u64..vma.end() as u64
+        vma.start()..vma.end()
     })
 }
 
@@ -202,14 +202,14 @@ pub fn next_vma(mm: &MmWithUser, addr: u64) -> Option<core::ops::Range<u64>> {
 /// asked for. The pages of the block inside the range must agree with that
 /// (contiguous PFNs, same flags, same order), or this is `None`.
 /// Device-private pages are left to 4 KiB entries.
-pub fn block_head(pfns: &[Pfn], start: u64, i: usize, order: u32) -> Option<u64> {
+pub fn block_head(pfns: &[Pfn], start: usize, i: usize, order: u32) -> Option<u64> {
     let p = pfns.get(i)?;
     if !p.is_valid() || p.is_error() || p.order() < order || order >= 32 {
         return None;
     }
     let n = 1u64 << order;
-    let va = start + ((i as u64) << PAGE_SHIFT);
-    let off = (va >> PAGE_SHIFT) & (n - 1);
+    let va = start + (i << PAGE_SHIFT);
+    let off = (va >> PAGE_SHIFT) as u64 & (n - 1);
     let head = p.pfn().checked_sub(off)?;
     if head & (n - 1) != 0 || p.is_device_private() {
         return None;
@@ -277,8 +277,8 @@ pub struct Range<'a, T: IntervalNotifierOps> {
 pub struct Faulted<'a, S: Send> {
     state: Guard<'a, S, MutexBackend>,
     pfns: &'a [Pfn],
-    start: u64,
-    interval: (u64, u64),
+    start: usize,
+    interval: (usize, usize),
 }
 
 impl<'a, S: Send + Unpin> Faulted<'a, S> {
@@ -318,8 +318,8 @@ impl<'a, S: Send + Unpin> Faulted<'a, S> {
 #[derive(Clone, Copy)]
 pub struct FaultedPfns<'b> {
     pfns: &'b [Pfn],
-    start: u64,
-    interval: (u64, u64),
+    start: usize,
+    interval: (usize, usize),
     tie: Tie,
 }
 
@@ -342,7 +342,7 @@ impl<'b> FaultedPfns<'b> {
         } else {
             Kind::System
         };
-        let addr = self.start + ((i as u64) << PAGE_SHIFT);
+        let addr = self.start + (i << PAGE_SHIFT);
         // SAFETY: A valid PFN under the lock held for `'b` (type invariant)
         // names a page the CPU maps at `addr`, inside the interval: freeing
         // it takes an invalidation, which waits for the lock. The CPU maps
@@ -356,8 +356,8 @@ impl<'b> FaultedPfns<'b> {
     /// page.
     pub fn block(&self, i: usize, order: u32) -> Option<GuardedPages<'b>> {
         let head = block_head(self.pfns, self.start, i, order)?;
-        let size = 1u64 << (order + PAGE_SHIFT);
-        let addr = (self.start + ((i as u64) << PAGE_SHIFT)) & !(size - 1);
+        let size = 1usize << (order + PAGE_SHIFT);
+        let addr = (self.start + (i << PAGE_SHIFT)) & !(size - 1);
         let last = addr.checked_add(size - 1)?;
         if addr < self.interval.0 || last > self.interval.1 {
             return None;
@@ -377,15 +377,15 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
     /// which are then reported instead of migrated.
     pub fn new(
         notifier: &'a IntervalNotifier<T>,
-        start: u64,
-        end: u64,
+        start: usize,
+        end: usize,
         owner: *const c_void,
     ) -> Result<Self> {
-        let mask = (1u64 << PAGE_SHIFT) - 1;
+        let mask = (1usize << PAGE_SHIFT) - 1;
         if start & mask != 0 || end & mask != 0 || !notifier.covers(start, end) {
             return Err(EINVAL);
         }
-        let npages = ((end - start) >> PAGE_SHIFT) as usize;
+        let npages = (end - start) >> PAGE_SHIFT;
         if npages > MAX_RANGE_PAGES {
             return Err(EINVAL);
         }
@@ -396,8 +396,8 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
             raw: ffi::hmm_range {
                 notifier: notifier.raw(),
                 notifier_seq: 0,
-                start: start as usize,
-                end: end as usize,
+                start,
+                end,
                 hmm_pfns: core::ptr::null_mut(),
                 default_flags: 0,
                 pfn_flags_mask: 0,
@@ -483,7 +483,7 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
                 return Ok(Faulted {
                     state,
                     pfns,
-                    start: self.raw.start as u64,
+                    start: self.raw.start,
                     interval: notifier.interval(),
                 });
             }
@@ -522,7 +522,7 @@ mod tests {
         }
         assert!(Range::new(&n, a, a + 4 * PAGE, null()).is_ok());
         let big = notifier(&mm, a, 1024 * PAGE)?;
-        let max = MAX_RANGE_PAGES as u64;
+        let max = MAX_RANGE_PAGES;
         assert!(Range::new(&big, a, a + max * PAGE, null()).is_ok());
         let err = Range::new(&big, a, a + (max + 1) * PAGE, null()).err();
         assert_eq!(err, Some(EINVAL));

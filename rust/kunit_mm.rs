@@ -22,7 +22,7 @@ use kernel::{
 };
 
 /// Page size as an address offset.
-pub(crate) const PAGE: u64 = PAGE_SIZE as u64;
+pub(crate) const PAGE: usize = PAGE_SIZE;
 
 /// The test thread's own mm, given by [`attach`]; dropping it takes the mm
 /// away from the thread again and frees it.
@@ -89,7 +89,7 @@ pub(crate) fn mmap(
     pages: usize,
     writable: bool,
     pgoff: usize,
-) -> Result<u64> {
+) -> Result<usize> {
     let len = pages * PAGE_SIZE;
     // SAFETY: `file` is null or a file the caller holds a reference to;
     // `vm_mmap()` takes its own for the mapping.
@@ -98,31 +98,31 @@ pub(crate) fn mmap(
         // `IS_ERR_VALUE()`: a negative errno.
         return Err(Error::from_errno(addr as i32));
     }
-    Ok(addr as u64)
+    Ok(addr)
 }
 
 /// Anonymous private memory: [`mmap`] with no file.
-pub(crate) fn mmap_anon(pages: usize, writable: bool) -> Result<u64> {
+pub(crate) fn mmap_anon(pages: usize, writable: bool) -> Result<usize> {
     mmap(core::ptr::null_mut(), pages, writable, 0)
 }
 
 /// `vm_munmap()` of `pages` pages at `addr` in the thread's mm.
-pub(crate) fn munmap(addr: u64, pages: usize) -> Result {
+pub(crate) fn munmap(addr: usize, pages: usize) -> Result {
     // SAFETY: Only the test's own mappings are passed, and nothing of the
     // kernel's lives in the thread's user address space.
-    to_result(unsafe { bindings::vm_munmap(addr as usize, pages * PAGE_SIZE) })
+    to_result(unsafe { bindings::vm_munmap(addr, pages * PAGE_SIZE) })
 }
 
 /// Writes `data` to user address `addr` as the CPU would (faults included).
-pub(crate) fn write_user(addr: u64, data: &[u8]) -> Result {
-    UserSlice::new(UserPtr::from_addr(addr as usize), data.len())
+pub(crate) fn write_user(addr: usize, data: &[u8]) -> Result {
+    UserSlice::new(UserPtr::from_addr(addr), data.len())
         .writer()
         .write_slice(data)
 }
 
 /// Reads `out.len()` bytes at user address `addr`, as the CPU would.
-pub(crate) fn read_user(addr: u64, out: &mut [u8]) -> Result {
-    UserSlice::new(UserPtr::from_addr(addr as usize), out.len())
+pub(crate) fn read_user(addr: usize, out: &mut [u8]) -> Result {
+    UserSlice::new(UserPtr::from_addr(addr), out.len())
         .reader()
         .read_slice(out)
 }
@@ -144,10 +144,10 @@ pub(crate) struct Seen {
     /// Invalidations that reached the callback.
     pub(crate) calls: u64,
     /// The last one's range and event.
-    pub(crate) last: Option<(u64, u64, Event)>,
+    pub(crate) last: Option<(usize, usize, Event)>,
     /// A device mapping of one page (`(address, pfn)`), dropped by any
     /// invalidation that covers it.
-    pub(crate) mapped: Option<(u64, u64)>,
+    pub(crate) mapped: Option<(usize, u64)>,
 }
 
 /// Counters shared with the test, outside the notifier.
@@ -209,7 +209,7 @@ impl<const TWO_PASS: bool> IntervalNotifierOps for Recorder<TWO_PASS> {
 pub(crate) type Notifier = Pin<KBox<IntervalNotifier<Recorder<false>>>>;
 
 /// A [`Notifier`] over `[start, start + len)` of `mm`.
-pub(crate) fn notifier(mm: &MmWithUser, start: u64, len: u64) -> Result<Notifier> {
+pub(crate) fn notifier(mm: &MmWithUser, start: usize, len: usize) -> Result<Notifier> {
     let (ops, _) = Recorder::new()?;
     KBox::pin_init(
         IntervalNotifier::new(mm, start, len, ops, Default::default()),

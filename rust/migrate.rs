@@ -164,12 +164,12 @@ impl DstFolio {
     /// A system-memory folio of `order` to migrate into, near `vma` at
     /// `addr` if given, anywhere otherwise; not yet filled. `None` if
     /// memory is short.
-    pub fn alloc_system(vma: Option<&VmaRef>, addr: u64, order: u32) -> Option<Self> {
+    pub fn alloc_system(vma: Option<&VmaRef>, addr: usize, order: u32) -> Option<Self> {
         let vma = vma.map_or(core::ptr::null_mut(), VmaRef::as_ptr);
         // SAFETY: `vma` is null or a VMA kept alive by the caller's borrow
         // (which holds the mmap lock); the helper returns a locked folio
         // with one reference, or null.
-        let page = unsafe { ffi::rust_hmm_alloc_migrate_folio(vma, addr as usize, order) };
+        let page = unsafe { ffi::rust_hmm_alloc_migrate_folio(vma, addr, order) };
         // INVARIANT: A locked folio with our reference, not yet filled.
         (!page.is_null()).then_some(Self {
             page,
@@ -320,8 +320,8 @@ impl<'a> Migration<'a> {
     /// `devmem::DeviceFault::migration()` instead.
     pub fn vma(
         vma: &'a VmaRef,
-        start: u64,
-        end: u64,
+        start: usize,
+        end: usize,
         owner: PagemapOwner,
         select: Select,
         compound: bool,
@@ -341,21 +341,21 @@ impl<'a> Migration<'a> {
     /// locked and referenced for the whole life of the [`Migration`].
     pub(crate) unsafe fn vma_in_fault(
         vma: &'a VmaRef,
-        start: u64,
-        end: u64,
+        start: usize,
+        end: usize,
         owner: PagemapOwner,
         select: Select,
         compound: bool,
         fault_page: Option<*mut bindings::page>,
     ) -> Result<Self> {
-        let page_mask = kernel::page::PAGE_SIZE as u64 - 1;
+        let page_mask = kernel::page::PAGE_SIZE - 1;
         if start >= end || (start | end) & page_mask != 0 {
             return Err(EINVAL);
         }
-        if start < vma.start() as u64 || end > vma.end() as u64 {
+        if start < vma.start() || end > vma.end() {
             return Err(EINVAL);
         }
-        let npages = ((end - start) >> kernel::page::PAGE_SHIFT) as usize;
+        let npages = (end - start) >> kernel::page::PAGE_SHIFT;
         if npages > MAX_PAGES {
             return Err(EINVAL);
         }
@@ -374,8 +374,8 @@ impl<'a> Migration<'a> {
             src: src.as_mut_ptr().cast(),
             cpages: 0,
             npages: 0,
-            start: start as usize,
-            end: end as usize,
+            start,
+            end,
             pgmap_owner: owner.as_ptr(),
             flags: flags as usize,
             fault_page: fault_page.unwrap_or(core::ptr::null_mut()),
@@ -435,8 +435,8 @@ impl<'a> Migration<'a> {
     }
 
     /// Start address of the range (0 for a device migration).
-    pub fn start(&self) -> u64 {
-        self.raw.start as u64
+    pub fn start(&self) -> usize {
+        self.raw.start
     }
 
     /// Entry `i` as collected.

@@ -201,8 +201,8 @@ pub struct IntervalNotifier<T: IntervalNotifierOps> {
     state: Mutex<T::State>,
     ops: T,
     mm: ARef<Mm>,
-    start: u64,
-    last: u64,
+    start: usize,
+    last: usize,
     // Last: the notifier goes live once inserted, so every other field must
     // be initialised by then.
     #[pin]
@@ -272,8 +272,8 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     /// an mm registers with that lock taken for write.
     pub fn new(
         mm: &MmWithUser,
-        start: u64,
-        length: u64,
+        start: usize,
+        length: usize,
         ops: T,
         state: T::State,
     ) -> impl PinInit<Self, Error> + use<T> {
@@ -281,7 +281,8 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
         let mm: ARef<Mm> = ARef::from(&**mm);
         // The kernel checks the same, but `last` is ours to keep right.
         let last = length.checked_sub(1).and_then(|l| start.checked_add(l));
-        let (raw_start, raw_length) = (start as usize, length as usize);
+        // Inside the initialiser, `start` names the field being initialised.
+        let raw_start = start;
         try_pin_init!(&this in Self {
             state <- new_mutex!(state, "IntervalNotifier::state"),
             ops,
@@ -309,7 +310,7 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
                         slot,
                         raw_mm,
                         raw_start,
-                        raw_length,
+                        length,
                         OpsTable::<T>::build(),
                     )
                 })
@@ -331,13 +332,13 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     }
 
     /// The first and the last address watched.
-    pub fn interval(&self) -> (u64, u64) {
+    pub fn interval(&self) -> (usize, usize) {
         (self.start, self.last)
     }
 
     /// Whether `[start, end)` is non-empty and inside the interval, where
     /// every invalidation reaches this notifier.
-    pub fn covers(&self, start: u64, end: u64) -> bool {
+    pub fn covers(&self, start: usize, end: usize) -> bool {
         start < end && start >= self.start && end - 1 <= self.last
     }
 

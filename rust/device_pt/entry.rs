@@ -107,8 +107,8 @@ pub(super) fn is_huge_slot(e: u64) -> bool {
 
 /// The entry of the page at `addr` inside the huge leaf `e`.
 #[inline(always)]
-pub(super) fn huge_page(e: u64, addr: u64) -> Entry {
-    let i = (addr >> PAGE_SHIFT) & (HUGE_PAGES - 1);
+pub(super) fn huge_page(e: u64, addr: usize) -> Entry {
+    let i = (addr >> PAGE_SHIFT) as u64 & (HUGE_PAGES - 1);
     // The head PFN is HUGE_PAGES aligned, so this only adds to the PFN.
     Entry(e + (i << PAGE_SHIFT))
 }

@@ -17,7 +17,7 @@ impl DevicePageTable {
     /// The directories a descent to the directory of `level` covering
     /// `addr` would allocate; splitting a huge leaf in the way takes
     /// [`SPLIT_NEED`].
-    fn missing_dirs(&self, addr: u64, level: u32) -> Need {
+    fn missing_dirs(&self, addr: usize, level: u32) -> Need {
         let mut need = [0; 2];
         let mut dir: &[u64] = &self.root.0;
         for l in (level + 1..LEVELS).rev() {
@@ -40,7 +40,7 @@ impl DevicePageTable {
 
     /// The entry slot for `addr`: a 4 KiB entry in its leaf directory, or
     /// the huge leaf covering it; `None` when neither exists there.
-    fn slot_mut(&mut self, addr: u64) -> Option<&mut u64> {
+    fn slot_mut(&mut self, addr: usize) -> Option<&mut u64> {
         let mut dir: *mut u64 = self.root.0.as_mut_ptr();
         for level in (1..LEVELS).rev() {
             // SAFETY: `dir` is the root or a live directory of `level` owned
@@ -103,7 +103,7 @@ impl DevicePageTable {
     /// non-zero entries (packed in the parent's entry, or the root's count).
     fn descend(
         &mut self,
-        addr: u64,
+        addr: usize,
         level: u32,
         reserve: &mut DirReserve,
     ) -> Result<(*mut u64, *mut u64)> {
@@ -141,7 +141,7 @@ impl DevicePageTable {
     /// through the table (`EINVAL`).
     fn entry_for(
         &self,
-        addr: u64,
+        addr: usize,
         pages: &GuardedPages<'_>,
         flags: u64,
         npages: u64,
@@ -174,7 +174,7 @@ impl DevicePageTable {
     /// re-installing the same page keeps its dirty bit.
     pub fn insert_page(
         &mut self,
-        addr: u64,
+        addr: usize,
         page: &GuardedPages<'_>,
         flags: u64,
         reserve: &mut DirReserve,
@@ -191,7 +191,7 @@ impl DevicePageTable {
     /// `EXCLUSIVE`, or a misaligned address or folio.
     pub fn insert_huge_page(
         &mut self,
-        addr: u64,
+        addr: usize,
         pages: &GuardedPages<'_>,
         flags: u64,
         reserve: &mut DirReserve,
@@ -207,7 +207,7 @@ impl DevicePageTable {
     /// re-installing the same page keeps its dirty bit.
     pub(super) fn insert(
         &mut self,
-        addr: u64,
+        addr: usize,
         entry: Entry,
         reserve: &mut DirReserve,
         sink: &mut impl DirtySink,
@@ -246,7 +246,7 @@ impl DevicePageTable {
     /// after a device write). Returns the updated entry. On a huge leaf the
     /// flags apply to the whole leaf, except `EXCLUSIVE`, which never does.
     /// Private (tests): `WRITE` here could make a read-only page writable.
-    pub(super) fn set_flags(&mut self, addr: u64, flags: u64) -> Option<Entry> {
+    pub(super) fn set_flags(&mut self, addr: usize, flags: u64) -> Option<Entry> {
         Self::check_addr(addr).ok()?;
         let slot = self.slot_mut(addr)?;
         if *slot == 0 {
@@ -271,7 +271,7 @@ impl DevicePageTable {
     /// writable; any other dirty page replaced is reported to `sink`.
     pub(super) fn insert_huge(
         &mut self,
-        addr: u64,
+        addr: usize,
         entry: Entry,
         reserve: &mut DirReserve,
         sink: &mut impl DirtySink,
@@ -315,7 +315,7 @@ impl DevicePageTable {
                 if !e.has(Entry::DIRTY) {
                     return;
                 }
-                if keep_dirty && e.pfn() == head + ((a - addr) >> PAGE_SHIFT) {
+                if keep_dirty && e.pfn() == head + ((a - addr) >> PAGE_SHIFT) as u64 {
                     new |= Entry::DIRTY;
                 } else {
                     e.report(1, sink);

@@ -22,7 +22,7 @@ enum Leaf<'a> {
 
 impl DevicePageTable {
     /// What covers `addr`: a leaf directory or a huge leaf, if either.
-    fn leaf(&self, addr: u64) -> Option<Leaf<'_>> {
+    fn leaf(&self, addr: usize) -> Option<Leaf<'_>> {
         Self::check_addr(addr).ok()?;
         let mut dir: *const u64 = self.root.0.as_ptr();
         for level in (1..LEVELS).rev() {
@@ -45,7 +45,7 @@ impl DevicePageTable {
 
     /// The leaf entry for `addr`, if one is present. Inside a huge leaf it
     /// is the entry of that page, with [`Entry::HUGE`] set.
-    pub fn lookup(&self, addr: u64) -> Option<Entry> {
+    pub fn lookup(&self, addr: usize) -> Option<Entry> {
         match self.leaf(addr)? {
             Leaf::Dir(dir) => {
                 let e = dir[Self::index(addr, 0)];
@@ -59,11 +59,12 @@ impl DevicePageTable {
     /// order, up to `end`, the first missing entry, or the first `false`
     /// from `f`. Returns the address where it stopped. One descent per
     /// leaf directory or huge leaf: the device's sequential access path.
-    pub fn run(&self, start: u64, end: u64, f: &mut impl FnMut(u64, Entry) -> bool) -> u64 {
+    pub fn run(&self, start: usize, end: usize, f: &mut impl FnMut(usize, Entry) -> bool) -> usize {
         self.run_spans(start, end, &mut |addr, e, n| {
-            let mut i = 0;
-            while i < n && f(addr + (i << PAGE_SHIFT), Entry(e.0 + (i << PAGE_SHIFT))) {
+            let (mut i, mut a) = (0, addr);
+            while i < n && f(a, Entry(e.0 + (i << PAGE_SHIFT))) {
                 i += 1;
+                a += 1 << PAGE_SHIFT;
             }
             i
         })
@@ -76,10 +77,10 @@ impl DevicePageTable {
     /// the `n` pages it took; fewer stops the run there.
     pub fn run_spans(
         &self,
-        start: u64,
-        end: u64,
-        f: &mut impl FnMut(u64, Entry, u64) -> u64,
-    ) -> u64 {
+        start: usize,
+        end: usize,
+        f: &mut impl FnMut(usize, Entry, u64) -> u64,
+    ) -> usize {
         let mut addr = start;
         while addr < end {
             match self.leaf(addr) {
@@ -87,9 +88,9 @@ impl DevicePageTable {
                 Some(Leaf::Huge(e)) => {
                     // `addr < VA_LIMIT`, so this cannot overflow.
                     let leaf_end = (addr | (HUGE_SIZE - 1)) + 1;
-                    let n = (leaf_end.min(end) - addr).div_ceil(1 << PAGE_SHIFT);
+                    let n = (leaf_end.min(end) - addr).div_ceil(1 << PAGE_SHIFT) as u64;
                     let took = f(addr, huge_page(e, addr), n).min(n);
-                    addr += took << PAGE_SHIFT;
+                    addr += (took as usize) << PAGE_SHIFT;
                     if took < n {
                         return addr;
                     }
@@ -108,7 +109,7 @@ impl DevicePageTable {
     }
 
     /// The `n` pages from the entry `e` at `addr`, borrowing the table.
-    fn guarded(&self, addr: u64, e: Entry, n: u64) -> GuardedPages<'_> {
+    fn guarded(&self, addr: usize, e: Entry, n: u64) -> GuardedPages<'_> {
         let tie = Tie::of(core::ptr::from_ref(self));
         // SAFETY: The entries are present, and the table is only reachable
         // under its notifier's lock, which every invalidation of them waits
@@ -120,7 +121,7 @@ impl DevicePageTable {
 
     /// The page at `addr`, if an entry is present, valid while the table
     /// is borrowed: to read, to write (if the entry is writable), to dirty.
-    pub fn lookup_page(&self, addr: u64) -> Option<GuardedPages<'_>> {
+    pub fn lookup_page(&self, addr: usize) -> Option<GuardedPages<'_>> {
         let e = self.lookup(addr)?;
         Some(self.guarded(addr, e, 1))
     }
@@ -129,17 +130,17 @@ impl DevicePageTable {
     /// sequential access path. `f` returns how many of them it took.
     pub fn run_pages(
         &self,
-        start: u64,
-        end: u64,
+        start: usize,
+        end: usize,
         f: &mut impl FnMut(GuardedPages<'_>) -> u64,
-    ) -> u64 {
+    ) -> usize {
         self.run_spans(start, end, &mut |addr, e, n| f(self.guarded(addr, e, n)))
     }
 
     /// Calls `f(addr, entry)` for every present entry in `[start, end)`, in
     /// address order, skipping empty directories; for each page in range
     /// of a huge leaf, with [`Entry::HUGE`] set.
-    pub fn for_each(&self, start: u64, end: u64, f: &mut impl FnMut(u64, Entry)) {
+    pub fn for_each(&self, start: usize, end: usize, f: &mut impl FnMut(usize, Entry)) {
         let end = end.min(VA_LIMIT);
         if start < end {
             Self::walk_dir(&self.root.0, LEVELS - 1, 0, start, end, f);
@@ -151,24 +152,19 @@ impl DevicePageTable {
     pub(super) fn walk_dir(
         dir: &[u64],
         level: u32,
-        base: u64,
-        start: u64,
-        end: u64,
-        f: &mut impl FnMut(u64, Entry),
+        base: usize,
+        start: usize,
+        end: usize,
+        f: &mut impl FnMut(usize, Entry),
     ) {
         let shift = level_shift(level);
         let first = (start.max(base) - base) >> shift;
-        let last = ((end - 1 - base) >> shift).min(dir.len() as u64 - 1);
-        for (i, &e) in dir
-            .iter()
-            .enumerate()
-            .take(last as usize + 1)
-            .skip(first as usize)
-        {
+        let last = ((end - 1 - base) >> shift).min(dir.len() - 1);
+        for (i, &e) in dir.iter().enumerate().take(last + 1).skip(first) {
             if e == 0 {
                 continue;
             }
-            let addr = base + ((i as u64) << shift);
+            let addr = base + (i << shift);
             if level == 0 {
                 f(addr, Entry(e));
             } else if level == HUGE_LEVEL && is_huge_slot(e) {

@@ -24,7 +24,7 @@ mod suite {
         }
     }
 
-    const P: u64 = 1 << PAGE_SHIFT;
+    const P: usize = 1 << PAGE_SHIFT;
     const UPPER: u64 = dir_size(HUGE_LEVEL);
     const MID: u64 = dir_size(1);
     const LEAF: u64 = dir_size(0);
@@ -41,7 +41,7 @@ mod suite {
         pt: &mut DevicePageTable,
         r: &mut DirReserve,
         s: &mut Recorder,
-        addr: u64,
+        addr: usize,
         pfn: u64,
         f: u64,
     ) {
@@ -85,13 +85,13 @@ mod suite {
     fn range_mask_and_dir_freeing() {
         let (mut pt, mut r, mut s) = table();
         // 1024 pages: two full leaf directories.
-        for i in 0..1024u64 {
+        for i in 0..1024 {
             put(
                 &mut pt,
                 &mut r,
                 &mut s,
                 0x4000_0000 + i * P,
-                1000 + i,
+                1000 + i as u64,
                 Entry::WRITE,
             );
         }
@@ -147,7 +147,7 @@ mod suite {
     fn sparse_ranges() {
         let (mut pt, mut r, mut s) = table();
         let addrs = [
-            0u64,
+            0usize,
             0x20_0000,
             0x4000_0000,
             0x80_0000_0000,
@@ -178,14 +178,21 @@ mod suite {
         let (mut pt, mut r, mut s) = table();
         // One page every 2 MiB costs one leaf and one level-1 directory,
         // 576 bytes, plus the levels above shared by all of them.
-        for i in 0..64u64 {
-            put(&mut pt, &mut r, &mut s, 0x4000_0000 + i * HUGE_SIZE, i, 0);
+        for i in 0..64 {
+            put(
+                &mut pt,
+                &mut r,
+                &mut s,
+                0x4000_0000 + i * HUGE_SIZE,
+                i as u64,
+                0,
+            );
         }
         assert_eq!(pt.stats().bytes, 5 * UPPER + 64 * (MID + LEAF));
         assert_eq!(pt.bytes(), 6 * UPPER + 64 * (MID + LEAF));
         // Filling one of them only adds a leaf directory per 64 pages.
         for i in 1..HUGE_PAGES {
-            put(&mut pt, &mut r, &mut s, 0x4000_0000 + i * P, i, 0);
+            put(&mut pt, &mut r, &mut s, 0x4000_0000 + i as usize * P, i, 0);
         }
         assert_eq!(pt.stats().bytes, 5 * UPPER + 64 * (MID + LEAF) + 7 * LEAF);
         assert_eq!(pt.stats().entries, 64 + HUGE_PAGES - 1);
@@ -197,8 +204,8 @@ mod suite {
     #[test]
     fn dirty_propagation() {
         let (mut pt, mut r, mut s) = table();
-        for i in 0..4u64 {
-            put(&mut pt, &mut r, &mut s, i * P, 10 + i, Entry::WRITE);
+        for i in 0..4 {
+            put(&mut pt, &mut r, &mut s, i * P, 10 + i as u64, Entry::WRITE);
         }
         assert!(pt.set_flags(P, Entry::DIRTY).is_some());
         assert!(pt.set_flags(2 * P, Entry::DIRTY).is_some());
@@ -234,13 +241,13 @@ mod suite {
         let (mut pt, mut r, mut s) = table();
         // 600 pages across a leaf boundary, then a hole, then more.
         let base = 0x7000_0000 - 100 * P;
-        for i in 0..600u64 {
-            put(&mut pt, &mut r, &mut s, base + i * P, i, 0);
+        for i in 0..600 {
+            put(&mut pt, &mut r, &mut s, base + i * P, i as u64, 0);
         }
         put(&mut pt, &mut r, &mut s, base + 601 * P, 601, 0);
         let mut seen = 0u64;
         let stop = pt.run(base, base + 1000 * P, &mut |a, e| {
-            seen += u64::from(e.pfn() == (a - base) / P);
+            seen += u64::from(e.pfn() == ((a - base) / P) as u64);
             true
         });
         assert_eq!(stop, base + 600 * P);
@@ -266,12 +273,12 @@ mod suite {
         assert_eq!(pt.lookup(top).expect("top").pfn(), 7);
         // Ranges past the end are clipped, empty or inverted ranges do
         // nothing.
-        assert_eq!(pt.update(top, u64::MAX, Entry::VALID, &mut s), 0);
+        assert_eq!(pt.update(top, usize::MAX, Entry::VALID, &mut s), 0);
         assert_eq!(pt.update(P, P, 0, &mut s), 0);
         assert_eq!(pt.update(2 * P, P, 0, &mut s), 0);
-        assert_eq!(pt.update(u64::MAX - P, u64::MAX, 0, &mut s), 0);
+        assert_eq!(pt.update(usize::MAX - P, usize::MAX, 0, &mut s), 0);
         assert_eq!(pt.stats().entries, 2);
-        assert_eq!(pt.update(top, u64::MAX, 0, &mut s), 1);
+        assert_eq!(pt.update(top, usize::MAX, 0, &mut s), 1);
         assert_eq!(pt.lookup(top), None);
         assert_eq!(pt.lookup(!(P - 1)), None);
         assert_eq!(
@@ -293,7 +300,7 @@ mod suite {
         pt: &mut DevicePageTable,
         r: &mut DirReserve,
         s: &mut Recorder,
-        base: u64,
+        base: usize,
         head: u64,
         f: u64,
     ) {
@@ -315,7 +322,7 @@ mod suite {
         seen.iter().all(|c| *c == 1)
     }
 
-    const BASE: u64 = 0x4020_0000;
+    const BASE: usize = 0x4020_0000;
     const HEAD: u64 = 0x10_0000;
 
     #[test]
@@ -325,13 +332,13 @@ mod suite {
         // leaf directories full, then two more in the block after, the
         // last one partly filled.
         put_huge(&mut pt, &mut r, &mut s, BASE, HEAD, Entry::WRITE);
-        for i in 0..600u64 {
+        for i in 0..600 {
             put(
                 &mut pt,
                 &mut r,
                 &mut s,
                 BASE + HUGE_SIZE + i * P,
-                5000 + i,
+                5000 + i as u64,
                 Entry::WRITE,
             );
         }
@@ -339,7 +346,7 @@ mod suite {
         // directory, one in a leaf directory freed whole below (520), and
         // one the range leaves behind (599).
         assert!(pt.set_flags(BASE + 7 * P, Entry::DIRTY).is_some());
-        for i in [3u64, 63, 520, 599] {
+        for i in [3, 63, 520, 599] {
             assert!(pt
                 .set_flags(BASE + HUGE_SIZE + i * P, Entry::DIRTY)
                 .is_some());
@@ -409,7 +416,7 @@ mod suite {
         assert_eq!((stop, spans), (BASE + HUGE_SIZE, 1));
         let mut good = 0;
         pt.run(BASE, BASE + 10 * P, &mut |a, e| {
-            good += u64::from(e.pfn() == HEAD + (a - BASE) / P && e.is_huge());
+            good += u64::from(e.pfn() == HEAD + ((a - BASE) / P) as u64 && e.is_huge());
             true
         });
         assert_eq!(good, 10);

@@ -17,9 +17,9 @@ use kernel::alloc::flags::{__GFP_NOWARN, GFP_NOWAIT};
 /// ([`DevicePageTable::update_dir`]).
 pub(super) struct Update<'a, S> {
     /// First address of the range.
-    pub(super) start: u64,
+    pub(super) start: usize,
     /// End of the range, above `start` and at most [`VA_LIMIT`].
-    pub(super) end: u64,
+    pub(super) end: usize,
     /// What to keep of each entry in range: `0` removes them, otherwise
     /// the mask of [`DevicePageTable::update`] widened to keep the PFN and
     /// `DEVICE`.
@@ -46,7 +46,13 @@ impl DevicePageTable {
     /// counts as one). One only partly inside is split first, with
     /// directories from `GFP_NOWAIT`; if there are none, it is removed
     /// whole.
-    pub fn update(&mut self, start: u64, end: u64, mask: u64, sink: &mut impl DirtySink) -> u64 {
+    pub fn update(
+        &mut self,
+        start: usize,
+        end: usize,
+        mask: u64,
+        sink: &mut impl DirtySink,
+    ) -> u64 {
         self.update_split(start, end, mask, sink, Some(GFP_NOWAIT | __GFP_NOWARN))
     }
 
@@ -54,8 +60,8 @@ impl DevicePageTable {
     /// with `split`, or never (removing them whole) if `None`.
     pub(super) fn update_split(
         &mut self,
-        start: u64,
-        end: u64,
+        start: usize,
+        end: usize,
         mask: u64,
         sink: &mut impl DirtySink,
         split: Option<kernel::alloc::Flags>,
@@ -126,8 +132,8 @@ impl DevicePageTable {
     /// leaf covers the range: the general path splits it.
     fn update_leaf(
         &mut self,
-        start: u64,
-        end: u64,
+        start: usize,
+        end: usize,
         mask: u64,
         sink: &mut impl DirtySink,
     ) -> Option<u64> {
@@ -195,27 +201,22 @@ impl DevicePageTable {
     pub(super) unsafe fn update_dir(
         dir: *mut u64,
         level: u32,
-        base: u64,
+        base: usize,
         ctx: &mut Update<'_, impl DirtySink>,
         emptied: &mut u64,
     ) -> u64 {
         let shift = level_shift(level);
         let first = (ctx.start.max(base) - base) >> shift;
-        let last = ((ctx.end - 1 - base) >> shift).min(entries_at(level) as u64 - 1);
+        let last = ((ctx.end - 1 - base) >> shift).min(entries_at(level) - 1);
         let mut changed = 0;
         // SAFETY: Per the function's safety requirements.
         let entries = unsafe { core::slice::from_raw_parts_mut(dir, entries_at(level)) };
-        for (i, slot) in entries
-            .iter_mut()
-            .enumerate()
-            .take(last as usize + 1)
-            .skip(first as usize)
-        {
+        for (i, slot) in entries.iter_mut().enumerate().take(last + 1).skip(first) {
             let mut e = *slot;
             if e == 0 {
                 continue;
             }
-            let cbase = base + ((i as u64) << shift);
+            let cbase = base + (i << shift);
             if level == HUGE_LEVEL && is_huge_slot(e) {
                 let new = e & (ctx.mask | Entry::HUGE);
                 let new = if new & Entry::VALID == 0 { 0 } else { new };

@@ -64,20 +64,20 @@ mod suite {
     }
 
     /// Writes `v + i` as the first word of each of the `n` pages at `addr`.
-    fn stamp(addr: u64, n: usize, v: u64) -> Result {
-        for i in 0..n as u64 {
-            kunit_mm::write_user(addr + i * PAGE, &(v + i).to_ne_bytes())?;
+    fn stamp(addr: usize, n: usize, v: u64) -> Result {
+        for i in 0..n {
+            kunit_mm::write_user(addr + i * PAGE, &(v + i as u64).to_ne_bytes())?;
         }
         Ok(())
     }
 
     /// Whether the `n` pages at `addr` start with `v + i`, read by the CPU
     /// (which faults device pages back).
-    fn stamped(addr: u64, n: usize, v: u64) -> Result<bool> {
-        for i in 0..n as u64 {
+    fn stamped(addr: usize, n: usize, v: u64) -> Result<bool> {
+        for i in 0..n {
             let mut w = [0u8; 8];
             kunit_mm::read_user(addr + i * PAGE, &mut w)?;
-            if u64::from_ne_bytes(w) != v + i {
+            if u64::from_ne_bytes(w) != v + i as u64 {
                 return Ok(false);
             }
         }
@@ -90,14 +90,14 @@ mod suite {
     fn to_device(
         mm: &kernel::mm::MmWithUser,
         pool: &Pool,
-        addr: u64,
+        addr: usize,
         n: usize,
         tag: u64,
         pages: bool,
     ) -> Result<usize> {
         let lock = mm.mmap_read_lock();
-        let vma = lock.vma_lookup(addr as usize).ok_or(EFAULT)?;
-        let end = addr + n as u64 * PAGE;
+        let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+        let end = addr + n * PAGE;
         let mut m = Migration::vma(vma, addr, end, pool.owner(), Select::System, false)?;
         if !pages {
             // Destinations as the pool gives them, then dropped unmigrated.
@@ -173,7 +173,7 @@ mod suite {
         assert_eq!(to_device(&mm, &pool, addr, 1, 1, true)?, 1);
         {
             let lock = mm.mmap_read_lock();
-            let vma = lock.vma_lookup(addr as usize).ok_or(EFAULT)?;
+            let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
             let mut m = Migration::vma(
                 vma,
                 addr,
@@ -239,7 +239,7 @@ mod suite {
         assert_eq!(to_device(&mm, &pool, addr, 1, 1, true)?, 1);
         let pfn = {
             let lock = mm.mmap_read_lock();
-            let vma = lock.vma_lookup(addr as usize).ok_or(EFAULT)?;
+            let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
             let mut m = Migration::vma(
                 vma,
                 addr,

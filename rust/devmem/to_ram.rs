@@ -27,7 +27,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         } else {
             fault.folio_order()
         };
-        let size = (PAGE_SIZE as u64) << order;
+        let size = PAGE_SIZE << order;
         let start = fault.address() & !(size - 1);
         let vma = fault.vma();
         let Ok(mut m) = fault.migration(self.owner(), start, start + size, order > 0) else {
@@ -53,7 +53,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         &self,
         m: &mut Migration<'_>,
         vma: Option<&VmaRef>,
-        mut alloc: impl FnMut(Option<&VmaRef>, u64, u32) -> Option<DstFolio>,
+        mut alloc: impl FnMut(Option<&VmaRef>, usize, u32) -> Option<DstFolio>,
     ) -> Result<u64> {
         let mut i = 0;
         while i < m.npages() {
@@ -69,7 +69,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                 i += 1;
                 continue;
             };
-            let addr = m.start() + (i * PAGE_SIZE) as u64;
+            let addr = m.start() + i * PAGE_SIZE;
             match alloc(vma, addr, order) {
                 Some(mut f) => {
                     T::copy_to_ram(self, data, &mut f)?;
@@ -79,7 +79,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                 // but only when it migrates by address.
                 None if order > 0 && vma.is_some() => {
                     for (j, d) in data.chunks(1).enumerate() {
-                        let page_addr = addr + (j * PAGE_SIZE) as u64;
+                        let page_addr = addr + j * PAGE_SIZE;
                         let mut f = alloc(vma, page_addr, 0).ok_or(ENOMEM)?;
                         T::copy_to_ram(self, d, &mut f)?;
                         m.set_dst(i + j, f, write)?;

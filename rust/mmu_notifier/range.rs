@@ -54,13 +54,13 @@ pub struct NotifierRange<'a> {
 
 impl NotifierRange<'_> {
     /// First address of the range.
-    pub fn start(&self) -> u64 {
-        self.raw.start as u64
+    pub fn start(&self) -> usize {
+        self.raw.start
     }
 
     /// End of the range (exclusive).
-    pub fn end(&self) -> u64 {
-        self.raw.end as u64
+    pub fn end(&self) -> usize {
+        self.raw.end
     }
 
     /// Why the range is invalidated.

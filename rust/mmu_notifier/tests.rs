@@ -59,8 +59,8 @@ mod suite {
         let seq = n.read_begin();
         {
             let lock = mm.mmap_read_lock();
-            let vma = lock.vma_lookup((a + 5 * PAGE) as usize).ok_or(EFAULT)?;
-            vma.zap_vma_range((a + 5 * PAGE) as usize, PAGE_SIZE);
+            let vma = lock.vma_lookup(a + 5 * PAGE).ok_or(EFAULT)?;
+            vma.zap_vma_range(a + 5 * PAGE, PAGE_SIZE);
         }
         assert!(n.lock_valid(seq).is_none());
         {
@@ -107,7 +107,7 @@ mod suite {
     #[test]
     fn bad_intervals() -> Result {
         let mm = kunit_mm::attach()?;
-        for (start, length) in [(0x10000, 0), (u64::MAX - PAGE + 1, 2 * PAGE)] {
+        for (start, length) in [(0x10000, 0), (usize::MAX - PAGE + 1, 2 * PAGE)] {
             let (ops, counters) = Recorder::<false>::new()?;
             let r = KBox::pin_init(
                 IntervalNotifier::new(&mm, start, length, ops, Default::default()),

@@ -213,7 +213,7 @@ mod suite {
         for (i, e) in seen.iter().enumerate() {
             let pgoff = BASE + 1 + i;
             assert_eq!(e.pgoff, pgoff);
-            assert_eq!(e.addr as u64, a + (1 + i as u64) * PAGE);
+            assert_eq!(e.addr, a + (1 + i) * PAGE);
             assert_eq!(e.pfn, obj.pfn(pgoff));
             assert!(e.writable && !e.dirty);
             assert_eq!((e.cache_bits, e.mm_index), (0, 0));
@@ -264,7 +264,7 @@ mod suite {
         assert_eq!(counts, (3, 2, 1));
         for (e, i) in seen.iter().zip([0, 2, 3]) {
             assert_eq!(e.pgoff, BASE + i);
-            assert_eq!(e.addr as u64, a + i as u64 * PAGE);
+            assert_eq!(e.addr, a + i * PAGE);
             assert_eq!(e.pfn, obj.pfn(BASE + i));
         }
 

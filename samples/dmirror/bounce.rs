@@ -77,10 +77,10 @@ impl Bounce {
     }
 
     /// Replaces the contents with `len` bytes read from user address `uptr`.
-    pub(crate) fn fill_from_user(&mut self, uptr: u64, len: usize) -> Result {
+    pub(crate) fn fill_from_user(&mut self, uptr: usize, len: usize) -> Result {
         self.filled = 0;
         let dst = self.buf.get_mut(..len).ok_or(ENOSPC)?;
-        UserSlice::new(UserPtr::from_addr(uptr as usize), len)
+        UserSlice::new(UserPtr::from_addr(uptr), len)
             .reader()
             .read_raw(dst)?;
         // INVARIANT: `read_raw` initialised all `len` bytes on success.
@@ -102,9 +102,9 @@ impl Bounce {
     }
 
     /// Writes the filled bytes to user address `uptr`.
-    pub(crate) fn copy_to_user(&self, uptr: u64) -> Result {
+    pub(crate) fn copy_to_user(&self, uptr: usize) -> Result {
         let data = self.filled();
-        UserSlice::new(UserPtr::from_addr(uptr as usize), data.len())
+        UserSlice::new(UserPtr::from_addr(uptr), data.len())
             .writer()
             .write_slice(data)
     }

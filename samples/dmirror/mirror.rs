@@ -87,7 +87,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             invalidations: AtomicU64::new(0),
             invalidate_ns: AtomicU64::new(0),
         };
-        let notifier = IntervalNotifier::new(mm, 0, !(PAGE_SIZE as u64 - 1), ops, state);
+        let notifier = IntervalNotifier::new(mm, 0, !(PAGE_SIZE - 1), ops, state);
         Ok(try_pin_init!(Self {
             notifier <- notifier,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -119,20 +119,28 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     }
 
     /// Checks a command's range: page aligned, non-empty, no overflow
-    /// (`EINVAL`), and inside the user address space (`EFAULT`).
-    fn range(&self, c: &HmmDmirrorCmd) -> Result<(u64, u64)> {
-        if c.addr & (PAGE_SIZE as u64 - 1) != 0 || c.npages == 0 {
+    /// (`EINVAL`, also for an address or a page count that does not fit a
+    /// `usize`), and inside the user address space (`EFAULT`).
+    fn range(&self, c: &HmmDmirrorCmd) -> Result<(usize, usize)> {
+        let addr = usize::try_from(c.addr).map_err(|_| EINVAL)?;
+        let npages = usize::try_from(c.npages).map_err(|_| EINVAL)?;
+        self.pages(addr, npages)
+    }
+
+    /// [`Self::range`] of the `npages` pages at `addr`.
+    fn pages(&self, addr: usize, npages: usize) -> Result<(usize, usize)> {
+        if addr & (PAGE_SIZE - 1) != 0 || npages == 0 {
             return Err(EINVAL);
         }
-        let size = c.npages.checked_mul(PAGE_SIZE as u64).ok_or(EINVAL)?;
-        let end = c.addr.checked_add(size).ok_or(EINVAL)?;
+        let size = npages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
+        let end = addr.checked_add(size).ok_or(EINVAL)?;
         // SAFETY: `task_size` is set at exec and never changes afterwards;
         // the mm struct is kept alive by the notifier's `mmgrab`.
-        let task_size = unsafe { (*self.notifier.mm().as_raw()).__bindgen_anon_1.task_size } as u64;
+        let task_size = unsafe { (*self.notifier.mm().as_raw()).__bindgen_anon_1.task_size };
         if end > task_size {
             return Err(EFAULT);
         }
-        Ok((c.addr, end))
+        Ok((addr, end))
     }
 
     /// HMM_DMIRROR_STATS.

@@ -256,3 +256,10 @@ pub(crate) const HMM_DEVBUF_CACHE_WC: u64 = 2;
 /// `HMM_DEVBUF_STATS` flag: x86 PAT is enabled, so UC, WC and WB pages
 /// have three different PTE memory types.
 pub(crate) const HMM_DEVBUF_STATS_PAT: u64 = 1;
+
+/// A user buffer address from a `u64` field of the ABI, converted at the
+/// ioctl boundary: `EFAULT` if it does not fit a `usize` (a 32-bit
+/// kernel), as for any other address no user copy can reach.
+pub(crate) fn user_addr(addr: u64) -> kernel::error::Result<usize> {
+    usize::try_from(addr).map_err(|_| kernel::error::code::EFAULT)
+}

@@ -65,6 +65,7 @@ fn walk(bufs: &Buffers, w: &mut HmmDevbufWalk) -> Result {
     if w.max_entries > 0 && w.entries == 0 {
         return Err(EINVAL);
     }
+    let entries = user_addr(w.entries)?;
     let buf = find(bufs, w.offset)?;
     let (first, end) = buf.range(w.first, w.npages)?;
     let missing = if w.flags & HMM_DEVBUF_WALK_POPULATE != 0 {
@@ -105,7 +106,7 @@ fn walk(bufs: &Buffers, w: &mut HmmDevbufWalk) -> Result {
         })?;
     if !out.is_empty() {
         let bytes = out.len() * size_of::<HmmDevbufEntry>();
-        let mut writer = UserSlice::new(UserPtr::from_addr(w.entries as usize), bytes).writer();
+        let mut writer = UserSlice::new(UserPtr::from_addr(entries), bytes).writer();
         for e in out.iter() {
             writer.write(e)?;
         }
@@ -121,10 +122,13 @@ fn range_cmd(bufs: &Buffers, cmd: u32, r: &mut HmmDevbufRange) -> Result {
     let (first, end) = buf.range(r.first, r.npages)?;
     match cmd {
         HMM_DEVBUF_CLEAN => {
+            // Before anything is cleaned: the report must have somewhere
+            // to go.
+            let uptr = UserPtr::from_addr(user_addr(r.arg)?);
             let words = (end - first).div_ceil(64);
             let mut bits = KVVec::from_elem(0u64, words, GFP_KERNEL)?;
             r.count = buf.clean(first, end, &mut bits)?;
-            let mut writer = UserSlice::new(UserPtr::from_addr(r.arg as usize), words * 8).writer();
+            let mut writer = UserSlice::new(uptr, words * 8).writer();
             if let Err(e) = bits.iter().try_for_each(|w| writer.write(w)) {
                 // The report is lost: keep the pages dirty (they are
                 // write-protected now, which only costs a fault).

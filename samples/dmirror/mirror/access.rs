@@ -18,9 +18,9 @@ use kernel::{
     uaccess::UserPtr,
 };
 
-/// A bounce buffer for up to `CHUNK_PAGES` of a request of `npages`.
-fn bounce_for(npages: u64) -> Result<Bounce> {
-    Bounce::new(npages.min(CHUNK_PAGES as u64) as usize)
+/// A bounce buffer for up to `CHUNK_PAGES` of the request `[start, end)`.
+fn bounce_for(start: usize, end: usize) -> Result<Bounce> {
+    Bounce::new(((end - start) >> PAGE_SHIFT).min(CHUNK_PAGES))
 }
 
 impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
@@ -28,7 +28,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     ///
     /// A page the CPU maps with a PMD gets a huge leaf for that whole PMD,
     /// even where it reaches past the range (see [`crate::hmm::block_head`]).
-    pub(super) fn fault(&self, start: u64, end: u64, fault: Fault, mode: Mode) -> Result {
+    pub(super) fn fault(&self, start: usize, end: usize, fault: Fault, mode: Mode) -> Result {
         // Directories come from GFP_NOWAIT under the lock; only when that
         // fails is the reserve filled with GFP_KERNEL, outside the lock, and
         // the chunk faulted again.
@@ -46,7 +46,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             let mut res = Ok(next);
             let mut i = 0;
             while i < pfns.pfns().len() {
-                let va = addr + ((i as u64) << PAGE_SHIFT);
+                let va = addr + (i << PAGE_SHIFT);
                 let Some(page) = pfns.page(i) else {
                     // Only device pages are asked for without faulting.
                     return Err(if fault == Fault::None { ENOENT } else { EFAULT });
@@ -102,7 +102,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     }
                     // A racing munmap or mprotect may have taken the VMA:
                     // that is an unmapped page here, as anywhere in a fault.
-                    self.migrate(va, va + PAGE_SIZE as u64, Select::DevicePrivate)
+                    self.migrate(va, va + PAGE_SIZE, Select::DevicePrivate)
                         .map_err(|e| if e == EINVAL { EFAULT } else { e })?;
                     addr = va;
                 }
@@ -121,6 +121,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// fault.
     pub(crate) fn read(&self, c: &mut HmmDmirrorCmd, unlocked: bool) -> Result {
         let (start, end) = self.range(c)?;
+        let ptr = user_addr(c.ptr)?;
         let mode = if unlocked {
             // Bounded, unlike test_hmm's 0 (retry for ever): with two CPUs
             // a thread invalidating elsewhere in the mm could keep the
@@ -135,31 +136,31 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         };
         // A destination overlapping the source would read back its own
         // writes: such a READ copies each chunk whole before writing it.
-        let overlaps = c.ptr < end && start < c.ptr.saturating_add(end - start);
-        let uptr = |va: u64| c.ptr.wrapping_add(va - start);
+        let overlaps = ptr < end && start < ptr.saturating_add(end - start);
+        let uptr = |va: usize| ptr.wrapping_add(va - start);
         let mut bounce = None;
         let mut addr = start;
         while addr < end {
             resched_or_killed()?;
-            let chunk_end = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
+            let chunk_end = end.min(addr + (CHUNK_PAGES << PAGE_SHIFT));
             let mut short = overlaps;
             if !overlaps {
                 let guard = self.notifier.lock();
                 let mut va = addr;
                 let reached = guard.pt.run_pages(addr, chunk_end, &mut |pages| {
-                    let done = pages.copy_to_user_nofault(UserPtr::from_addr(uptr(va) as usize));
+                    let done = pages.copy_to_user_nofault(UserPtr::from_addr(uptr(va)));
                     short = done < pages.npages();
-                    va += done << PAGE_SHIFT;
+                    va += (done as usize) << PAGE_SHIFT;
                     done
                 });
                 drop(guard);
-                c.cpages += (reached - addr) >> PAGE_SHIFT;
+                c.cpages += ((reached - addr) >> PAGE_SHIFT) as u64;
                 addr = reached;
             }
             if short {
                 let bounce = match &mut bounce {
                     Some(b) => b,
-                    None => bounce.insert(bounce_for(c.npages)?),
+                    None => bounce.insert(bounce_for(start, end)?),
                 };
                 bounce.clear();
                 self.notifier
@@ -170,7 +171,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                 if n > 0 {
                     bounce.copy_to_user(uptr(addr))?;
                     c.cpages += n as u64;
-                    addr += (n as u64) << PAGE_SHIFT;
+                    addr += n << PAGE_SHIFT;
                 }
             }
             if addr < chunk_end {
@@ -184,16 +185,14 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// HMM_DMIRROR_WRITE.
     pub(crate) fn write(&self, c: &mut HmmDmirrorCmd) -> Result {
         let (start, end) = self.range(c)?;
-        let mut bounce = bounce_for(c.npages)?;
+        let ptr = user_addr(c.ptr)?;
+        let mut bounce = bounce_for(start, end)?;
         let mut addr = start;
         while addr < end {
             resched_or_killed()?;
             let chunk_start = addr;
-            let chunk_end = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
-            bounce.fill_from_user(
-                c.ptr.wrapping_add(addr - start),
-                (chunk_end - addr) as usize,
-            )?;
+            let chunk_end = end.min(addr + (CHUNK_PAGES << PAGE_SHIFT));
+            bounce.fill_from_user(ptr.wrapping_add(addr - start), chunk_end - addr)?;
             while addr < chunk_end {
                 let mut n = 0;
                 {
@@ -206,18 +205,18 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                         if !page.is_writable() {
                             break;
                         }
-                        let off = (va - chunk_start) as usize;
+                        let off = va - chunk_start;
                         bounce.copy_to_page(off, &page)?;
                         // Dirty the page now, as a CPU write would, while
                         // the lock keeps it mapped (`lock()` only reads the
                         // table). Device memory has no CPU mapping to dirty.
                         page.mark_dirty()?;
                         n += 1;
-                        va += PAGE_SIZE as u64;
+                        va += PAGE_SIZE;
                     }
                 }
                 c.cpages += n as u64;
-                addr += (n as u64) << PAGE_SHIFT;
+                addr += n << PAGE_SHIFT;
                 if addr < chunk_end {
                     self.fault(addr, end, Fault::Write, Mode::Locked)?;
                     c.faults += 1;

@@ -21,7 +21,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// again, so a run of pages allocates only what it needs.
     fn take_exclusive<R>(
         session: &mut ExclusiveSession<'_, MirrorOps<TWO_PASS>>,
-        addr: u64,
+        addr: usize,
         extra: u64,
         reserve: &mut DirReserve,
         op: impl FnOnce(&GuardedPages<'_>) -> Result<R>,
@@ -59,7 +59,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     session.relax()?;
                 }
                 Self::take_exclusive(session, addr, 0, &mut reserve, |_| Ok(()))?;
-                addr += PAGE_SIZE as u64;
+                addr += PAGE_SIZE;
             }
             Ok(())
         })?;
@@ -85,16 +85,13 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// runs only on a device-exclusive entry, taking one first if the CPU
     /// (or another device) revoked it, so no update is ever lost.
     pub(crate) fn atomic_add(&self, a: &mut HmmDmirrorAtomic) -> Result {
-        if a.addr % 8 != 0 {
+        let addr = usize::try_from(a.addr).map_err(|_| EINVAL)?;
+        if addr % 8 != 0 {
             return Err(EINVAL);
         }
-        let page = a.addr & !(PAGE_SIZE as u64 - 1);
-        self.range(&HmmDmirrorCmd {
-            addr: page,
-            npages: 1,
-            ..Default::default()
-        })?;
-        let off = (a.addr - page) as usize;
+        let page = addr & !(PAGE_SIZE - 1);
+        self.pages(page, 1)?;
+        let off = addr - page;
         a.faults = 0;
         {
             let st = self.notifier.lock();

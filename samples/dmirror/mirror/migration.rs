@@ -33,26 +33,26 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
 
     /// Migrates `[start, end)` one PMD-aligned window at a time, each inside
     /// one VMA. `EINVAL` for a hole or an unreadable VMA, as test_hmm.
-    pub(super) fn migrate(&self, start: u64, end: u64, select: Select) -> Result<u64> {
+    pub(super) fn migrate(&self, start: usize, end: usize, select: Select) -> Result<u64> {
         let pool = self.devmem();
         let mm = self.notifier.mm().mmget_not_zero().ok_or(EINVAL)?;
         let lock = mm.mmap_read_lock();
         // Check the whole range before moving anything.
         let mut addr = start;
         while addr < end {
-            let vma = lock.vma_lookup(addr as usize).ok_or(EINVAL)?;
+            let vma = lock.vma_lookup(addr).ok_or(EINVAL)?;
             if vma.flags() & VM_READ == 0 {
                 return Err(EINVAL);
             }
-            addr = vma.end() as u64;
+            addr = vma.end();
         }
         let mut moved = 0;
         let mut addr = start;
         while addr < end {
             resched_or_killed()?;
-            let vma = lock.vma_lookup(addr as usize).ok_or(EINVAL)?;
-            let pmd = 1u64 << (PAGE_SHIFT + crate::migrate::PMD_ORDER as usize);
-            let next = end.min(vma.end() as u64).min((addr & !(pmd - 1)) + pmd);
+            let vma = lock.vma_lookup(addr).ok_or(EINVAL)?;
+            let pmd = 1usize << (PAGE_SHIFT + crate::migrate::PMD_ORDER as usize);
+            let next = end.min(vma.end()).min((addr & !(pmd - 1)) + pmd);
             let mut m = Migration::vma(vma, addr, next, self.owner(), select, true)?;
             moved += match select {
                 Select::System => sim::migrate_to_device(pool, &mut m, self.id, &self.fail_alloc),

@@ -59,6 +59,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// HMM_DMIRROR_SNAPSHOT: the CPU's view of each page, one byte each.
     pub(crate) fn snapshot(&self, c: &mut HmmDmirrorCmd) -> Result {
         let (start, end) = self.range(c)?;
+        let ptr = user_addr(c.ptr)?;
         // On the stack and not zeroed first, as in test_hmm: an allocation,
         // or zeroing 1 KiB, costs as much as a small SNAPSHOT.
         let mut perm_buf = [const { MaybeUninit::uninit() }; CHUNK_PAGES];
@@ -71,11 +72,11 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let mut hole_end = 0;
         while addr < end {
             resched_or_killed()?;
-            let mut next = end.min(addr + ((CHUNK_PAGES as u64) << PAGE_SHIFT));
+            let mut next = end.min(addr + (CHUNK_PAGES << PAGE_SHIFT));
             let walk = addr >= hole_end;
             let perm = if !walk {
                 next = next.min(hole_end);
-                let n = ((next - addr) >> PAGE_SHIFT) as usize;
+                let n = (next - addr) >> PAGE_SHIFT;
                 fill(&mut perm_buf, (0..n).map(|_| HMM_DMIRROR_PROT_ERROR))
             } else {
                 let mut range = hmm::Range::new(&self.notifier, addr, next, self.owner().as_ptr())?;
@@ -92,7 +93,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                 // which of them this mirror holds, and which it maps with a
                 // huge leaf.
                 f.state().pt.for_each(addr, next, &mut |va, e| {
-                    let v = &mut perm[((va - addr) >> PAGE_SHIFT) as usize];
+                    let v = &mut perm[(va - addr) >> PAGE_SHIFT];
                     if e.has(Entry::EXCLUSIVE) {
                         *v |= HMM_DMIRROR_PROT_DEV_EXCLUSIVE;
                     }
@@ -106,9 +107,10 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             // With the notifier lock dropped: the mmap lock nests outside it.
             if walk && next < end && perm.iter().all(|&v| v == HMM_DMIRROR_PROT_ERROR) {
                 let mm = self.notifier.mm().mmget_not_zero().ok_or(EFAULT)?;
-                hole_end = next_vma(&mm, next).map_or(u64::MAX, |vma| vma.start);
+                hole_end = next_vma(&mm, next).map_or(usize::MAX, |vma| vma.start);
             }
-            let uptr = UserPtr::from_addr(c.ptr.wrapping_add(c.cpages) as usize);
+            // One byte per page, after those of the pages before `addr`.
+            let uptr = UserPtr::from_addr(ptr.wrapping_add((addr - start) >> PAGE_SHIFT));
             UserSlice::new(uptr, n).writer().write_slice(perm)?;
             c.cpages += n as u64;
             addr = next;
