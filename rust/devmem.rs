@@ -224,7 +224,7 @@ pub struct PoolStats {
 /// # let addr = kunit_mm::mmap_anon(2, true)?;
 /// {
 ///     let lock = mm.mmap_read_lock();
-///     let vma = lock.vma_lookup(addr as usize).ok_or(EFAULT)?;
+///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
 ///     let (start, end) = (addr, addr + 2 * PAGE);
 ///     let mut m = Migration::vma(vma, start, end, pool.owner(), Select::System, false)?;
 ///     // Untouched pages have no source page: nothing to copy. A page with
