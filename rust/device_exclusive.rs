@@ -46,15 +46,31 @@
 //! faulting into a deadlock.
 
 use crate::ffi;
-use crate::guarded_page::{GuardedPages, Kind, Tie};
-use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps};
+use crate::guarded_page::{
+    GuardedPages,
+    Kind,
+    Tie, //
+};
+use crate::mmu_notifier::{
+    IntervalNotifier,
+    IntervalNotifierOps, //
+};
 use kernel::{
     bindings,
-    error::{from_err_ptr, to_result},
-    mm::{MmWithUser, MmapReadGuard},
+    error::{
+        from_err_ptr,
+        to_result, //
+    },
+    mm::{
+        MmWithUser,
+        MmapReadGuard, //
+    },
     page::PAGE_SIZE,
     prelude::*,
-    time::{Instant, Monotonic},
+    time::{
+        Instant,
+        Monotonic, //
+    }, //
 };
 
 /// A page that `make_device_exclusive()` converted, still locked and
@@ -255,7 +271,12 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
 #[kunit_tests(rust_hmm_device_exclusive)]
 mod tests {
     use super::*;
-    use crate::kunit_mm::{self, notifier, Notifier, PAGE};
+    use crate::kunit_mm::{
+        self,
+        notifier,
+        Notifier,
+        PAGE, //
+    };
     use crate::mmu_notifier::Event;
 
     /// Makes the page at `addr` exclusive to `n`, records it as the

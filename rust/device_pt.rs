@@ -80,8 +80,14 @@ mod tests;
 mod update;
 
 use dir::Dir;
-pub use dir::{DirReserve, PtStats};
-pub use entry::{DirtySink, Entry};
+pub use dir::{
+    DirReserve,
+    PtStats, //
+};
+pub use entry::{
+    DirtySink,
+    Entry, //
+};
 use update::NoDirty;
 
 /// Number of levels; level 0 holds the 4 KiB leaf entries.

@@ -38,14 +38,27 @@
 
 use crate::ffi;
 use crate::hmm;
-use crate::migrate::{DstFolio, DstPage, PagemapOwner, SrcPfn};
+use crate::migrate::{
+    DstFolio,
+    DstPage,
+    PagemapOwner,
+    SrcPfn, //
+};
 use core::marker::PhantomPinned;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicUsize,
+    Ordering, //
+};
 use kernel::{
     alloc::VVec,
-    bindings, new_mutex, new_spinlock,
+    bindings,
+    new_mutex,
+    new_spinlock,
     prelude::*,
-    sync::{Mutex, SpinLock},
+    sync::{
+        Mutex,
+        SpinLock, //
+    }, //
 };
 
 mod allocator;
@@ -56,7 +69,10 @@ mod to_device;
 mod to_ram;
 
 use allocator::FreeLists;
-use chunk::{Chunk, PageState};
+use chunk::{
+    Chunk,
+    PageState, //
+};
 
 pub use crate::migrate::PMD_ORDER;
 const PMD_PAGES: u64 = 1 << PMD_ORDER;

@@ -33,7 +33,11 @@
 use crate::ffi;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
-use kernel::{page::PAGE_SIZE, prelude::*, uaccess::UserPtr};
+use kernel::{
+    page::PAGE_SIZE,
+    prelude::*,
+    uaccess::UserPtr, //
+};
 
 /// What kind of memory a [`GuardedPages`] names.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -422,12 +426,31 @@ impl Drop for PageRefs {
 #[kunit_tests(rust_hmm_guarded_page)]
 mod tests {
     use super::*;
-    use crate::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
-    use crate::hmm::{self, Fault, Mode};
-    use crate::kunit_mm::{self, PAGE};
-    use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    use crate::device_pt::{
+        DevicePageTable,
+        DirReserve,
+        DirtySink,
+        Entry, //
+    };
+    use crate::hmm::{
+        self,
+        Fault,
+        Mode, //
+    };
+    use crate::kunit_mm::{
+        self,
+        PAGE, //
+    };
+    use crate::mmu_notifier::{
+        IntervalNotifier,
+        IntervalNotifierOps,
+        NotifierRange, //
+    };
     use core::ptr::null;
-    use kernel::alloc::flags::{__GFP_ZERO, GFP_NOWAIT};
+    use kernel::alloc::flags::{
+        __GFP_ZERO,
+        GFP_NOWAIT, //
+    };
     use kernel::page::Page;
 
     /// The folio reference count and dirty bit of page `pfn`.

@@ -28,15 +28,32 @@
 //! [`crate::mmu_notifier`] apply while it lives.
 
 use crate::ffi;
-use crate::guarded_page::{GuardedPages, Kind, Tie};
-use crate::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, ReadSeq};
+use crate::guarded_page::{
+    GuardedPages,
+    Kind,
+    Tie, //
+};
+use crate::mmu_notifier::{
+    IntervalNotifier,
+    IntervalNotifierOps,
+    ReadSeq, //
+};
 use core::ffi::c_void;
 use core::mem::MaybeUninit;
 use kernel::{
-    mm::{virt::VmaRef, MmWithUser},
+    mm::{
+        virt::VmaRef,
+        MmWithUser, //
+    },
     prelude::*,
-    sync::lock::{mutex::MutexBackend, Guard},
-    time::{Instant, Monotonic},
+    sync::lock::{
+        mutex::MutexBackend,
+        Guard, //
+    },
+    time::{
+        Instant,
+        Monotonic, //
+    }, //
 };
 
 const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
@@ -499,7 +516,11 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
 #[kunit_tests(rust_hmm_hmm)]
 mod tests {
     use super::*;
-    use crate::kunit_mm::{self, notifier, PAGE};
+    use crate::kunit_mm::{
+        self,
+        notifier,
+        PAGE, //
+    };
     use core::ptr::null;
 
     /// Ranges must be aligned, non-empty, small enough and inside the

@@ -9,16 +9,30 @@
 //! faults, invalidations and notifiers behave as for a user process.
 
 use crate::ffi;
-use crate::mmu_notifier::{Event, IntervalNotifier, IntervalNotifierOps, NotifierRange};
-use core::sync::atomic::{AtomicU64, Ordering};
+use crate::mmu_notifier::{
+    Event,
+    IntervalNotifier,
+    IntervalNotifierOps,
+    NotifierRange, //
+};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
+};
 use kernel::{
     bindings,
     error::to_result,
     mm::MmWithUser,
     page::PAGE_SIZE,
     prelude::*,
-    sync::{aref::ARef, Arc},
-    uaccess::{UserPtr, UserSlice},
+    sync::{
+        aref::ARef,
+        Arc, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    }, //
 };
 
 /// Page size as an address offset.

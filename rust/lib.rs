@@ -63,7 +63,10 @@ mod tests {
     /// "retry for ever".
     #[test]
     fn jiffies_conversion() {
-        use kernel::bindings::{HZ_TO_MSEC_DEN, HZ_TO_MSEC_NUM};
+        use kernel::bindings::{
+            HZ_TO_MSEC_DEN,
+            HZ_TO_MSEC_NUM, //
+        };
         use kernel::time::msecs_to_jiffies as to_jiffies;
         let hz = (1000 * HZ_TO_MSEC_DEN / HZ_TO_MSEC_NUM) as usize;
         assert_eq!(to_jiffies(1000), hz);

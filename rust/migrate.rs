@@ -19,7 +19,11 @@
 
 use crate::ffi;
 use core::marker::PhantomData;
-use kernel::{bindings, mm::virt::VmaRef, prelude::*};
+use kernel::{
+    bindings,
+    mm::virt::VmaRef,
+    prelude::*, //
+};
 
 /// Most pages one [`Migration`] handles: one PMD, as `lib/test_hmm.c`.
 pub const MAX_PAGES: usize = 512;

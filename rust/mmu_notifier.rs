@@ -93,15 +93,21 @@ use core::ops::Deref;
 use kernel::{
     bindings,
     error::to_result,
-    mm::{Mm, MmWithUser},
+    mm::{
+        Mm,
+        MmWithUser, //
+    },
     new_mutex,
     prelude::*,
     sync::{
         aref::ARef,
-        lock::{mutex::MutexBackend, Guard},
-        Mutex,
+        lock::{
+            mutex::MutexBackend,
+            Guard, //
+        },
+        Mutex, //
     },
-    types::Opaque,
+    types::Opaque, //
 };
 
 mod callbacks;
@@ -109,7 +115,10 @@ mod range;
 mod tests;
 
 use callbacks::OpsTable;
-pub use range::{Event, NotifierRange};
+pub use range::{
+    Event,
+    NotifierRange, //
+};
 
 /// What a user of [`IntervalNotifier`] implements.
 ///

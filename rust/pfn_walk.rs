@@ -67,7 +67,14 @@
 //! - `tests.rs`: the KUnit suite `rust_hmm_pfn_walk`.
 
 use crate::ffi;
-use kernel::{bindings, ffi::c_void, mm::virt::VmaRef, new_mutex, prelude::*, sync::Mutex};
+use kernel::{
+    bindings,
+    ffi::c_void,
+    mm::virt::VmaRef,
+    new_mutex,
+    prelude::*,
+    sync::Mutex, //
+};
 
 mod tests;
 mod walk;

@@ -4,7 +4,12 @@
 //! [`DirReserve`] that inserts take them from under the notifier lock, and
 //! the [`PtStats`] counters.
 
-use super::{dir_size, entries_at, HUGE_LEVEL, LEVELS};
+use super::{
+    dir_size,
+    entries_at,
+    HUGE_LEVEL,
+    LEVELS, //
+};
 use kernel::prelude::*;
 
 /// A directory of any level but 1.

@@ -4,8 +4,17 @@
 //! leaf, or a child directory with its count in the low bits. Dirty pages
 //! leave the table through a [`DirtySink`].
 
-use super::{dir_size, entries_at, HUGE_LEVEL, HUGE_PAGES, PAGE_SHIFT};
-use crate::guarded_page::{GuardedPages, Kind};
+use super::{
+    dir_size,
+    entries_at,
+    HUGE_LEVEL,
+    HUGE_PAGES,
+    PAGE_SHIFT, //
+};
+use crate::guarded_page::{
+    GuardedPages,
+    Kind, //
+};
 
 /// One leaf entry of the device page table.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

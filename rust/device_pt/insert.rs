@@ -5,11 +5,39 @@
 //! the directories on the way, and the split of a huge leaf in the way.
 //! A huge leaf inserted over directories merges them.
 
-use super::dir::{entries, free_dir, kind, DirReserve, Need, PtStats, SPLIT_NEED};
-use super::entry::{child, huge_page, is_huge_slot, DirtySink, Entry};
-use super::update::{NoDirty, Update};
-use super::{entries_at, DevicePageTable, HUGE_LEVEL, HUGE_PAGES, HUGE_SIZE, LEVELS, PAGE_SHIFT};
-use crate::guarded_page::{GuardedPages, Kind};
+use super::dir::{
+    entries,
+    free_dir,
+    kind,
+    DirReserve,
+    Need,
+    PtStats,
+    SPLIT_NEED, //
+};
+use super::entry::{
+    child,
+    huge_page,
+    is_huge_slot,
+    DirtySink,
+    Entry, //
+};
+use super::update::{
+    NoDirty,
+    Update, //
+};
+use super::{
+    entries_at,
+    DevicePageTable,
+    HUGE_LEVEL,
+    HUGE_PAGES,
+    HUGE_SIZE,
+    LEVELS,
+    PAGE_SHIFT, //
+};
+use crate::guarded_page::{
+    GuardedPages,
+    Kind, //
+};
 use kernel::alloc::flags::GFP_NOWAIT;
 use kernel::prelude::*;
 

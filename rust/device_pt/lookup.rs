@@ -6,11 +6,25 @@
 //! ([`DevicePageTable::for_each`]).
 
 use super::dir::entries;
-use super::entry::{child, huge_page, is_huge_slot};
-use super::{
-    level_shift, DevicePageTable, Entry, HUGE_LEVEL, HUGE_SIZE, LEVELS, PAGE_SHIFT, VA_LIMIT,
+use super::entry::{
+    child,
+    huge_page,
+    is_huge_slot, //
 };
-use crate::guarded_page::{GuardedPages, Tie};
+use super::{
+    level_shift,
+    DevicePageTable,
+    Entry,
+    HUGE_LEVEL,
+    HUGE_SIZE,
+    LEVELS,
+    PAGE_SHIFT,
+    VA_LIMIT, //
+};
+use crate::guarded_page::{
+    GuardedPages,
+    Tie, //
+};
 
 /// What covers an address.
 enum Leaf<'a> {

@@ -5,13 +5,35 @@
 //! leaves partly in it and freeing the directories it empties;
 //! [`DevicePageTable::clear`] removes everything.
 
-use super::dir::{entries, free_dir, DirReserve, PtStats, SPLIT_NEED};
-use super::entry::{child, count_mask, is_huge_slot, DirtySink, Entry};
+use super::dir::{
+    entries,
+    free_dir,
+    DirReserve,
+    PtStats,
+    SPLIT_NEED, //
+};
+use super::entry::{
+    child,
+    count_mask,
+    is_huge_slot,
+    DirtySink,
+    Entry, //
+};
 use super::{
-    entries_at, level_shift, DevicePageTable, HUGE_LEVEL, HUGE_PAGES, HUGE_SIZE, LEVELS, VA_LIMIT,
+    entries_at,
+    level_shift,
+    DevicePageTable,
+    HUGE_LEVEL,
+    HUGE_PAGES,
+    HUGE_SIZE,
+    LEVELS,
+    VA_LIMIT, //
 };
 use crate::guarded_page::GuardedPages;
-use kernel::alloc::flags::{__GFP_NOWARN, GFP_NOWAIT};
+use kernel::alloc::flags::{
+    __GFP_NOWARN,
+    GFP_NOWAIT, //
+};
 
 /// What one range update applies, the same at every level of its walk
 /// ([`DevicePageTable::update_dir`]).

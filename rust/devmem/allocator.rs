@@ -4,16 +4,30 @@
 //! PMD-sized blocks, folios handed out and taken back, and the growth of
 //! the pool by one chunk when none is free.
 
-use super::chunk::{PageState, VTable};
-use super::{DevicePrivatePool, DevmemOps, PMD_ORDER, PMD_PAGES};
+use super::chunk::{
+    PageState,
+    VTable, //
+};
+use super::{
+    DevicePrivatePool,
+    DevmemOps,
+    PMD_ORDER,
+    PMD_PAGES, //
+};
 use crate::ffi;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{
+    AtomicU8,
+    Ordering, //
+};
 use kernel::{
     alloc::{
-        flags::{GFP_KERNEL, GFP_NOWAIT},
-        VVec,
+        flags::{
+            GFP_KERNEL,
+            GFP_NOWAIT, //
+        },
+        VVec, //
     },
-    prelude::*,
+    prelude::*, //
 };
 
 /// Free device pages, as PFNs. Capacities always cover every page of the

@@ -4,11 +4,23 @@
 //! that no RAM uses, with the state and driver data of each of its pages,
 //! and the `dev_pagemap_ops` through which the core reaches the pool.
 
-use super::{DeviceFault, DevicePrivatePool, DevmemOps};
+use super::{
+    DeviceFault,
+    DevicePrivatePool,
+    DevmemOps, //
+};
 use crate::ffi;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicU8, Ordering};
-use kernel::{alloc::VVec, bindings, prelude::*, types::Opaque};
+use core::sync::atomic::{
+    AtomicU8,
+    Ordering, //
+};
+use kernel::{
+    alloc::VVec,
+    bindings,
+    prelude::*,
+    types::Opaque, //
+};
 
 /// One `memremap_pages()` registration.
 ///

@@ -6,12 +6,29 @@
 
 #[kernel::macros::kunit_tests(rust_hmm_migrate)]
 mod suite {
-    use crate::devmem::{DevicePrivatePool, DevmemOps};
+    use crate::devmem::{
+        DevicePrivatePool,
+        DevmemOps, //
+    };
     use crate::ffi;
-    use crate::kunit_mm::{self, PAGE};
-    use crate::migrate::{DstFolio, Migration, Select};
-    use core::sync::atomic::{AtomicU64, Ordering};
-    use kernel::{bindings, mm::virt::VmaRef, prelude::*};
+    use crate::kunit_mm::{
+        self,
+        PAGE, //
+    };
+    use crate::migrate::{
+        DstFolio,
+        Migration,
+        Select, //
+    };
+    use core::sync::atomic::{
+        AtomicU64,
+        Ordering, //
+    };
+    use kernel::{
+        bindings,
+        mm::virt::VmaRef,
+        prelude::*, //
+    };
 
     /// A device that keeps the first word of each page it holds, and the
     /// test's tag for who put it there.

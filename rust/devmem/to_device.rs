@@ -10,8 +10,18 @@
 //! failed. Moved again, such a page would put stale data, and no memory
 //! cgroup charge, into a second folio.
 
-use super::{DevicePrivatePool, DevmemOps, PageState, PMD_PAGES};
-use crate::migrate::{DstFolio, Migration, SrcPfn, PMD_ORDER};
+use super::{
+    DevicePrivatePool,
+    DevmemOps,
+    PageState,
+    PMD_PAGES, //
+};
+use crate::migrate::{
+    DstFolio,
+    Migration,
+    SrcPfn,
+    PMD_ORDER, //
+};
 use kernel::prelude::*;
 
 impl<T: DevmemOps> DevicePrivatePool<T> {

@@ -7,9 +7,25 @@
 //! running the migration is the pool's, so that no driver can leave a page
 //! behind.
 
-use super::{DeviceFault, DevicePrivatePool, DevmemOps, PageState, PMD_PAGES};
-use crate::migrate::{DstFolio, Migration, MAX_PAGES, PMD_ORDER};
-use kernel::{bindings, mm::virt::VmaRef, page::PAGE_SIZE, prelude::*};
+use super::{
+    DeviceFault,
+    DevicePrivatePool,
+    DevmemOps,
+    PageState,
+    PMD_PAGES, //
+};
+use crate::migrate::{
+    DstFolio,
+    Migration,
+    MAX_PAGES,
+    PMD_ORDER, //
+};
+use kernel::{
+    bindings,
+    mm::virt::VmaRef,
+    page::PAGE_SIZE,
+    prelude::*, //
+};
 
 /// Attempts of the last eviction before it stops waiting for busy pages.
 const EVICT_ALL_TRIES: u32 = 1000;

@@ -4,9 +4,17 @@
 //! [`IntervalNotifier`], in the single-pass or the two-pass form, and
 //! the box that carries the first pass's result to the second.
 
-use super::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+use super::{
+    IntervalNotifier,
+    IntervalNotifierOps,
+    NotifierRange, //
+};
 use core::marker::PhantomData;
-use kernel::{alloc::flags::GFP_NOWAIT, bindings, prelude::*};
+use kernel::{
+    alloc::flags::GFP_NOWAIT,
+    bindings,
+    prelude::*, //
+};
 
 /// The two-pass hand-over: the kernel's link plus the driver's data.
 #[repr(C)]

@@ -6,7 +6,11 @@ use kernel::prelude::*;
 
 #[kunit_tests(rust_hmm_mmu_notifier)]
 mod suite {
-    use crate::kunit_mm::{self, Recorder, PAGE};
+    use crate::kunit_mm::{
+        self,
+        Recorder,
+        PAGE, //
+    };
     use crate::mmu_notifier::*;
     use core::sync::atomic::Ordering;
     use kernel::page::PAGE_SIZE;

@@ -8,10 +8,19 @@ use kernel::prelude::*;
 #[kunit_tests(rust_hmm_pfn_walk)]
 mod suite {
     use crate::ffi;
-    use crate::kunit_mm::{self, PAGE};
+    use crate::kunit_mm::{
+        self,
+        PAGE, //
+    };
     use crate::pfn_walk::*;
-    use core::sync::atomic::{AtomicUsize, Ordering};
-    use kernel::{ffi::c_int, page::Page};
+    use core::sync::atomic::{
+        AtomicUsize,
+        Ordering, //
+    };
+    use kernel::{
+        ffi::c_int,
+        page::Page, //
+    };
 
     /// Records come and go by VMA.
     #[test]

@@ -5,14 +5,25 @@
 //! address spaces that have a VMA of ours, each under its mmap read lock,
 //! our VMAs found again in its tree, and their PTEs read one by one.
 
-use super::{Missing, NoPagefaults, PfnEntry, PfnSource, VmaRegistry, WalkStats};
+use super::{
+    Missing,
+    NoPagefaults,
+    PfnEntry,
+    PfnSource,
+    VmaRegistry,
+    WalkStats, //
+};
 use crate::ffi;
 use kernel::{
     bindings,
-    mm::{virt::VmaRef, Mm, MmWithUser},
+    mm::{
+        virt::VmaRef,
+        Mm,
+        MmWithUser, //
+    },
     page::PAGE_SIZE,
     prelude::*,
-    sync::aref::ARef,
+    sync::aref::ARef, //
 };
 
 impl VmaRegistry {

@@ -15,7 +15,10 @@ use core::mem::MaybeUninit;
 use kernel::{
     page::PAGE_SIZE,
     prelude::*,
-    uaccess::{UserPtr, UserSlice},
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    }, //
 };
 
 /// `pages` pages of vmalloc memory, left uninitialised.

@@ -61,12 +61,19 @@
 use crate::ffi;
 use crate::helpers;
 use crate::pfn_walk::VmaRegistry;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
+};
 use kernel::{
-    bindings, new_mutex,
+    bindings,
+    new_mutex,
     page::PAGE_SHIFT,
     prelude::*,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc,
+        Mutex, //
+    }, //
 };
 
 mod cache;

@@ -8,12 +8,27 @@
 //! Each device page records its data page and which open file moved it
 //! there, so that closing the file moves back only that file's pages.
 
-use crate::devmem::{DevicePrivatePool, DevmemOps, KernelPfn};
+use crate::devmem::{
+    DevicePrivatePool,
+    DevmemOps,
+    KernelPfn, //
+};
 use crate::ffi;
 use crate::helpers;
-use crate::migrate::{DstFolio, Migration, SrcPfn};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use kernel::{mm::virt::VmaRef, prelude::*};
+use crate::migrate::{
+    DstFolio,
+    Migration,
+    SrcPfn, //
+};
+use core::sync::atomic::{
+    AtomicU32,
+    AtomicU64,
+    Ordering, //
+};
+use kernel::{
+    mm::virt::VmaRef,
+    prelude::*, //
+};
 
 /// Device memory is registered in chunks of this size, as test_hmm does.
 const CHUNK_BYTES: u64 = 256 << 20;

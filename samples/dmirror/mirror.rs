@@ -22,14 +22,26 @@
 //! - `migration.rs`: MIGRATE_TO_DEV, MIGRATE_TO_SYS and RELEASE;
 //! - `snapshot.rs`: SNAPSHOT.
 
-use super::memory::{self as sim, Devmem};
+use super::memory::{
+    self as sim,
+    Devmem, //
+};
 use super::uapi::*;
 use super::DmirrorDevice;
 use crate::device_pt::DevicePageTable;
 use crate::hmm::MAX_RANGE_PAGES;
 use crate::mmu_notifier::IntervalNotifier;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use kernel::{mm::MmWithUser, page::PAGE_SIZE, prelude::*};
+use core::sync::atomic::{
+    AtomicBool,
+    AtomicU32,
+    AtomicU64,
+    Ordering, //
+};
+use kernel::{
+    mm::MmWithUser,
+    page::PAGE_SIZE,
+    prelude::*, //
+};
 
 mod access;
 mod exclusive;
@@ -37,7 +49,10 @@ mod invalidate;
 mod migration;
 mod snapshot;
 
-use invalidate::{MirrorOps, MirrorState};
+use invalidate::{
+    MirrorOps,
+    MirrorState, //
+};
 
 /// Pages moved through the bounce buffer at a time.
 const CHUNK_PAGES: usize = MAX_RANGE_PAGES;

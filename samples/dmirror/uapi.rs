@@ -2,8 +2,14 @@
 
 //! The ioctl ABI of `lib/test_hmm_uapi.h`, number for number.
 
-use kernel::ioctl::{_IOR, _IOWR};
-use kernel::transmute::{AsBytes, FromBytes};
+use kernel::ioctl::{
+    _IOR,
+    _IOWR, //
+};
+use kernel::transmute::{
+    AsBytes,
+    FromBytes, //
+};
 
 /// `struct hmm_dmirror_cmd`.
 #[repr(C)]

@@ -6,8 +6,16 @@
 
 use crate::helpers;
 use crate::uapi::*;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use kernel::{bindings, page::Page, prelude::*};
+use core::sync::atomic::{
+    AtomicU64,
+    AtomicUsize,
+    Ordering, //
+};
+use kernel::{
+    bindings,
+    page::Page,
+    prelude::*, //
+};
 
 /// Buffer pages allocated now, in every buffer of the module.
 pub(super) static PAGES: AtomicUsize = AtomicUsize::new(0);

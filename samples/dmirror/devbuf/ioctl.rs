@@ -4,12 +4,26 @@
 //! `HMM_DEVBUF_CLEAN`, `HMM_DEVBUF_ZAP`, `HMM_DEVBUF_SET_CACHE` and
 //! `HMM_DEVBUF_STATS` (`Documentation/uapi.rst`).
 
-use super::cache::{stats, Store};
-use super::{
-    find, Bits, Buffers, DevBuffer, DEVBUF_MAX_IDS, DEVBUF_MAX_PER_FILE, DEVBUF_MMAP_BASE,
-    DEVBUF_MMAP_STRIDE, NEXT_ID,
+use super::cache::{
+    stats,
+    Store, //
 };
-use crate::pfn_walk::{Missing, PfnEntry, VmaRegistry};
+use super::{
+    find,
+    Bits,
+    Buffers,
+    DevBuffer,
+    DEVBUF_MAX_IDS,
+    DEVBUF_MAX_PER_FILE,
+    DEVBUF_MMAP_BASE,
+    DEVBUF_MMAP_STRIDE,
+    NEXT_ID, //
+};
+use crate::pfn_walk::{
+    Missing,
+    PfnEntry,
+    VmaRegistry, //
+};
 use crate::uapi::*;
 use core::sync::atomic::Ordering;
 use kernel::{
@@ -17,7 +31,10 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::Arc,
-    uaccess::{UserPtr, UserSlice},
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    }, //
 };
 
 fn create(bufs: &Buffers, file: &File, c: &mut HmmDevbufCreate) -> Result {

@@ -6,17 +6,32 @@
 //! tracking" in `devbuf.rs`); and the walker's view of a buffer, which
 //! names the same `vm_ops`.
 
-use super::{find, Buffers, DevBuffer, DEVBUF_MMAP_BASE, DEVBUF_MMAP_STRIDE};
+use super::{
+    find,
+    Buffers,
+    DevBuffer,
+    DEVBUF_MMAP_BASE,
+    DEVBUF_MMAP_STRIDE, //
+};
 use crate::ffi;
 use crate::helpers;
 use crate::pfn_walk::PfnSource;
 use kernel::{
     bindings,
     ffi::c_void,
-    mm::virt::{VmaNew, VmaRef},
-    page::{PAGE_SHIFT, PAGE_SIZE},
+    mm::virt::{
+        VmaNew,
+        VmaRef, //
+    },
+    page::{
+        PAGE_SHIFT,
+        PAGE_SIZE, //
+    },
     prelude::*,
-    sync::{Arc, ArcBorrow},
+    sync::{
+        Arc,
+        ArcBorrow, //
+    }, //
 };
 
 /// `vm_operations_struct` is not `Sync` (it has a raw pointer): ours is

@@ -5,17 +5,34 @@
 //! (see the module documentation of `mirror.rs` for the copies).
 
 use super::invalidate::PageDirtier;
-use super::{Mirror, CHUNK_PAGES};
+use super::{
+    Mirror,
+    CHUNK_PAGES, //
+};
 use crate::bounce::Bounce;
-use crate::device_pt::{DirReserve, Entry, HUGE_ORDER, HUGE_PAGES, HUGE_SIZE};
-use crate::hmm::{self, resched_or_killed, Fault, Mode};
+use crate::device_pt::{
+    DirReserve,
+    Entry,
+    HUGE_ORDER,
+    HUGE_PAGES,
+    HUGE_SIZE, //
+};
+use crate::hmm::{
+    self,
+    resched_or_killed,
+    Fault,
+    Mode, //
+};
 use crate::memory as sim;
 use crate::migrate::Select;
 use crate::uapi::*;
 use kernel::{
-    page::{PAGE_SHIFT, PAGE_SIZE},
+    page::{
+        PAGE_SHIFT,
+        PAGE_SIZE, //
+    },
     prelude::*,
-    uaccess::UserPtr,
+    uaccess::UserPtr, //
 };
 
 /// A bounce buffer for up to `CHUNK_PAGES` of the request `[start, end)`.

@@ -3,13 +3,26 @@
 //! Device-exclusive access: EXCLUSIVE, CHECK_EXCLUSIVE, and the device
 //! atomic ATOMIC_ADD, which runs only on a device-exclusive entry.
 
-use super::invalidate::{MirrorOps, PageDirtier};
+use super::invalidate::{
+    MirrorOps,
+    PageDirtier, //
+};
 use super::Mirror;
-use crate::device_exclusive::{exclusive_session, ExclusiveSession};
-use crate::device_pt::{DirReserve, Entry, HUGE_SIZE};
+use crate::device_exclusive::{
+    exclusive_session,
+    ExclusiveSession, //
+};
+use crate::device_pt::{
+    DirReserve,
+    Entry,
+    HUGE_SIZE, //
+};
 use crate::guarded_page::GuardedPages;
 use crate::uapi::*;
-use kernel::{page::PAGE_SIZE, prelude::*};
+use kernel::{
+    page::PAGE_SIZE,
+    prelude::*, //
+};
 
 impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// Takes device-exclusive access to the page at `addr` in `session`

@@ -4,13 +4,32 @@
 //! device page table), and the invalidations applied to it, in one pass or
 //! two, handing the pages the device wrote to the mm.
 
-use crate::device_pt::{DevicePageTable, DirtySink, Entry};
-use crate::guarded_page::{GuardedPages, PageRefs};
-use crate::mmu_notifier::{IntervalNotifierOps, NotifierRange};
+use crate::device_pt::{
+    DevicePageTable,
+    DirtySink,
+    Entry, //
+};
+use crate::guarded_page::{
+    GuardedPages,
+    PageRefs, //
+};
+use crate::mmu_notifier::{
+    IntervalNotifierOps,
+    NotifierRange, //
+};
 use crate::DmirrorDevice;
-use core::sync::atomic::{AtomicU64, Ordering};
-use kernel::time::{Instant, Monotonic};
-use kernel::{alloc::flags::GFP_NOWAIT, prelude::*};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
+};
+use kernel::time::{
+    Instant,
+    Monotonic, //
+};
+use kernel::{
+    alloc::flags::GFP_NOWAIT,
+    prelude::*, //
+};
 
 /// Hands pages the device wrote back to the mm, at once.
 pub(super) struct PageDirtier;

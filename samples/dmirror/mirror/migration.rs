@@ -4,11 +4,22 @@
 //! MIGRATE_TO_SYS and RELEASE.
 
 use super::Mirror;
-use crate::hmm::{resched_or_killed, Fault, Mode};
+use crate::hmm::{
+    resched_or_killed,
+    Fault,
+    Mode, //
+};
 use crate::memory as sim;
-use crate::migrate::{Migration, Select};
+use crate::migrate::{
+    Migration,
+    Select, //
+};
 use crate::uapi::*;
-use kernel::{mm::virt::flags::READ as VM_READ, page::PAGE_SHIFT, prelude::*};
+use kernel::{
+    mm::virt::flags::READ as VM_READ,
+    page::PAGE_SHIFT,
+    prelude::*, //
+};
 
 impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// HMM_DMIRROR_MIGRATE_TO_DEV: moves the range into device memory,

@@ -3,15 +3,29 @@
 //! SNAPSHOT: the CPU's view of each page of a range, and which of them
 //! the device holds exclusive or maps with a huge leaf.
 
-use super::{Mirror, CHUNK_PAGES};
+use super::{
+    Mirror,
+    CHUNK_PAGES, //
+};
 use crate::device_pt::Entry;
-use crate::hmm::{self, next_vma, page_kinds, resched_or_killed, Fault, Mode, PageKind};
+use crate::hmm::{
+    self,
+    next_vma,
+    page_kinds,
+    resched_or_killed,
+    Fault,
+    Mode,
+    PageKind, //
+};
 use crate::uapi::*;
 use core::mem::MaybeUninit;
 use kernel::{
     page::PAGE_SHIFT,
     prelude::*,
-    uaccess::{UserPtr, UserSlice},
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    }, //
 };
 
 /// Writes the items of `it` to the start of `buf`, as many as fit, and
