@@ -11,7 +11,10 @@ cmd=$(sed -n 's/^savedcmd_[^ ]* := //p' "$saved")
 eval "set -- $cmd"
 envs=()
 while [[ $1 == *=* && $1 != -* ]]; do envs+=("$1"); shift; done
-shift # the compiler (rustc, or clippy-driver for make clippy)
+# The compiler (rustc, or clippy-driver for make clippy): its rustdoc
+# matches the kernel's crates.
+rustdoc=${RUSTDOC:-$(dirname "$1")/rustdoc}
+shift
 args=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -23,6 +26,6 @@ while [ $# -gt 0 ]; do
 	esac
 done
 cd "$TOP"
-RUSTC_BOOTSTRAP=1 env "${envs[@]}" "${RUSTDOC:-rustdoc}" "${args[@]}" \
+RUSTC_BOOTSTRAP=1 env "${envs[@]}" "$rustdoc" "${args[@]}" \
 	-Dwarnings --crate-name rust_hmm -o out/rustdoc rust/lib.rs
 log "rustdoc: out/rustdoc/rust_hmm/index.html"
