@@ -145,15 +145,38 @@ mod suite {
         Ok(moved as usize)
     }
 
+    /// A test mm with `n` pages stamped from `v` at the returned address,
+    /// moved into a new pool. The pool goes before the mm.
+    fn in_device(n: usize, v: u64) -> Result<(kunit_mm::TestMm, Pin<KBox<Pool>>, usize)> {
+        let mm = kunit_mm::attach()?;
+        let pool = pool()?;
+        let addr = kunit_mm::mmap_anon(n, true)?;
+        stamp(addr, n, v)?;
+        assert_eq!(to_device(&mm, &pool, addr, n, 1, true)?, n);
+        Ok((mm, pool, addr))
+    }
+
+    /// Runs `f` on a migration of the device page at `addr` back to system
+    /// memory, by address, under the mmap lock.
+    fn with_migration_back<R>(
+        mm: &kernel::mm::MmWithUser,
+        pool: &Pool,
+        addr: usize,
+        f: impl FnOnce(&VmaRef, &mut Migration<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let lock = mm.mmap_read_lock();
+        let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+        let (end, owner) = (addr + PAGE, pool.owner());
+        let mut m = Migration::vma(vma, addr, end, owner, Select::DevicePrivate, false)?;
+        assert!(m.src(0).migrate());
+        f(vma, &mut m)
+    }
+
     /// Pages go to device memory and come back on a CPU access, data and
     /// all; the pool's fault handler does the move back.
     #[test]
     fn to_device_and_back_by_cpu() -> Result {
-        let mm = kunit_mm::attach()?;
-        let pool = pool()?;
-        let addr = kunit_mm::mmap_anon(4, true)?;
-        stamp(addr, 4, 0x1000)?;
-        assert_eq!(to_device(&mm, &pool, addr, 4, 1, true)?, 4);
+        let (_mm, pool, addr) = in_device(4, 0x1000)?;
         assert_eq!(pool.stats().in_use, 4);
         assert!(stamped(addr, 4, 0x1000)?);
         assert_eq!(pool.stats().in_use, 0);
@@ -183,23 +206,8 @@ mod suite {
     /// A system destination must be filled before the migration takes it.
     #[test]
     fn unfilled_destination_refused() -> Result {
-        let mm = kunit_mm::attach()?;
-        let pool = pool()?;
-        let addr = kunit_mm::mmap_anon(1, true)?;
-        stamp(addr, 1, 0x3000)?;
-        assert_eq!(to_device(&mm, &pool, addr, 1, 1, true)?, 1);
-        {
-            let lock = mm.mmap_read_lock();
-            let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-            let mut m = Migration::vma(
-                vma,
-                addr,
-                addr + PAGE,
-                pool.owner(),
-                Select::DevicePrivate,
-                false,
-            )?;
-            assert!(m.src(0).migrate());
+        let (mm, pool, addr) = in_device(1, 0x3000)?;
+        with_migration_back(&mm, &pool, addr, |vma, m| {
             let f = DstFolio::alloc_system(Some(vma), addr, 0).ok_or(ENOMEM)?;
             assert!(!f.is_filled());
             assert_eq!(m.set_dst(0, f, true), Err(EINVAL));
@@ -209,7 +217,8 @@ mod suite {
             m.set_dst(0, f, true)?;
             m.pages();
             assert!(m.migrated(0));
-        }
+            Ok(())
+        })?;
         // Zeroed, as the destination was.
         assert!(stamped(addr, 1, 0)?);
         assert_eq!(pool.stats().in_use, 0);
@@ -249,36 +258,18 @@ mod suite {
     /// its memory cgroup charge to its copy), copying stale data.
     #[test]
     fn evict_skips_page_moving_out() -> Result {
-        let mm = kunit_mm::attach()?;
-        let pool = pool()?;
-        let addr = kunit_mm::mmap_anon(1, true)?;
-        stamp(addr, 1, 0x7000)?;
-        assert_eq!(to_device(&mm, &pool, addr, 1, 1, true)?, 1);
-        let pfn = {
-            let lock = mm.mmap_read_lock();
-            let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-            let mut m = Migration::vma(
-                vma,
-                addr,
-                addr + PAGE,
-                pool.owner(),
-                Select::DevicePrivate,
-                false,
-            )?;
-            let pfn = m
-                .src(0)
-                .pfn()
-                .filter(|_| m.src(0).migrate())
-                .ok_or(EINVAL)?;
+        let (mm, pool, addr) = in_device(1, 0x7000)?;
+        let pfn = with_migration_back(&mm, &pool, addr, |vma, m| {
+            let pfn = m.src(0).pfn().ok_or(EINVAL)?;
             let alloc = |vma: Option<&VmaRef>, a, o| DstFolio::alloc_system(vma, a, o);
-            assert_eq!(pool.migrate_to_ram(&mut m, Some(vma), alloc)?, 1);
+            assert_eq!(pool.migrate_to_ram(m, Some(vma), alloc)?, 1);
             // Taken after the move (an extra reference would have refused
             // it) and before finalize.
             // SAFETY: The page is locked and referenced by `m`; the extra
             // reference is dropped below.
             unsafe { ffi::rust_hmm_get_pages(pfn as usize, 1) };
-            pfn
-        };
+            Ok(pfn)
+        })?;
         // Finalized: unlocked, unmapped, alive only through our reference.
         let copied = COPIED.load(Ordering::Relaxed);
         assert_eq!(pool.stats().in_use, 1);
@@ -296,11 +287,7 @@ mod suite {
     /// first (and only then unregisters its memory).
     #[test]
     fn drop_evicts() -> Result {
-        let mm = kunit_mm::attach()?;
-        let pool = pool()?;
-        let addr = kunit_mm::mmap_anon(2, true)?;
-        stamp(addr, 2, 0x6000)?;
-        assert_eq!(to_device(&mm, &pool, addr, 2, 1, true)?, 2);
+        let (_mm, pool, addr) = in_device(2, 0x6000)?;
         drop(pool);
         assert!(stamped(addr, 2, 0x6000)?);
         kunit_mm::munmap(addr, 2)?;
