@@ -379,6 +379,31 @@ impl<'a> GuardedPages<'a> {
 /// References on the folios of some pages, taken by [`GuardedPages::get`]:
 /// the pages stay allocated, lock or no lock, until this is dropped.
 ///
+/// # Examples
+///
+/// Dirtying a page the device wrote after the notifier lock is gone, as a
+/// two-pass invalidation does in its second pass.
+///
+/// ```
+/// use rust_hmm::hmm::{Fault, Mode, Range};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+///
+/// let mut range = Range::new(&notifier, addr, addr + PAGE, core::ptr::null())?;
+/// let refs = {
+///     let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+///     let (_, pages) = faulted.split();
+///     let page = pages.page(0).ok_or(EFAULT)?;
+///     page.write(0, b"dma")?;
+///     page.get()
+/// }; // The notifier lock is released here.
+/// assert_eq!(refs.npages(), 1);
+/// refs.mark_dirty()?;
+/// # Ok::<(), Error>(())
+/// ```
+///
 /// # Invariants
 ///
 /// Holds one reference on each folio of the `npages` pages from `pfn`, as

@@ -100,6 +100,23 @@ pub(super) const SPLIT_NEED: Need = [entries_at(1), 1];
 const BLOCK_NEED: Need = [entries_at(1) + (LEVELS - 1 - HUGE_LEVEL) as usize, 1];
 
 /// Directories allocated ahead of time, outside the notifier lock.
+///
+/// Under the lock the table may only allocate with `GFP_NOWAIT` (the
+/// invalidate callback takes the lock from reclaim), so a device fault
+/// fills a reserve with `GFP_KERNEL` first and hands it to the inserts.
+///
+/// # Examples
+///
+/// ```
+/// use rust_hmm::device_pt::DirReserve;
+///
+/// let mut reserve = DirReserve::new();
+/// // Enough for any one insert inside an aligned 2 MiB block.
+/// reserve.fill_block(GFP_KERNEL)?;
+/// // ... take the notifier lock, fault, `insert_page(.., &mut reserve, ..)`;
+/// // what an insert does not use is freed with the reserve.
+/// # Ok::<(), Error>(())
+/// ```
 pub struct DirReserve([KVec<DirBox>; 2]);
 
 impl DirReserve {

@@ -42,6 +42,18 @@ impl Event {
 
     /// Whether the CPU keeps read access to the pages after the event, so
     /// that a mirror may keep its entries read-only instead of dropping them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rust_hmm::mmu_notifier::Event;
+    ///
+    /// // fork() write-protects the parent's pages: they stay readable.
+    /// assert!(Event::ProtectionPage.keeps_read());
+    /// // mprotect() may take read access away too; munmap() takes all.
+    /// assert!(!Event::ProtectionVma.keeps_read());
+    /// assert!(!Event::Unmap.keeps_read());
+    /// ```
     pub fn keeps_read(self) -> bool {
         matches!(self, Self::ProtectionPage | Self::SoftDirty)
     }
