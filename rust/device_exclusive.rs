@@ -88,7 +88,7 @@ impl ExclusivePage {
     /// The page frame number of the exclusive page.
     pub fn pfn(&self) -> u64 {
         // SAFETY: `page` is a valid page we hold a reference to.
-        unsafe { ffi::rust_hmm_page_to_pfn(self.page) as u64 }
+        unsafe { ffi::page_to_pfn(self.page) as u64 }
     }
 }
 
@@ -97,7 +97,7 @@ impl Drop for ExclusivePage {
         // SAFETY: We own the folio lock and one reference (type invariant).
         unsafe {
             bindings::folio_unlock(self.folio);
-            ffi::rust_hmm_folio_put(self.folio);
+            ffi::folio_put(self.folio);
         }
     }
 }

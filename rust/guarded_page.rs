@@ -495,7 +495,7 @@ mod tests {
     fn guarded_pages() -> Result {
         let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
         // SAFETY: `page` is a live page.
-        let pfn = unsafe { ffi::rust_hmm_page_to_pfn(page.as_ptr()) } as u64;
+        let pfn = unsafe { ffi::page_to_pfn(page.as_ptr()) } as u64;
         let tie = 0u64;
         // SAFETY: `page` is ours and outlives every use below; writable.
         let p =

@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The few kernel functions the Rust side needs that exist only as static
+ * The kernel functions the Rust side needs that exist only as static
  * inlines or macros. Their prototypes (helpers.h) reach Rust through
  * bindgen, with the kernel's structs and constants (rust/ffi.rs).
+ *
+ * rust_helper_NAME wraps the static inline NAME in one line and is NAME
+ * in Rust, as the kernel's own helpers. rust_hmm_* still hold logic (a
+ * loop over pages, a choice of allocator, a PAT decode): moving that into
+ * Rust is open (issue 19).
  */
 #include <linux/build_bug.h>
 #include <linux/highmem.h>
@@ -21,13 +26,13 @@
 
 #include "helpers.h"
 
-bool rust_hmm_interval_read_retry(struct mmu_interval_notifier *sub,
+bool rust_helper_mmu_interval_read_retry(struct mmu_interval_notifier *sub,
 				  unsigned long seq)
 {
 	return mmu_interval_read_retry(sub, seq);
 }
 
-struct page *rust_hmm_pfn_to_page(unsigned long pfn)
+struct page *rust_helper_pfn_to_page(unsigned long pfn)
 {
 	return pfn_to_page(pfn);
 }
@@ -37,7 +42,7 @@ unsigned long rust_hmm_zero_pfn(void)
 	return page_to_pfn(ZERO_PAGE(0));
 }
 
-bool rust_hmm_is_zero_pfn(unsigned long pfn)
+bool rust_helper_is_zero_pfn(unsigned long pfn)
 {
 	return is_zero_pfn(pfn);
 }
@@ -81,18 +86,18 @@ void rust_hmm_pfn_kinds(const unsigned long *hmm_pfns, u8 *kinds,
 	}
 }
 
-unsigned long rust_hmm_page_to_pfn(struct page *page)
+unsigned long rust_helper_page_to_pfn(struct page *page)
 {
 	return page_to_pfn(page);
 }
 
-void rust_hmm_folio_put(struct folio *folio)
+void rust_helper_folio_put(struct folio *folio)
 {
 	folio_put(folio);
 }
 
 
-struct dev_pagemap *rust_hmm_page_pgmap(struct page *page)
+struct dev_pagemap *rust_helper_page_pgmap(struct page *page)
 {
 	return page_pgmap(page);
 }
@@ -144,12 +149,12 @@ void rust_hmm_unlock_put_page(struct page *page)
 	folio_put(folio);
 }
 
-void rust_hmm_clear_highpage(struct page *page)
+void rust_helper_clear_highpage(struct page *page)
 {
 	clear_highpage(page);
 }
 
-int rust_hmm_numa_node_id(void)
+int rust_helper_numa_node_id(void)
 {
 	return numa_node_id();
 }
@@ -354,18 +359,18 @@ void rust_hmm_prime_reclaim(struct mutex *lock)
 }
 
 /* Before a wait for an invalidation, which may be waiting for @lock. */
-void rust_hmm_lock_assert_not_held(struct mutex *lock)
+void rust_helper_lockdep_assert_not_held(struct mutex *lock)
 {
 	lockdep_assert_not_held(lock);
 }
 
 /* Around closures run under the mmap lock: user accesses fail, never fault. */
-void rust_hmm_pagefault_disable(void)
+void rust_helper_pagefault_disable(void)
 {
 	pagefault_disable();
 }
 
-void rust_hmm_pagefault_enable(void)
+void rust_helper_pagefault_enable(void)
 {
 	pagefault_enable();
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* C helpers called from Rust (see ffi.rs); one per static inline or macro. */
+/* C helpers called from Rust (see helpers.c and ffi.rs). */
 #ifndef RUST_HMM_HELPERS_H
 #define RUST_HMM_HELPERS_H
 
@@ -12,19 +12,19 @@ struct folio;
 struct dev_pagemap;
 struct vm_area_struct;
 
-bool rust_hmm_interval_read_retry(struct mmu_interval_notifier *sub,
+bool rust_helper_mmu_interval_read_retry(struct mmu_interval_notifier *sub,
 				  unsigned long seq);
-struct page *rust_hmm_pfn_to_page(unsigned long pfn);
+struct page *rust_helper_pfn_to_page(unsigned long pfn);
 unsigned long rust_hmm_zero_pfn(void);
-bool rust_hmm_is_zero_pfn(unsigned long pfn);
+bool rust_helper_is_zero_pfn(unsigned long pfn);
 struct dev_pagemap *rust_hmm_device_private_pgmap(unsigned long pfn);
 /* What rust_hmm_pfn_kinds() writes for a valid entry; 0 for any other. */
 #define RUST_HMM_PFN_ZERO 1
 #define RUST_HMM_PFN_DEVICE_PRIVATE 2
 void rust_hmm_pfn_kinds(const unsigned long *hmm_pfns, u8 *kinds,
 			unsigned long n);
-unsigned long rust_hmm_page_to_pfn(struct page *page);
-void rust_hmm_folio_put(struct folio *folio);
+unsigned long rust_helper_page_to_pfn(struct page *page);
+void rust_helper_folio_put(struct folio *folio);
 bool rust_hmm_copy_from_folio(void *to, unsigned long pfn, size_t len);
 unsigned long rust_hmm_copy_pages_to_user_nofault(void __user *to,
 						  unsigned long pfn,
@@ -38,7 +38,7 @@ void rust_hmm_set_pages_dirty(unsigned long pfn, unsigned long npages);
 void rust_hmm_get_pages(unsigned long pfn, unsigned long npages);
 void rust_hmm_put_pages(unsigned long pfn, unsigned long npages);
 
-struct dev_pagemap *rust_hmm_page_pgmap(struct page *page);
+struct dev_pagemap *rust_helper_page_pgmap(struct page *page);
 unsigned int rust_hmm_page_order(struct page *page);
 void rust_hmm_zone_device_folio_init(struct page *page,
 				     struct dev_pagemap *pgmap,
@@ -47,8 +47,8 @@ struct page *rust_hmm_alloc_migrate_folio(struct vm_area_struct *vma,
 					  unsigned long addr,
 					  unsigned int order);
 void rust_hmm_unlock_put_page(struct page *page);
-void rust_hmm_clear_highpage(struct page *page);
-int rust_hmm_numa_node_id(void);
+void rust_helper_clear_highpage(struct page *page);
+int rust_helper_numa_node_id(void);
 bool rust_hmm_resched_killed(void);
 void rust_hmm_vma_set_pfnmap(struct vm_area_struct *vma);
 unsigned long rust_hmm_prot_cache_bits(unsigned long protval);
@@ -65,9 +65,9 @@ struct file;
 struct file_operations;
 
 void rust_hmm_prime_reclaim(struct mutex *lock);
-void rust_hmm_lock_assert_not_held(struct mutex *lock);
-void rust_hmm_pagefault_disable(void);
-void rust_hmm_pagefault_enable(void);
+void rust_helper_lockdep_assert_not_held(struct mutex *lock);
+void rust_helper_pagefault_disable(void);
+void rust_helper_pagefault_enable(void);
 unsigned long rust_hmm_vm_mmap(struct file *file, unsigned long len,
 			       bool writable, unsigned long pgoff);
 struct file *rust_hmm_anon_file(const struct file_operations *fops,

@@ -135,7 +135,7 @@ impl Pfn {
     /// The page is the shared zero page.
     pub fn is_zero(&self) -> bool {
         // SAFETY: `is_zero_pfn` only compares numbers.
-        self.is_valid() && unsafe { ffi::rust_hmm_is_zero_pfn(self.pfn() as usize) }
+        self.is_valid() && unsafe { ffi::is_zero_pfn(self.pfn() as usize) }
     }
 
     /// The page is device-private memory.

@@ -44,11 +44,7 @@ mod tests {
         // SAFETY: These helpers only compute with PFNs.
         let (zero, is_zero, is_next) = unsafe {
             let z = ffi::rust_hmm_zero_pfn();
-            (
-                z,
-                ffi::rust_hmm_is_zero_pfn(z),
-                ffi::rust_hmm_is_zero_pfn(z + 1),
-            )
+            (z, ffi::is_zero_pfn(z), ffi::is_zero_pfn(z + 1))
         };
         assert_ne!(zero, 0);
         assert!(is_zero);

@@ -186,7 +186,7 @@ impl DstFolio {
     pub fn zero(&mut self) {
         for i in 0..1usize << self.order {
             // SAFETY: Page `i` of a folio we hold locked and referenced.
-            unsafe { ffi::rust_hmm_clear_highpage(self.page(i)) };
+            unsafe { ffi::clear_highpage(self.page(i)) };
         }
         // INVARIANT: Every byte is zero now.
         self.filled = true;
@@ -212,7 +212,7 @@ impl DstFolio {
     /// PFN of the head page.
     pub fn pfn(&self) -> u64 {
         // SAFETY: `page` is a valid page by the type invariant.
-        unsafe { ffi::rust_hmm_page_to_pfn(self.page) as u64 }
+        unsafe { ffi::page_to_pfn(self.page) as u64 }
     }
 
     /// The folio's order.
@@ -548,9 +548,7 @@ impl Drop for Migration<'_> {
                     // SAFETY: `set_dst` stored the PFN of a locked folio
                     // head of that order and gave up its reference, which
                     // nothing has taken over since `pages()` never ran.
-                    let page = unsafe {
-                        ffi::rust_hmm_pfn_to_page((*d >> ffi::MIGRATE_PFN_SHIFT) as usize)
-                    };
+                    let page = unsafe { ffi::pfn_to_page((*d >> ffi::MIGRATE_PFN_SHIFT) as usize) };
                     // SAFETY: As above: ours to unlock and release.
                     drop(unsafe { DstFolio::from_raw(page, order) });
                     *d = 0;

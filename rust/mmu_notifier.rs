@@ -400,7 +400,7 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     pub(crate) fn assert_unlocked(&self) {
         // SAFETY: The mutex is initialised (`self` is) and lives as long as
         // `self`; the helper only asks lockdep.
-        unsafe { ffi::rust_hmm_lock_assert_not_held(Self::lock_ptr(&self.state)) };
+        unsafe { ffi::lockdep_assert_not_held(Self::lock_ptr(&self.state)) };
     }
 
     /// Takes the notifier lock and returns the guard if no invalidation ran
@@ -417,7 +417,7 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
         let guard = self.state.lock();
         // SAFETY: `raw` is inserted; the lock that `set_seq` runs under is
         // held, as `mmu_interval_read_retry` requires.
-        if unsafe { ffi::rust_hmm_interval_read_retry(self.raw.get(), seq.seq as usize) } {
+        if unsafe { ffi::mmu_interval_read_retry(self.raw.get(), seq.seq as usize) } {
             return None;
         }
         Some(guard)

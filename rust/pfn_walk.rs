@@ -88,7 +88,7 @@ impl NoPagefaults {
     pub(crate) fn new() -> Self {
         // SAFETY: Paired with `pagefault_enable()` in `drop`, on this task:
         // the type is neither `Send` nor `Sync`.
-        unsafe { ffi::rust_hmm_pagefault_disable() };
+        unsafe { ffi::pagefault_disable() };
         Self(core::marker::PhantomData)
     }
 }
@@ -96,7 +96,7 @@ impl NoPagefaults {
 impl Drop for NoPagefaults {
     fn drop(&mut self) {
         // SAFETY: `new` disabled them on this task.
-        unsafe { ffi::rust_hmm_pagefault_enable() };
+        unsafe { ffi::pagefault_enable() };
     }
 }
 

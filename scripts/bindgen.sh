@@ -5,8 +5,8 @@
 # .bindings_generated.rs.cmd), keeping only the items the ALLOWLIST options
 # (`--allowlist-function ...`) name, and not what they refer to: that comes
 # from `kernel::bindings`, which the including module imports, so no kernel
-# type is declared twice. Typed constants (RUST_CONST_HELPER_*) are renamed
-# as the kernel does.
+# type is declared twice. Typed constants (RUST_CONST_HELPER_*) and
+# one-line wrappers (rust_helper_*) are renamed as the kernel does.
 set -euo pipefail
 objtree=$(cd "$1" && pwd) header=$(realpath "$2") out=$(realpath -m "$3")
 shift 3
@@ -38,3 +38,6 @@ cd "$objtree"
 	--allowlist-var 'RUST_CONST_HELPER_.*' \
 	-o "$out" -- "${cflags[@]}" -DMODULE -I"$(dirname "$header")"
 sed -Ei 's/pub const RUST_CONST_HELPER_([a-zA-Z0-9_]*)/pub const \1/g' "$out"
+# One-line wrappers of static inlines are `rust_helper_NAME` in C and
+# `NAME` in Rust, as the kernel's own helpers.
+sed -Ei 's/pub fn rust_helper_([a-zA-Z0-9_]*)/#[link_name="rust_helper_\1"]\n    pub fn \1/g' "$out"

@@ -83,7 +83,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
             let seen = self.nchunks.load(Ordering::Acquire);
             if let Some(pfn) = self.take(order) {
                 // SAFETY: `pfn` is a free page of one of our chunks.
-                let page = unsafe { ffi::rust_hmm_pfn_to_page(pfn as usize) };
+                let page = unsafe { ffi::pfn_to_page(pfn as usize) };
                 // SAFETY: As above; the chunk registration is its pgmap.
                 let chunk = unsafe { VTable::<T>::chunk(page) };
                 // SAFETY: A free page (refcount 0) of `chunk` with room for

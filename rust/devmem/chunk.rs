@@ -123,7 +123,7 @@ impl<T: DevmemOps> VTable<T> {
     pub(super) unsafe fn chunk<'a>(page: *mut bindings::page) -> &'a Chunk<T> {
         // SAFETY: A ZONE_DEVICE page names its `dev_pagemap`, the first field
         // of our `#[repr(C)]` chunk, which lives as long as its pages.
-        unsafe { &*ffi::rust_hmm_page_pgmap(page).cast::<Chunk<T>>() }
+        unsafe { &*ffi::page_pgmap(page).cast::<Chunk<T>>() }
     }
 
     /// # Safety
@@ -138,7 +138,7 @@ impl<T: DevmemOps> VTable<T> {
         // SAFETY: `page` is a valid folio head.
         let (pfn, order) = unsafe {
             (
-                ffi::rust_hmm_page_to_pfn(page) as u64,
+                ffi::page_to_pfn(page) as u64,
                 ffi::rust_hmm_page_order(page),
             )
         };
@@ -223,7 +223,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
             range.end = end;
             (*pgmap).ops = &VTable::<T>::OPS;
             (*pgmap).owner = self.owner().as_ptr();
-            bindings::memremap_pages(pgmap, ffi::rust_hmm_numa_node_id())
+            bindings::memremap_pages(pgmap, ffi::numa_node_id())
         };
         if kernel::error::from_err_ptr(ret)?.is_null() {
             return Err(EFAULT);

@@ -62,7 +62,7 @@ mod suite {
     impl TestObj {
         fn pfn(&self, pgoff: usize) -> usize {
             // SAFETY: The page is ours, allocated.
-            unsafe { ffi::rust_hmm_page_to_pfn(self.pages[pgoff - BASE].as_ptr()) }
+            unsafe { ffi::page_to_pfn(self.pages[pgoff - BASE].as_ptr()) }
         }
     }
 

@@ -230,7 +230,7 @@ impl DevBuffer {
                 continue;
             };
             // SAFETY: A live page of ours.
-            let pfn = unsafe { ffi::rust_hmm_page_to_pfn(page.as_ptr()) };
+            let pfn = unsafe { ffi::page_to_pfn(page.as_ptr()) };
             // SAFETY: `mapping` is valid (type invariants); the page is
             // mapped at `pgoff` in every VMA of the buffer.
             let r = unsafe {

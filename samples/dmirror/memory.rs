@@ -84,17 +84,15 @@ fn fill_device(pool: &Devmem, dst: &DstFolio, s: SrcPfn<'_>, first: usize, id: u
             // migration that `s` borrows.
             Some(from) => unsafe { helpers::dmirror_copy_from_pfn(data, from as usize) },
             // SAFETY: `data` is ours.
-            None => unsafe { ffi::rust_hmm_clear_highpage(data) },
+            None => unsafe { ffi::clear_highpage(data) },
         }
         let d = dst
             .subpage(j)
             .and_then(|p| pool.page_data(p))
             .ok_or(EINVAL)?;
         // SAFETY: `data` is a valid page.
-        d.data.store(
-            unsafe { ffi::rust_hmm_page_to_pfn(data) } as u64,
-            Ordering::Release,
-        );
+        d.data
+            .store(unsafe { ffi::page_to_pfn(data) } as u64, Ordering::Release);
         d.owner.store(id, Ordering::Relaxed);
     }
     Ok(())
@@ -181,7 +179,7 @@ impl DevmemOps for SimDevmem {
                 // locked).
                 Some(from) => unsafe { helpers::dmirror_copy_from_pfn(to, from as usize) },
                 // SAFETY: `to` is a page of the locked destination.
-                None => unsafe { ffi::rust_hmm_clear_highpage(to) },
+                None => unsafe { ffi::clear_highpage(to) },
             }
         }
         // SAFETY: Every page of `dst` was copied into or cleared above.

@@ -133,7 +133,7 @@ mod suite {
         for &pg in &kept {
             // SAFETY: The store holds the page, so it is alive to take a
             // reference on; `rust_hmm_put_pages` below drops it.
-            unsafe { ffi::rust_hmm_get_pages(ffi::rust_hmm_page_to_pfn(pg), 1) };
+            unsafe { ffi::rust_hmm_get_pages(ffi::page_to_pfn(pg), 1) };
         }
         s.sync_linear(3, 4)?;
         assert_eq!(calls() - c0, 4);
@@ -150,7 +150,7 @@ mod suite {
         for &pg in &kept {
             assert_eq!(bits(pg), want(WB));
             // SAFETY: The reference taken above.
-            unsafe { ffi::rust_hmm_put_pages(ffi::rust_hmm_page_to_pfn(pg), 1) };
+            unsafe { ffi::rust_hmm_put_pages(ffi::page_to_pfn(pg), 1) };
         }
         Ok(())
     }

@@ -101,7 +101,7 @@ impl DevBuffer {
             }
         }
         // SAFETY: `page` is a live page of ours.
-        let pfn = unsafe { ffi::rust_hmm_page_to_pfn(page) };
+        let pfn = unsafe { ffi::page_to_pfn(page) };
         // SAFETY: The caller holds the mmap lock of a valid `vma`.
         let flags = unsafe { VmaRef::from_raw(vma) }.flags();
         let prot = Self::prot(flags, write, store.cache[idx]);
