@@ -235,7 +235,7 @@ const _: () = assert!(VA_LIMIT == 1 << 57 && HUGE_ORDER == 9);
 /// let notifier = KBox::pin_init(IntervalNotifier::new(&mm, addr, PAGE, Mirror, pt), GFP_KERNEL)?;
 ///
 /// // A device write fault.
-/// let mut range = Range::new(&notifier, addr, addr + PAGE, core::ptr::null())?;
+/// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
 /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
 /// let (pt, pages) = faulted.split();
 /// let page = pages.page(0).ok_or(EFAULT)?;

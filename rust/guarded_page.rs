@@ -79,7 +79,7 @@ pub(crate) enum Kind {
 /// # let lo = rw.min(ro);
 /// # let notifier = kunit_mm::notifier(&mm, lo, rw.max(ro) + PAGE - lo)?;
 ///
-/// let mut range = Range::new(&notifier, rw, rw + PAGE, core::ptr::null())?;
+/// let mut range = Range::new(&notifier, rw, rw + PAGE, None)?;
 /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
 /// let (_, pages) = faulted.split();
 /// let page = pages.page(0).ok_or(EFAULT)?;
@@ -91,7 +91,7 @@ pub(crate) enum Kind {
 /// drop(faulted);
 ///
 /// // Read faults on a read-only mapping give the shared zero page.
-/// let mut range = Range::new(&notifier, ro, ro + PAGE, core::ptr::null())?;
+/// let mut range = Range::new(&notifier, ro, ro + PAGE, None)?;
 /// let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
 /// let (_, pages) = faulted.split();
 /// assert_eq!(pages.page(0).ok_or(EFAULT)?.write(0, b"x"), Err(EPERM));
@@ -391,7 +391,7 @@ impl<'a> GuardedPages<'a> {
 /// # let addr = kunit_mm::mmap_anon(1, true)?;
 /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
 ///
-/// let mut range = Range::new(&notifier, addr, addr + PAGE, core::ptr::null())?;
+/// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
 /// let refs = {
 ///     let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
 ///     let (_, pages) = faulted.split();

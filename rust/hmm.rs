@@ -33,12 +33,12 @@ use crate::guarded_page::{
     Kind,
     Tie, //
 };
+use crate::migrate::PagemapOwner;
 use crate::mmu_notifier::{
     IntervalNotifier,
     IntervalNotifierOps,
     ReadSeq, //
 };
-use core::ffi::c_void;
 use core::mem::MaybeUninit;
 use kernel::{
     mm::{
@@ -259,7 +259,7 @@ pub fn block_head(pfns: &[Pfn], start: usize, i: usize, order: u32) -> Option<u6
 /// # kunit_mm::write_user(addr, b"hello")?;
 /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
 ///
-/// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, core::ptr::null())?;
+/// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
 /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
 /// assert!(faulted.pfns().iter().all(|p| p.is_valid() && p.is_write()));
 ///
@@ -269,8 +269,8 @@ pub fn block_head(pfns: &[Pfn], start: usize, i: usize, order: u32) -> Option<u6
 /// assert_eq!(&buf, b"hello");
 ///
 /// // Not page-aligned, or outside what the notifier watches.
-/// assert!(Range::new(&notifier, addr + 8, addr + PAGE, core::ptr::null()).is_err());
-/// assert!(Range::new(&notifier, addr, addr + 3 * PAGE, core::ptr::null()).is_err());
+/// assert!(Range::new(&notifier, addr + 8, addr + PAGE, None).is_err());
+/// assert!(Range::new(&notifier, addr, addr + 3 * PAGE, None).is_err());
 /// # Ok::<(), Error>(())
 /// ```
 pub struct Range<'a, T: IntervalNotifierOps> {
@@ -391,12 +391,13 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
     /// A request for `[start, end)`, page aligned, at most
     /// [`MAX_RANGE_PAGES`] pages, inside the notifier's interval (`EINVAL`
     /// otherwise). `owner` identifies the caller's device-private pages,
-    /// which are then reported instead of migrated.
+    /// which are then reported instead of migrated; with `None`, every
+    /// device-private page is migrated back to system memory.
     pub fn new(
         notifier: &'a IntervalNotifier<T>,
         start: usize,
         end: usize,
-        owner: *const c_void,
+        owner: Option<PagemapOwner>,
     ) -> Result<Self> {
         let mask = (1usize << PAGE_SHIFT) - 1;
         if start & mask != 0 || end & mask != 0 || !notifier.covers(start, end) {
@@ -418,7 +419,7 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
                 hmm_pfns: core::ptr::null_mut(),
                 default_flags: 0,
                 pfn_flags_mask: 0,
-                dev_private_owner: owner.cast_mut(),
+                dev_private_owner: owner.map_or(core::ptr::null_mut(), PagemapOwner::as_ptr),
             },
             pfns,
         })

@@ -26,7 +26,6 @@ mod suite {
         IntervalNotifierOps,
         NotifierRange, //
     };
-    use core::ptr::null;
     use kernel::alloc::flags::{
         __GFP_ZERO,
         GFP_NOWAIT, //
@@ -168,7 +167,7 @@ mod suite {
         // only there to refuse one.
         let mut stray = unsafe { DevicePageTable::new(GFP_KERNEL)? };
         let pfn = {
-            let mut r = hmm::Range::new(&n, a, a + 2 * PAGE, null())?;
+            let mut r = hmm::Range::new(&n, a, a + 2 * PAGE, None)?;
             let mut f = r.fault(Fault::Write, Mode::Locked)?;
             let (st, pfns) = f.split();
             let p = pfns.page(0).ok_or(EFAULT)?;
@@ -209,7 +208,7 @@ mod suite {
         // A dirty entry, then the CPU unmaps the page: the invalidation
         // hands it to the sink, which keeps a reference past the unmap.
         {
-            let mut r = hmm::Range::new(&n, a, a + PAGE, null())?;
+            let mut r = hmm::Range::new(&n, a, a + PAGE, None)?;
             let mut f = r.fault(Fault::Write, Mode::Locked)?;
             let (st, pfns) = f.split();
             let p = pfns.page(0).ok_or(EFAULT)?;

@@ -11,7 +11,6 @@ mod suite {
         notifier,
         PAGE, //
     };
-    use core::ptr::null;
 
     /// Ranges must be aligned, non-empty, small enough and inside the
     /// notifier's interval.
@@ -29,13 +28,13 @@ mod suite {
             (a + 8, a + PAGE),
             (a, a + PAGE + 8),
         ] {
-            assert_eq!(Range::new(&n, s, e, null()).err(), Some(EINVAL));
+            assert_eq!(Range::new(&n, s, e, None).err(), Some(EINVAL));
         }
-        assert!(Range::new(&n, a, a + 4 * PAGE, null()).is_ok());
+        assert!(Range::new(&n, a, a + 4 * PAGE, None).is_ok());
         let big = notifier(&mm, a, 1024 * PAGE)?;
         let max = MAX_RANGE_PAGES;
-        assert!(Range::new(&big, a, a + max * PAGE, null()).is_ok());
-        let err = Range::new(&big, a, a + (max + 1) * PAGE, null()).err();
+        assert!(Range::new(&big, a, a + max * PAGE, None).is_ok());
+        let err = Range::new(&big, a, a + (max + 1) * PAGE, None).err();
         assert_eq!(err, Some(EINVAL));
         Ok(())
     }
@@ -55,7 +54,7 @@ mod suite {
 
         // Snapshot: only the written page is there, writable, with the data.
         let pfn0 = {
-            let mut r = Range::new(&n, a, a + 4 * PAGE, null())?;
+            let mut r = Range::new(&n, a, a + 4 * PAGE, None)?;
             let mut f = r.fault(Fault::None, Mode::Locked)?;
             let p = &f.pfns()[0];
             assert!(p.is_valid() && p.is_write() && !p.is_zero() && !p.is_error());
@@ -72,7 +71,7 @@ mod suite {
 
         // Read faults map the shared zero page, read-only.
         {
-            let mut r = Range::new(&n, a, a + 4 * PAGE, null())?;
+            let mut r = Range::new(&n, a, a + 4 * PAGE, None)?;
             let mut f = r.fault(Fault::Read, Mode::Locked)?;
             assert_eq!(f.pfns()[0].pfn(), pfn0);
             for q in &f.pfns()[1..] {
@@ -91,7 +90,7 @@ mod suite {
         // invalidates the page, `hmm_range_fault()` sees the sequence move
         // and the request is retried to a writable private page.
         let pfn1 = {
-            let mut r = Range::new(&n, a + PAGE, a + 2 * PAGE, null())?;
+            let mut r = Range::new(&n, a + PAGE, a + 2 * PAGE, None)?;
             let f = r.fault(Fault::Write, Mode::Locked)?;
             let p = &f.pfns()[0];
             assert!(p.is_valid() && p.is_write() && !p.is_zero());
@@ -101,7 +100,7 @@ mod suite {
         // The CPU's writes land in the page the device was given.
         kunit_mm::write_user(a + PAGE, b"cpu write")?;
         {
-            let mut r = Range::new(&n, a + PAGE, a + 2 * PAGE, null())?;
+            let mut r = Range::new(&n, a + PAGE, a + 2 * PAGE, None)?;
             let mut f = r.fault(Fault::None, Mode::Locked)?;
             assert_eq!(f.pfns()[0].pfn(), pfn1);
             f.split().1.page(0).ok_or(EFAULT)?.read(0, &mut buf)?;
@@ -110,7 +109,7 @@ mod suite {
 
         // A per-page demand over a default of none.
         {
-            let mut r = Range::new(&n, a + 2 * PAGE, a + 4 * PAGE, null())?;
+            let mut r = Range::new(&n, a + 2 * PAGE, a + 4 * PAGE, None)?;
             assert_eq!(r.set_page_fault(2, Fault::Write).err(), Some(EINVAL));
             r.set_page_fault(1, Fault::Write)?;
             let f = r.fault(Fault::None, Mode::Locked)?;
@@ -121,7 +120,7 @@ mod suite {
 
         // Read-only memory: reads see the zero page, writes are refused.
         {
-            let mut r = Range::new(&n, ro, ro + 2 * PAGE, null())?;
+            let mut r = Range::new(&n, ro, ro + 2 * PAGE, None)?;
             assert_eq!(r.fault(Fault::Write, Mode::Locked).err(), Some(EPERM));
             let f = r.fault(Fault::Read, Mode::Unlocked { timeout_ms: 1000 })?;
             for q in f.pfns() {
@@ -132,7 +131,7 @@ mod suite {
         // A hole: a snapshot says error there, a fault fails with EFAULT.
         kunit_mm::munmap(a + 3 * PAGE, 1)?;
         {
-            let mut r = Range::new(&n, a, a + 4 * PAGE, null())?;
+            let mut r = Range::new(&n, a, a + 4 * PAGE, None)?;
             assert_eq!(r.fault(Fault::Read, Mode::Locked).err(), Some(EFAULT));
             let mut f = r.fault(Fault::None, Mode::Locked)?;
             assert!(f.pfns()[3].is_error());

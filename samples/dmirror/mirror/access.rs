@@ -57,7 +57,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             // Chunks never cross a huge leaf boundary.
             const _: () = assert!(CHUNK_PAGES as u64 >= HUGE_PAGES);
             let next = end.min((addr & !(HUGE_SIZE - 1)) + HUGE_SIZE);
-            let mut range = hmm::Range::new(&self.notifier, addr, next, self.owner().as_ptr())?;
+            let mut range = hmm::Range::new(&self.notifier, addr, next, Some(self.owner()))?;
             let mut f = range.fault(fault, mode)?;
             let (st, pfns) = f.split();
             let mut res = Ok(next);

@@ -93,7 +93,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                 let n = (next - addr) >> PAGE_SHIFT;
                 fill(&mut perm_buf, (0..n).map(|_| HMM_DMIRROR_PROT_ERROR))
             } else {
-                let mut range = hmm::Range::new(&self.notifier, addr, next, self.owner().as_ptr())?;
+                let mut range = hmm::Range::new(&self.notifier, addr, next, Some(self.owner()))?;
                 let f = range.fault(Fault::None, Mode::Locked)?;
                 let kinds = page_kinds(f.pfns(), &mut kinds)?;
                 let perm = fill(
