@@ -103,6 +103,33 @@ pub enum Mode {
 }
 
 /// One output entry of `hmm_range_fault()`.
+///
+/// # Examples
+///
+/// A read fault on memory nobody wrote maps the shared zero page,
+/// read-only; a write fault gives each page a page of its own.
+///
+/// ```
+/// use rust_hmm::hmm::{Fault, Mode, Range};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+///
+/// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+/// let faulted = range.fault(Fault::Read, Mode::Locked)?;
+/// let p = &faulted.pfns()[0];
+/// assert!(p.is_valid() && p.is_zero() && !p.is_write());
+/// let zero = p.pfn();
+/// drop(faulted);
+///
+/// let faulted = range.fault(Fault::Write, Mode::Locked)?;
+/// let p = &faulted.pfns()[0];
+/// assert!(p.is_valid() && p.is_write() && !p.is_zero());
+/// assert_ne!(p.pfn(), zero);
+/// assert_eq!(p.order(), 0);
+/// # Ok::<(), Error>(())
+/// ```
 #[repr(transparent)]
 pub struct Pfn(u64);
 

@@ -228,6 +228,25 @@ unsafe impl<T: IntervalNotifierOps> Sync for IntervalNotifier<T> {}
 ///
 /// It can only be checked by [`IntervalNotifier::lock_valid`] on the notifier
 /// that produced it.
+///
+/// # Examples
+///
+/// An invalidation between `read_begin` and `lock_valid` makes the
+/// sequence stale: the driver must fault again before it maps anything.
+///
+/// ```
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(2, true)?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+/// let seq = notifier.read_begin();
+/// kunit_mm::munmap(addr + PAGE, 1)?; // an invalidation inside the interval
+/// assert!(notifier.lock_valid(seq).is_none());
+///
+/// let seq = notifier.read_begin();
+/// assert!(notifier.lock_valid(seq).is_some());
+/// # Ok::<(), Error>(())
+/// ```
 #[must_use]
 pub struct ReadSeq<'a, T: IntervalNotifierOps> {
     seq: u64,
