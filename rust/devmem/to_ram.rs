@@ -119,6 +119,55 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     /// pages are collected a whole PMD block at a time, every block with a
     /// selected page in it; the unselected pages of those blocks are given
     /// no destination and stay.
+    ///
+    /// # Examples
+    ///
+    /// A device that remembers which client moved each page in gives one
+    /// client's pages back, then the rest.
+    ///
+    /// ```
+    /// use core::sync::atomic::{AtomicU32, Ordering};
+    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    ///
+    /// struct Device;
+    ///
+    /// impl DevmemOps for Device {
+    ///     /// The client that moved the page in; its data is all zeros.
+    ///     type PageData = AtomicU32;
+    ///
+    ///     fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, _data: &[AtomicU32]) {}
+    ///
+    ///     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[AtomicU32], dst: &mut DstFolio) -> Result {
+    ///         dst.zero();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(Device, 2 << 20, 1), GFP_KERNEL)?;
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(3, true)?;
+    /// // Untouched pages `addr` (client 1) and the next two (client 2).
+    /// for (start, n, client) in [(addr, 1, 1), (addr + PAGE, 2, 2)] {
+    ///     let lock = mm.mmap_read_lock();
+    ///     let vma = lock.vma_lookup(start).ok_or(EFAULT)?;
+    ///     let end = start + n * PAGE;
+    ///     let mut m = Migration::vma(vma, start, end, pool.owner(), Select::System, false)?;
+    ///     pool.migrate_to_device(&mut m, |_| true, |dst, _src, _first| {
+    ///         let page = dst.subpage(0).ok_or(EINVAL)?;
+    ///         pool.page_data(page).ok_or(EINVAL)?.store(client, Ordering::Relaxed);
+    ///         Ok(())
+    ///     });
+    /// }
+    /// assert_eq!(pool.stats().in_use, 3);
+    ///
+    /// assert_eq!(pool.evict(|c| c.load(Ordering::Relaxed) == 2)?, 0);
+    /// assert_eq!(pool.stats().in_use, 1);
+    /// assert_eq!(pool.evict(|_| true)?, 0);
+    /// assert_eq!(pool.stats().in_use, 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn evict(&self, select: impl Fn(&T::PageData) -> bool) -> Result<u64> {
         self.evict_with(&select, |data, f| T::copy_to_ram(self, data, f))
     }
