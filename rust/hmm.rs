@@ -88,6 +88,25 @@ impl Fault {
 pub const DEFAULT_TIMEOUT_MS: u32 = ffi::HMM_RANGE_DEFAULT_TIMEOUT;
 
 /// How to take the mmap lock while faulting.
+///
+/// # Examples
+///
+/// A fault that lets the kernel take the mmap lock itself, as drivers do
+/// for memory whose faults may drop it (userfaultfd, file systems).
+///
+/// ```
+/// use rust_hmm::hmm::{Fault, Mode, Range, DEFAULT_TIMEOUT_MS};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+///
+/// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+/// let mode = Mode::Unlocked { timeout_ms: DEFAULT_TIMEOUT_MS };
+/// let faulted = range.fault(Fault::Write, mode)?;
+/// assert!(faulted.pfns()[0].is_write());
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mode {
     /// Hold the mmap read lock around `hmm_range_fault()`; give up with

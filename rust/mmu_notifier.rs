@@ -366,6 +366,21 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
 
     /// Whether `[start, end)` is non-empty and inside the interval, where
     /// every invalidation reaches this notifier.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// // `notifier` watches the two pages at `addr`.
+    /// assert_eq!(notifier.interval(), (addr, addr + 2 * PAGE - 1));
+    /// assert!(notifier.covers(addr, addr + 2 * PAGE));
+    /// assert!(!notifier.covers(addr, addr + 3 * PAGE));
+    /// assert!(!notifier.covers(addr + PAGE, addr + PAGE)); // empty
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn covers(&self, start: usize, end: usize) -> bool {
         start < end && start >= self.start && end - 1 <= self.last
     }
