@@ -308,6 +308,39 @@ impl core::ops::DerefMut for Pfns {
 /// pointed at them before each call into the core, since inline arrays
 /// move with the value); setup has succeeded, so finalize is owed, and
 /// `pages_done` says whether `migrate_*_pages()` has run.
+///
+/// # Examples
+///
+/// A migration given a destination but dropped before
+/// [`Migration::pages`], as on an error path, leaves the page where it was,
+/// with its data; the destination is released.
+///
+/// ```
+/// use rust_hmm::migrate::{DstFolio, Migration, PagemapOwner, Select};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// kunit_mm::write_user(addr, b"kept")?;
+/// {
+///     let lock = mm.mmap_read_lock();
+///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+///     let owner = PagemapOwner::of(&*mm);
+///     let mut m = Migration::vma(vma, addr, addr + PAGE, owner, Select::System, false)?;
+///     assert!(m.src(0).migrate() && m.src(0).pfn().is_some());
+///
+///     let dst = DstFolio::alloc_system(Some(vma), addr, 0).ok_or(ENOMEM)?;
+///     // Not filled yet: the migration would map whatever it holds.
+///     assert!(!dst.is_filled());
+///     let mut dst = dst;
+///     dst.zero();
+///     m.set_dst(0, dst, true)?;
+///     // An error here drops `m` without `pages()`.
+/// }
+/// let mut buf = [0u8; 4];
+/// kunit_mm::read_user(addr, &mut buf)?;
+/// assert_eq!(&buf, b"kept");
+/// # Ok::<(), Error>(())
+/// ```
 pub struct Migration<'a> {
     raw: ffi::migrate_vma,
     src: Pfns,
