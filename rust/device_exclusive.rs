@@ -167,6 +167,33 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
     /// Drops the mmap read lock for a moment (it is taken again by the
     /// next [`Self::map`]), so that a long run does not hold off munmap
     /// and mprotect, and reschedules. `EINTR` if the task was killed.
+    ///
+    /// # Examples
+    ///
+    /// A device atomic on each of four pages, in one session that lets
+    /// writers of the mmap lock in between pages.
+    ///
+    /// ```
+    /// use rust_hmm::device_exclusive::exclusive_session;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(4, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 4 * PAGE)?;
+    ///
+    /// let sum = exclusive_session(&notifier, |s| {
+    ///     let mut sum = 0;
+    ///     for i in 0..4 {
+    ///         sum += s.map(addr + i * PAGE, |_, page| page.fetch_add_u64(0, 10))?;
+    ///         s.relax()?;
+    ///     }
+    ///     Ok(sum)
+    /// })?;
+    /// assert_eq!(sum, 0); // the pages held zeros
+    /// let mut word = [0u8; 8];
+    /// kunit_mm::read_user(addr + 3 * PAGE, &mut word)?;
+    /// assert_eq!(u64::from_ne_bytes(word), 10);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn relax(&mut self) -> Result {
         self.lock = None;
         crate::hmm::resched_or_killed()
