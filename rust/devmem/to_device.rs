@@ -115,9 +115,14 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         }
     }
 
-    /// Whether `pfn` is a page of this pool that holds data.
-    pub(super) fn is_resident(&self, pfn: u64) -> bool {
-        self.chunk_of(pfn)
-            .is_some_and(|c| c.state((pfn - c.first_pfn) as usize) == PageState::Resident)
+    /// The data of the `n` pages from `pfn` on, if they are pages of this
+    /// pool (in one chunk) and the first holds data: one chunk lookup for
+    /// both.
+    pub(super) fn resident_data(&self, pfn: u64, n: usize) -> Option<&[T::PageData]> {
+        let chunk = self.chunk_of(pfn)?;
+        let first = (pfn - chunk.first_pfn) as usize;
+        (chunk.state(first) == PageState::Resident)
+            .then(|| chunk.data.get(first..first.checked_add(n)?))
+            .flatten()
     }
 }

@@ -219,8 +219,8 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                 // `PageState::Held` for the pages this leaves alone.
                 let data = s
                     .pfn()
-                    .filter(|&pfn| s.migrate() && self.is_resident(pfn))
-                    .and_then(|pfn| self.pages_data(pfn, nr))
+                    .filter(|_| s.migrate())
+                    .and_then(|pfn| self.resident_data(pfn, nr))
                     .filter(|d| d.first().is_some_and(select));
                 if let Some(data) = data {
                     // Best effort: a page left without a destination stays.
