@@ -35,8 +35,3 @@ use kernel::ffi;
 use pin_init::MaybeZeroable;
 
 include!("bindings_generated.rs");
-
-// The `HMM_PFN_*` values with bit 63 set, from what bindgen can give.
-pub(crate) const HMM_PFN_VALID: u64 = 1 << HMM_PFN_VALID_BIT;
-pub(crate) const HMM_PFN_REQ_FAULT: u64 = 1 << HMM_PFN_REQ_FAULT_BIT;
-pub(crate) const HMM_PFN_FLAGS: u64 = !HMM_PFN_NOT_FLAGS;

@@ -63,10 +63,12 @@ struct dev_pagemap *rust_hmm_device_private_pgmap(unsigned long pfn)
 
 /*
  * One call for a whole hmm_range_fault() answer: two helper calls per page
- * cost more than the tests they wrap.
+ * cost more than the tests they wrap. kinds[i] becomes @zero for the zero
+ * page, @device_private for a device-private page, 0 for any other entry:
+ * the caller names the values, so that they have one definition.
  */
 void rust_hmm_pfn_kinds(const unsigned long *hmm_pfns, u8 *kinds,
-			unsigned long n)
+			unsigned long n, u8 zero, u8 device_private)
 {
 	unsigned long i;
 
@@ -78,9 +80,9 @@ void rust_hmm_pfn_kinds(const unsigned long *hmm_pfns, u8 *kinds,
 		if ((e & (HMM_PFN_VALID | HMM_PFN_ERROR)) == HMM_PFN_VALID) {
 			page = hmm_pfn_to_page(e);
 			if (is_zero_pfn(page_to_pfn(page)))
-				k = RUST_HMM_PFN_ZERO;
+				k = zero;
 			else if (is_device_private_page(page))
-				k = RUST_HMM_PFN_DEVICE_PRIVATE;
+				k = device_private;
 		}
 		kinds[i] = k;
 	}

@@ -18,11 +18,8 @@ struct page *rust_helper_pfn_to_page(unsigned long pfn);
 unsigned long rust_hmm_zero_pfn(void);
 bool rust_helper_is_zero_pfn(unsigned long pfn);
 struct dev_pagemap *rust_hmm_device_private_pgmap(unsigned long pfn);
-/* What rust_hmm_pfn_kinds() writes for a valid entry; 0 for any other. */
-#define RUST_HMM_PFN_ZERO 1
-#define RUST_HMM_PFN_DEVICE_PRIVATE 2
 void rust_hmm_pfn_kinds(const unsigned long *hmm_pfns, u8 *kinds,
-			unsigned long n);
+			unsigned long n, u8 zero, u8 device_private);
 unsigned long rust_helper_page_to_pfn(struct page *page);
 void rust_helper_folio_put(struct folio *folio);
 bool rust_hmm_copy_from_folio(void *to, unsigned long pfn, size_t len);

@@ -58,6 +58,12 @@ use kernel::{
 
 const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
 
+// The `HMM_PFN_*` values with bit 63 set, built from what bindgen gives: it
+// makes no constant of such a value.
+const HMM_PFN_VALID: u64 = 1 << ffi::HMM_PFN_VALID_BIT;
+const HMM_PFN_REQ_FAULT: u64 = 1 << ffi::HMM_PFN_REQ_FAULT_BIT;
+const HMM_PFN_FLAGS: u64 = !ffi::HMM_PFN_NOT_FLAGS;
+
 /// Pages one [`Range`] covers at most, so that its PFN array stays small.
 pub const MAX_RANGE_PAGES: usize = 512;
 
@@ -76,8 +82,8 @@ impl Fault {
     fn flags(self) -> u64 {
         match self {
             Fault::None => 0,
-            Fault::Read => ffi::HMM_PFN_REQ_FAULT,
-            Fault::Write => ffi::HMM_PFN_REQ_FAULT | ffi::HMM_PFN_REQ_WRITE,
+            Fault::Read => HMM_PFN_REQ_FAULT,
+            Fault::Write => HMM_PFN_REQ_FAULT | ffi::HMM_PFN_REQ_WRITE,
         }
     }
 }
@@ -155,7 +161,7 @@ pub struct Pfn(u64);
 impl Pfn {
     /// The PFN field points to a page.
     pub fn is_valid(&self) -> bool {
-        self.0 & ffi::HMM_PFN_VALID != 0
+        self.0 & HMM_PFN_VALID != 0
     }
 
     /// The CPU may write the page.
@@ -170,7 +176,7 @@ impl Pfn {
 
     /// The page frame number; meaningful only if [`Self::is_valid`].
     pub fn pfn(&self) -> u64 {
-        self.0 & !ffi::HMM_PFN_FLAGS
+        self.0 & !HMM_PFN_FLAGS
     }
 
     /// log2 of the number of pages the CPU maps with one entry here.
@@ -199,9 +205,9 @@ pub enum PageKind {
     /// Not valid, or an ordinary page.
     Other = 0,
     /// The shared zero page.
-    Zero = ffi::RUST_HMM_PFN_ZERO,
+    Zero = 1,
     /// Device-private memory.
-    DevicePrivate = ffi::RUST_HMM_PFN_DEVICE_PRIVATE,
+    DevicePrivate = 2,
 }
 
 /// Tells for every entry of `pfns` what [`PageKind`] it is, with one
@@ -215,10 +221,18 @@ pub fn page_kinds<'a>(
     let kinds = kinds.get_mut(..pfns.len()).ok_or(EINVAL)?;
     // SAFETY: `Pfn` is a transparent `u64`, and `kinds` has one byte for
     // each of the `pfns.len()` entries the helper reads.
-    unsafe { ffi::rust_hmm_pfn_kinds(pfns.as_ptr().cast(), kinds.as_mut_ptr().cast(), pfns.len()) };
-    // SAFETY: The helper wrote every byte of `kinds`, each 0 or the value of
-    // one of `PageKind`'s discriminants; `MaybeUninit<PageKind>` has the
-    // layout of `PageKind`.
+    unsafe {
+        ffi::rust_hmm_pfn_kinds(
+            pfns.as_ptr().cast(),
+            kinds.as_mut_ptr().cast(),
+            pfns.len(),
+            PageKind::Zero as u8,
+            PageKind::DevicePrivate as u8,
+        )
+    };
+    // SAFETY: The helper wrote every byte of `kinds`, each 0 (`Other`) or
+    // one of the two discriminants it was given; `MaybeUninit<PageKind>`
+    // has the layout of `PageKind`.
     Ok(unsafe { &*(core::ptr::from_ref(kinds) as *const [PageKind]) })
 }
 
@@ -282,7 +296,7 @@ pub fn block_head(pfns: &[Pfn], start: usize, i: usize, order: u32) -> Option<u6
     let back = (off as usize).min(i);
     let (first, first_off) = (i - back, off - back as u64);
     let last = pfns.len().min(i + (n - off) as usize);
-    let flags = ffi::HMM_PFN_VALID | ffi::HMM_PFN_WRITE | ffi::HMM_PFN_ERROR;
+    let flags = HMM_PFN_VALID | ffi::HMM_PFN_WRITE | ffi::HMM_PFN_ERROR;
     let agree = pfns[first..last].iter().enumerate().all(|(j, q)| {
         q.0 & flags == p.0 & flags && q.order() >= order && q.pfn() == head + first_off + j as u64
     });
@@ -474,7 +488,7 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
     /// Sets what to demand of page `index` alone, over the default.
     pub fn set_page_fault(&mut self, index: usize, fault: Fault) -> Result {
         *self.pfns.get_mut(index).ok_or(EINVAL)? = fault.flags();
-        self.raw.pfn_flags_mask = (ffi::HMM_PFN_REQ_FAULT | ffi::HMM_PFN_REQ_WRITE) as usize;
+        self.raw.pfn_flags_mask = (HMM_PFN_REQ_FAULT | ffi::HMM_PFN_REQ_WRITE) as usize;
         Ok(())
     }
 
