@@ -25,6 +25,14 @@ use kernel::{
     prelude::*, //
 };
 
+// The `MIGRATE_PFN_*` bits of the `u64` entries of `src` and `dst` (bindgen
+// types a `#define` as `u32`).
+const MIGRATE_PFN_VALID: u64 = ffi::MIGRATE_PFN_VALID as u64;
+const MIGRATE_PFN_MIGRATE: u64 = ffi::MIGRATE_PFN_MIGRATE as u64;
+const MIGRATE_PFN_WRITE: u64 = ffi::MIGRATE_PFN_WRITE as u64;
+const MIGRATE_PFN_COMPOUND: u64 = ffi::MIGRATE_PFN_COMPOUND as u64;
+const MIGRATE_PFN_SHIFT: u32 = ffi::MIGRATE_PFN_SHIFT;
+
 /// Most pages one [`Migration`] handles: one PMD, as `lib/test_hmm.c`.
 pub const MAX_PAGES: usize = 512;
 
@@ -91,23 +99,23 @@ pub struct SrcPfn<'m>(u64, PhantomData<&'m ()>);
 impl<'m> SrcPfn<'m> {
     /// The page may be migrated (it was collected and is locked).
     pub fn migrate(self) -> bool {
-        self.0 & ffi::MIGRATE_PFN_MIGRATE != 0
+        self.0 & MIGRATE_PFN_MIGRATE != 0
     }
 
     /// The PFN of the source page; `None` for an empty or zero-page entry,
     /// whose destination starts out zeroed.
     pub fn pfn(self) -> Option<u64> {
-        (self.0 & ffi::MIGRATE_PFN_VALID != 0).then_some(self.0 >> ffi::MIGRATE_PFN_SHIFT)
+        (self.0 & MIGRATE_PFN_VALID != 0).then_some(self.0 >> MIGRATE_PFN_SHIFT)
     }
 
     /// The CPU mapping was writable.
     pub fn write(self) -> bool {
-        self.0 & ffi::MIGRATE_PFN_WRITE != 0
+        self.0 & MIGRATE_PFN_WRITE != 0
     }
 
     /// The entry heads a PMD-sized folio; the next 511 entries belong to it.
     pub fn compound(self) -> bool {
-        self.0 & ffi::MIGRATE_PFN_COMPOUND != 0
+        self.0 & MIGRATE_PFN_COMPOUND != 0
     }
 
     /// Page `j` of the source folio (0 is this page; up to 511 for a
@@ -119,7 +127,7 @@ impl<'m> SrcPfn<'m> {
             1
         };
         self.pfn().filter(|_| j < n)?;
-        let v = (self.0 & !ffi::MIGRATE_PFN_COMPOUND) + ((j as u64) << ffi::MIGRATE_PFN_SHIFT);
+        let v = (self.0 & !MIGRATE_PFN_COMPOUND) + ((j as u64) << MIGRATE_PFN_SHIFT);
         Some(Self(v, PhantomData))
     }
 }
@@ -498,12 +506,12 @@ impl<'a> Migration<'a> {
         if i + (1usize << folio.order()) > self.npages() {
             return Err(EINVAL);
         }
-        let mut v = (folio.pfn() << ffi::MIGRATE_PFN_SHIFT) | ffi::MIGRATE_PFN_VALID;
+        let mut v = (folio.pfn() << MIGRATE_PFN_SHIFT) | MIGRATE_PFN_VALID;
         if write {
-            v |= ffi::MIGRATE_PFN_WRITE;
+            v |= MIGRATE_PFN_WRITE;
         }
         if folio.order() > 0 {
-            v |= ffi::MIGRATE_PFN_COMPOUND;
+            v |= MIGRATE_PFN_COMPOUND;
         }
         self.dst[i] = v;
         // The migration core now owns the reference and the lock.
@@ -556,7 +564,7 @@ impl<'a> Migration<'a> {
     /// The PFN of the destination entry `i` was given, if any.
     pub fn dst_pfn(&self, i: usize) -> Option<u64> {
         let d = *self.dst.get(i)?;
-        (d & ffi::MIGRATE_PFN_VALID != 0).then_some(d >> ffi::MIGRATE_PFN_SHIFT)
+        (d & MIGRATE_PFN_VALID != 0).then_some(d >> MIGRATE_PFN_SHIFT)
     }
 }
 
@@ -572,8 +580,8 @@ impl Drop for Migration<'_> {
             // ever. So the destinations go first, and finalize restores
             // every source where it was.
             for d in self.dst.iter_mut() {
-                if *d & ffi::MIGRATE_PFN_VALID != 0 {
-                    let order = if *d & ffi::MIGRATE_PFN_COMPOUND != 0 {
+                if *d & MIGRATE_PFN_VALID != 0 {
+                    let order = if *d & MIGRATE_PFN_COMPOUND != 0 {
                         PMD_ORDER
                     } else {
                         0
@@ -581,7 +589,7 @@ impl Drop for Migration<'_> {
                     // SAFETY: `set_dst` stored the PFN of a locked folio
                     // head of that order and gave up its reference, which
                     // nothing has taken over since `pages()` never ran.
-                    let page = unsafe { ffi::pfn_to_page((*d >> ffi::MIGRATE_PFN_SHIFT) as usize) };
+                    let page = unsafe { ffi::pfn_to_page((*d >> MIGRATE_PFN_SHIFT) as usize) };
                     // SAFETY: As above: ours to unlock and release.
                     drop(unsafe { DstFolio::from_raw(page, order) });
                     *d = 0;

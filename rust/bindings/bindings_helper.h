@@ -5,8 +5,11 @@
  * scripts/bindgen.sh with the options and compiler flags the kernel used
  * for `rust/bindings`, so prototypes and layouts cannot drift.
  *
- * Macros and enum values are given a type here, as the kernel's
- * bindings_helper.h does (RUST_CONST_HELPER_*, renamed by the script).
+ * Macros bindgen cannot evaluate, and enum values, are given a type here,
+ * as the kernel's bindings_helper.h does (RUST_CONST_HELPER_*, renamed by
+ * the script). Macros it can evaluate (MIGRATE_PFN_*, HPAGE_PMD_ORDER,
+ * HMM_RANGE_DEFAULT_TIMEOUT) come as bindgen makes them, so that the same
+ * names and types come from the kernel's own bindings in tree.
  */
 #include <linux/hmm.h>
 #include <linux/huge_mm.h>
@@ -17,11 +20,6 @@
 
 #include "../helpers.h"
 
-const u64 RUST_CONST_HELPER_MIGRATE_PFN_VALID = MIGRATE_PFN_VALID;
-const u64 RUST_CONST_HELPER_MIGRATE_PFN_MIGRATE = MIGRATE_PFN_MIGRATE;
-const u64 RUST_CONST_HELPER_MIGRATE_PFN_WRITE = MIGRATE_PFN_WRITE;
-const u64 RUST_CONST_HELPER_MIGRATE_PFN_COMPOUND = MIGRATE_PFN_COMPOUND;
-const u32 RUST_CONST_HELPER_MIGRATE_PFN_SHIFT = MIGRATE_PFN_SHIFT;
 const u64 RUST_CONST_HELPER_MIGRATE_VMA_SELECT_SYSTEM = MIGRATE_VMA_SELECT_SYSTEM;
 const u64 RUST_CONST_HELPER_MIGRATE_VMA_SELECT_DEVICE_PRIVATE =
 	MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
@@ -30,7 +28,7 @@ const u64 RUST_CONST_HELPER_MIGRATE_VMA_SELECT_COMPOUND = MIGRATE_VMA_SELECT_COM
 /*
  * bindgen gives no constant for a value with bit 63 set (it declares an
  * extern static instead): those go as their bit, or their complement,
- * and ffi.rs builds the values.
+ * and hmm.rs builds the values.
  */
 const u32 RUST_CONST_HELPER_HMM_PFN_VALID_BIT = __builtin_ctzl(HMM_PFN_VALID);
 const u32 RUST_CONST_HELPER_HMM_PFN_REQ_FAULT_BIT = __builtin_ctzl(HMM_PFN_REQ_FAULT);
@@ -39,8 +37,3 @@ const u64 RUST_CONST_HELPER_HMM_PFN_WRITE = HMM_PFN_WRITE;
 const u64 RUST_CONST_HELPER_HMM_PFN_ERROR = HMM_PFN_ERROR;
 const u32 RUST_CONST_HELPER_HMM_PFN_ORDER_SHIFT = HMM_PFN_ORDER_SHIFT;
 const u64 RUST_CONST_HELPER_HMM_PFN_REQ_WRITE = HMM_PFN_REQ_WRITE;
-/* In milliseconds. */
-const unsigned int RUST_CONST_HELPER_HMM_RANGE_DEFAULT_TIMEOUT = HMM_RANGE_DEFAULT_TIMEOUT;
-
-/* The largest folio a migration moves whole. */
-const u32 RUST_CONST_HELPER_HPAGE_PMD_ORDER = HPAGE_PMD_ORDER;
