@@ -249,6 +249,7 @@ impl<'a> GuardedPages<'a> {
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(2, true)?;
     /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// kunit_mm::read_user(addr, &mut [0u8; 1])?; // maps the zero page, and a page table
     /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
     /// range.set_page_fault(1, Fault::Write)?;
     /// let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
@@ -534,6 +535,7 @@ impl<'a> GuardedPages<'a> {
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(2, true)?;
     /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// kunit_mm::read_user(addr, &mut [0u8; 1])?; // maps the zero page, and a page table
     /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
     /// range.set_page_fault(1, Fault::Write)?;
     /// let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
@@ -762,6 +764,7 @@ impl PageRefs {
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(2, true)?;
     /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// kunit_mm::read_user(addr, &mut [0u8; 1])?; // maps the zero page, and a page table
     /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
     /// range.set_page_fault(1, Fault::Write)?;
     /// let (zero, written) = {

@@ -984,16 +984,19 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
     ///
     /// # Examples
     ///
-    /// A snapshot of two pages that faults only the second one in, for
-    /// writing.
+    /// A snapshot that faults only its second page in, for writing. That
+    /// holds where the process has a page table: over a hole without one,
+    /// `hmm_range_fault()` faults the whole hole with the strongest demand
+    /// of its pages. Here the CPU's write to the page before made one.
     ///
     /// ```
     /// use rust_hmm::hmm::{Fault, Mode, Range};
     /// # use rust_hmm::kunit_mm::{self, PAGE};
     /// # let mm = kunit_mm::attach()?;
-    /// # let addr = kunit_mm::mmap_anon(2, true)?;
-    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
-    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// # let addr = kunit_mm::mmap_anon(3, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 3 * PAGE)?;
+    /// kunit_mm::write_user(addr, b"cpu")?;
+    /// let mut range = Range::new(&notifier, addr + PAGE, addr + 3 * PAGE, None)?;
     /// range.set_page_fault(1, Fault::Write)?;
     /// assert_eq!(range.set_page_fault(2, Fault::Write).err(), Some(EINVAL));
     /// let faulted = range.fault(Fault::None, Mode::Locked)?;
