@@ -109,8 +109,10 @@ impl ExclusivePage {
     ///
     /// # Examples
     ///
-    /// The page stays the same when exclusive access is revoked and taken
-    /// again: the CPU access restores the entry, it does not move the page.
+    /// Drivers cannot hold an `ExclusivePage`: [`ExclusiveSession::map`]
+    /// gives its closure this PFN as `page.pfn()`. It stays the same when
+    /// exclusive access is revoked and taken again: the CPU access restores
+    /// the entry, it does not move the page.
     ///
     /// ```
     /// use rust_hmm::device_exclusive::exclusive_session;

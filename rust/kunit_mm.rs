@@ -390,7 +390,10 @@ static PFN_FOPS: PfnFileOps = PfnFileOps(bindings::file_operations {
 /// Called by the core mm on a file of [`PFN_FOPS`], whose private data is
 /// a [`PfnObj`] that outlives every mapping ([`PfnMapping`] unmaps them
 /// before it frees the object).
-unsafe extern "C" fn pfn_mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> i32 {
+unsafe extern "C" fn pfn_mmap(
+    file: *mut bindings::file,
+    vma: *mut bindings::vm_area_struct,
+) -> i32 {
     // SAFETY: Per the contract; the VMA is being set up.
     let obj = unsafe { (*file).private_data.cast::<PfnObj>() };
     // SAFETY: A VMA in its `mmap` call may have its flags set.
@@ -408,21 +411,32 @@ unsafe extern "C" fn pfn_mmap(file: *mut bindings::file, vma: *mut bindings::vm_
     0
 }
 
+/// The [`PfnObj`] of `vma`.
+///
+/// # Safety
+///
+/// `vma` is a live VMA of a [`PfnObj`] (its private data), which outlives
+/// it.
+unsafe fn pfn_obj<'a>(vma: *const bindings::vm_area_struct) -> &'a PfnObj {
+    // SAFETY: Per the contract.
+    unsafe { &*(*vma).vm_private_data.cast::<PfnObj>() }
+}
+
 /// # Safety
 ///
 /// Called by the core mm on a VMA copied from one of a [`PfnObj`]'s.
 unsafe extern "C" fn pfn_open(vma: *mut bindings::vm_area_struct) {
     // SAFETY: The copy has the live object as its private data; `close`
     // unregisters.
-    unsafe { (*(*vma).vm_private_data.cast::<PfnObj>()).vmas.register_or_poison(vma) };
+    unsafe { pfn_obj(vma).vmas.register_or_poison(vma) };
 }
 
 /// # Safety
 ///
 /// Called by the core mm, once, on a VMA of a [`PfnObj`].
 unsafe extern "C" fn pfn_close(vma: *mut bindings::vm_area_struct) {
-    // SAFETY: The VMA's private data is the live object.
-    unsafe { (*(*vma).vm_private_data.cast::<PfnObj>()).vmas.unregister(vma) };
+    // SAFETY: One of the object's VMAs.
+    unsafe { pfn_obj(vma).vmas.unregister(vma) };
 }
 
 impl PfnSource for PfnObj {
