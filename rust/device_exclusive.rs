@@ -79,6 +79,26 @@ use kernel::{
 /// # Invariants
 ///
 /// `folio` is locked and referenced by us, and `page` is a page of it.
+///
+/// # Examples
+///
+/// Drivers never hold one: [`ExclusiveSession::map`] keeps the page locked
+/// this way while its closure runs, and gives the closure that page, the
+/// one the CPU had mapped at the address.
+///
+/// ```
+/// use rust_hmm::device_exclusive::exclusive_session;
+/// use rust_hmm::hmm::{Fault, Mode, Range};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+/// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+/// let cpu_pfn = range.fault(Fault::Write, Mode::Locked)?.pfns()[0].pfn();
+/// let pfn = exclusive_session(&notifier, |s| s.map(addr, |_, page| Ok(page.pfn())))?;
+/// assert_eq!(pfn, cpu_pfn);
+/// # Ok::<(), Error>(())
+/// ```
 pub struct ExclusivePage {
     page: *mut bindings::page,
     folio: *mut bindings::folio,
@@ -86,6 +106,26 @@ pub struct ExclusivePage {
 
 impl ExclusivePage {
     /// The page frame number of the exclusive page.
+    ///
+    /// # Examples
+    ///
+    /// Drivers cannot hold an `ExclusivePage`: [`ExclusiveSession::map`]
+    /// gives its closure this PFN as `page.pfn()`. It stays the same when
+    /// exclusive access is revoked and taken again: the CPU access restores
+    /// the entry, it does not move the page.
+    ///
+    /// ```
+    /// use rust_hmm::device_exclusive::exclusive_session;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// let take = || exclusive_session(&notifier, |s| s.map(addr, |_, page| Ok(page.pfn())));
+    /// let pfn = take()?;
+    /// kunit_mm::write_user(addr, b"cpu")?; // revokes the device's access
+    /// assert_eq!(take()?, pfn);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn pfn(&self) -> u64 {
         // SAFETY: `page` is a valid page we hold a reference to.
         unsafe { ffi::page_to_pfn(self.page) as u64 }
@@ -105,6 +145,28 @@ impl Drop for ExclusivePage {
 /// A run of conversions for one notifier's mm: an mm user and its mmap
 /// read lock, held until [`exclusive_session`]'s closure returns or
 /// [`Self::relax`] lets writers in.
+///
+/// # Examples
+///
+/// One session for a run of pages; an address outside the notifier's
+/// interval is refused, and the session goes on.
+///
+/// ```
+/// use rust_hmm::device_exclusive::exclusive_session;
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(3, true)?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+/// // `notifier` watches the first two of the three pages at `addr`.
+/// let pfns = exclusive_session(&notifier, |s| {
+///     assert_eq!(s.map(addr + 2 * PAGE, |_, _| Ok(())).err(), Some(EINVAL));
+///     let a = s.map(addr, |_, page| Ok(page.pfn()))?;
+///     let b = s.map(addr + PAGE, |_, page| Ok(page.pfn()))?;
+///     Ok((a, b))
+/// })?;
+/// assert_ne!(pfns.0, pfns.1);
+/// # Ok::<(), Error>(())
+/// ```
 pub struct ExclusiveSession<'a, T: IntervalNotifierOps> {
     notifier: &'a IntervalNotifier<T>,
     mm: &'a MmWithUser,
@@ -244,6 +306,32 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
     /// `HMM_RANGE_DEFAULT_TIMEOUT`; `EINVAL` if the page at `addr` is not
     /// inside the notifier's interval. `map` runs with page faults disabled
     /// (see the module documentation).
+    ///
+    /// # Examples
+    ///
+    /// The device maps the page under the notifier lock; the CPU's next access
+    /// revokes it through the notifier, which drops the mapping.
+    ///
+    /// ```
+    /// use rust_hmm::device_exclusive::exclusive_session;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// // The state is the PFN the device maps, dropped by any invalidation.
+    /// let notifier = kunit_mm::notifier_with(&mm, addr, PAGE, |mapped: &mut Option<u64>, _| {
+    ///     *mapped = None;
+    /// })?;
+    /// let pfn = exclusive_session(&notifier, |s| {
+    ///     s.map(addr, |mapped, page| {
+    ///         *mapped = Some(page.pfn());
+    ///         Ok(page.pfn())
+    ///     })
+    /// })?;
+    /// assert_eq!(*notifier.lock(), Some(pfn));
+    /// kunit_mm::read_user(addr, &mut [0u8; 8])?;
+    /// assert_eq!(*notifier.lock(), None);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn map<R>(
         &mut self,
         addr: usize,

@@ -185,11 +185,48 @@ impl<'a> GuardedPages<'a> {
 
     /// The first page frame number, a number to compare or to hand to
     /// hardware; the pages behind it are only valid for `'a`.
+    ///
+    /// # Examples
+    ///
+    /// The page a device fault was given is the page `hmm_range_fault()`
+    /// reported.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let (_, pages) = faulted.split();
+    /// let page = pages.page(0).ok_or(EFAULT)?;
+    /// assert_eq!(page.pfn(), pages.pfns()[0].pfn());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn pfn(&self) -> u64 {
         self.pfn
     }
 
     /// How many pages.
+    ///
+    /// # Examples
+    ///
+    /// A single page of a range is one page; so is a block of order 0.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let (_, pages) = faulted.split();
+    /// assert_eq!(pages.page(0).ok_or(EFAULT)?.npages(), 1);
+    /// assert_eq!(pages.block(0, 0).ok_or(EFAULT)?.npages(), 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn npages(&self) -> u64 {
         self.npages
     }
@@ -200,11 +237,52 @@ impl<'a> GuardedPages<'a> {
     }
 
     /// Whether the device may write the pages.
+    ///
+    /// # Examples
+    ///
+    /// The device may write what the CPU may write: a page faulted for
+    /// writing, not the zero page a read fault maps.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// kunit_mm::read_user(addr, &mut [0u8; 1])?; // maps the zero page, and a page table
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// range.set_page_fault(1, Fault::Write)?;
+    /// let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
+    /// let (_, pages) = faulted.split();
+    /// assert!(!pages.page(0).ok_or(EFAULT)?.is_writable());
+    /// assert!(pages.page(1).ok_or(EFAULT)?.is_writable());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn is_writable(&self) -> bool {
         self.writable
     }
 
     /// Whether this is a device-private page (see [`Self::device_data`]).
+    ///
+    /// # Examples
+    ///
+    /// A page in device-private memory can be named, not read.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, Some(pool.owner()))?;
+    /// let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
+    /// let (_, pages) = faulted.split();
+    /// let page = pages.page(0).ok_or(EFAULT)?;
+    /// assert!(page.is_device_private());
+    /// assert_eq!(page.read(0, &mut [0u8; 8]), Err(EINVAL));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn is_device_private(&self) -> bool {
         self.kind == Kind::DevicePrivate
     }
@@ -236,6 +314,28 @@ impl<'a> GuardedPages<'a> {
 
     /// Copies `buf.len()` bytes at byte `offset` of the pages into `buf`.
     /// `EINVAL` if that reaches past them or the page is device-private.
+    ///
+    /// # Examples
+    ///
+    /// The device reads what the CPU wrote; not past the end of the page.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// kunit_mm::write_user(addr + 100, b"cpu")?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
+    /// let (_, pages) = faulted.split();
+    /// let page = pages.page(0).ok_or(EFAULT)?;
+    /// let mut buf = [0u8; 3];
+    /// page.read(100, &mut buf)?;
+    /// assert_eq!(&buf, b"cpu");
+    /// assert_eq!(page.read(PAGE - 2, &mut buf), Err(EINVAL));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result {
         self.check(offset, buf.len())?;
         // SAFETY: The pages are allocated (type invariant) and addressable,
@@ -254,6 +354,27 @@ impl<'a> GuardedPages<'a> {
 
     /// [`Self::read`] into memory that need not be initialised; returns it,
     /// initialised.
+    ///
+    /// # Examples
+    ///
+    /// Reading into a buffer that need not be zeroed first.
+    ///
+    /// ```
+    /// use core::mem::MaybeUninit;
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// kunit_mm::write_user(addr, b"cpu data")?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
+    /// let (_, pages) = faulted.split();
+    /// let mut buf = [MaybeUninit::<u8>::uninit(); 8];
+    /// let data = pages.page(0).ok_or(EFAULT)?.read_uninit(0, &mut buf)?;
+    /// assert_eq!(data, b"cpu data");
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn read_uninit<'b>(
         &self,
         offset: usize,
@@ -276,6 +397,27 @@ impl<'a> GuardedPages<'a> {
 
     /// Copies `data` into the pages at byte `offset`. `EPERM` if the device
     /// may not write them, `EINVAL` if it reaches past them.
+    ///
+    /// # Examples
+    ///
+    /// What the device writes, the CPU reads once the lock is gone.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let (_, pages) = faulted.split();
+    /// pages.page(0).ok_or(EFAULT)?.write(8, b"device")?;
+    /// drop(faulted);
+    /// let mut buf = [0u8; 6];
+    /// kunit_mm::read_user(addr + 8, &mut buf)?;
+    /// assert_eq!(&buf, b"device");
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn write(&self, offset: usize, data: &[u8]) -> Result {
         if !self.writable {
             return Err(EPERM);
@@ -292,6 +434,30 @@ impl<'a> GuardedPages<'a> {
     /// Atomically adds `value` to the `u64` at byte `offset` (8-byte
     /// aligned, `EINVAL` otherwise) and returns the old value, as a device
     /// atomic would. `EPERM` if the device may not write the pages.
+    ///
+    /// # Examples
+    ///
+    /// A device atomic on a counter the CPU set; only aligned words.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// kunit_mm::write_user(addr + 16, &41u64.to_ne_bytes())?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let (_, pages) = faulted.split();
+    /// let page = pages.page(0).ok_or(EFAULT)?;
+    /// assert_eq!(page.fetch_add_u64(16, 1)?, 41);
+    /// assert_eq!(page.fetch_add_u64(12, 1), Err(EINVAL));
+    /// drop(faulted);
+    /// let mut word = [0u8; 8];
+    /// kunit_mm::read_user(addr + 16, &mut word)?;
+    /// assert_eq!(u64::from_ne_bytes(word), 42);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn fetch_add_u64(&self, offset: usize, value: u64) -> Result<u64> {
         if !self.writable {
             return Err(EPERM);
@@ -309,6 +475,34 @@ impl<'a> GuardedPages<'a> {
     /// user page that is not present and writable ends the copy there
     /// instead of faulting. So this may run under the notifier lock, which
     /// a fault (through reclaim) could need.
+    ///
+    /// # Examples
+    ///
+    /// Copying a page to a user buffer under the lock: a buffer the CPU has
+    /// written takes the whole page; one not mapped yet takes nothing, where a
+    /// fault could have deadlocked.
+    ///
+    /// ```
+    /// use kernel::uaccess::UserPtr;
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// let (fresh, mapped) = (kunit_mm::mmap_anon(1, true)?, kunit_mm::mmap_anon(1, true)?);
+    /// kunit_mm::write_user(mapped, b"....")?;
+    /// kunit_mm::write_user(addr, b"page")?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
+    /// let page = faulted.split().1.page(0).ok_or(EFAULT)?;
+    /// assert_eq!(page.copy_to_user_nofault(UserPtr::from_addr(fresh)), 0);
+    /// assert_eq!(page.copy_to_user_nofault(UserPtr::from_addr(mapped)), 1);
+    /// drop(faulted);
+    /// let mut buf = [0u8; 4];
+    /// kunit_mm::read_user(mapped, &mut buf)?;
+    /// assert_eq!(&buf, b"page");
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn copy_to_user_nofault(&self, uptr: UserPtr) -> u64 {
         if self.kind == Kind::DevicePrivate {
             return 0;
@@ -329,6 +523,33 @@ impl<'a> GuardedPages<'a> {
     /// `set_page_dirty()` once per folio, as a CPU write would set its
     /// PTE's dirty bit. Device data has no CPU mapping to dirty: nothing
     /// to do. `EPERM` for pages the device could not have written.
+    ///
+    /// # Examples
+    ///
+    /// A device write is reported as a CPU write would be, by dirtying the
+    /// page; the zero page cannot have been written, so it cannot be dirtied.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// kunit_mm::read_user(addr, &mut [0u8; 1])?; // maps the zero page, and a page table
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// range.set_page_fault(1, Fault::Write)?;
+    /// let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
+    /// let (_, pages) = faulted.split();
+    /// let page = pages.page(1).ok_or(EFAULT)?;
+    /// page.write(0, b"dma")?;
+    /// // SAFETY: The notifier lock held keeps the page allocated.
+    /// assert!(!unsafe { kunit_mm::page_dirty(page.pfn()) });
+    /// page.mark_dirty()?;
+    /// // SAFETY: As above.
+    /// assert!(unsafe { kunit_mm::page_dirty(page.pfn()) });
+    /// assert_eq!(pages.page(0).ok_or(EFAULT)?.mark_dirty(), Err(EPERM));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn mark_dirty(&self) -> Result {
         if !self.written {
             return Err(EPERM);
@@ -341,6 +562,32 @@ impl<'a> GuardedPages<'a> {
     }
 
     /// A reference on every folio of the pages, which may outlive the lock.
+    ///
+    /// # Examples
+    ///
+    /// A reference keeps the page after the process has unmapped it, with the
+    /// data the device wrote.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let refs = {
+    ///     let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    ///     let page = faulted.split().1.page(0).ok_or(EFAULT)?;
+    ///     page.write(0, b"kept")?;
+    ///     page.get()
+    /// };
+    /// kunit_mm::munmap(addr, 1)?;
+    /// let mut buf = [0u8; 4];
+    /// // SAFETY: `refs` keeps the page allocated.
+    /// assert!(unsafe { kunit_mm::read_pfn(refs.pfn(), &mut buf) });
+    /// assert_eq!(&buf, b"kept");
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn get(&self) -> PageRefs {
         // SAFETY: The pages are allocated (type invariant).
         unsafe { ffi::rust_hmm_get_pages(self.pfn as usize, self.npages as usize) };
@@ -362,6 +609,38 @@ impl<'a> GuardedPages<'a> {
     ///
     /// `data_pfn` is a page that stays allocated for as long as this
     /// device-private page does (the driver frees it in its `folio_free`).
+    ///
+    /// # Examples
+    ///
+    /// A driver that keeps a device page's data in a system page of its own
+    /// (as the sample does) reaches it through the device-private page that
+    /// `hmm_range_fault()` reported; other pages have no device data.
+    ///
+    /// ```
+    /// use kernel::page::Page;
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// let data = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+    /// let data_pfn = kunit_mm::page_pfn(&data);
+    /// // After `data`, so dropped (its pages back in RAM) before it.
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, Some(pool.owner()))?;
+    /// let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
+    /// let page = faulted.split().1.page(0).ok_or(EFAULT)?;
+    /// // SAFETY: `data` outlives the device page, freed when `pool` goes.
+    /// let dev = unsafe { page.device_data(data_pfn)? };
+    /// dev.write(0, b"vram")?;
+    /// let mut buf = [0u8; 4];
+    /// // SAFETY: `data` is allocated.
+    /// assert!(unsafe { kunit_mm::read_pfn(data_pfn, &mut buf) });
+    /// assert_eq!(&buf, b"vram");
+    /// // SAFETY: As above.
+    /// assert_eq!(unsafe { dev.device_data(data_pfn) }.err(), Some(EINVAL));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub unsafe fn device_data(&self, data_pfn: u64) -> Result<GuardedPages<'a>> {
         if self.kind != Kind::DevicePrivate || self.npages != 1 {
             return Err(EINVAL);
@@ -418,17 +697,87 @@ pub struct PageRefs {
 
 impl PageRefs {
     /// The first page frame number.
+    ///
+    /// # Examples
+    ///
+    /// The references name the page they hold, the page the device was given.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let page = faulted.split().1.page(0).ok_or(EFAULT)?;
+    /// let refs = page.get();
+    /// assert_eq!(refs.pfn(), page.pfn());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn pfn(&self) -> u64 {
         self.pfn
     }
 
     /// How many pages.
+    ///
+    /// # Examples
+    ///
+    /// As many pages as were referenced, each folio once: one more reference
+    /// on a small page's folio.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let page = faulted.split().1.page(0).ok_or(EFAULT)?;
+    /// // SAFETY: The notifier lock held keeps the page allocated.
+    /// let before = unsafe { kunit_mm::page_refcount(page.pfn()) };
+    /// let refs = page.get();
+    /// assert_eq!(refs.npages(), 1);
+    /// // SAFETY: As above.
+    /// assert_eq!(unsafe { kunit_mm::page_refcount(page.pfn()) }, before + 1);
+    /// drop(refs);
+    /// // SAFETY: As above.
+    /// assert_eq!(unsafe { kunit_mm::page_refcount(page.pfn()) }, before);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn npages(&self) -> u64 {
         self.npages
     }
 
     /// [`GuardedPages::mark_dirty`], without the lock: the references keep
     /// the folios alive.
+    ///
+    /// # Examples
+    ///
+    /// Dirtying a page the device wrote, after the lock is gone; references
+    /// on a page it could not write refuse.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// kunit_mm::read_user(addr, &mut [0u8; 1])?; // maps the zero page, and a page table
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// range.set_page_fault(1, Fault::Write)?;
+    /// let (zero, written) = {
+    ///     let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
+    ///     let (_, pages) = faulted.split();
+    ///     (pages.page(0).ok_or(EFAULT)?.get(), pages.page(1).ok_or(EFAULT)?.get())
+    /// };
+    /// written.mark_dirty()?;
+    /// // SAFETY: `written` keeps the page allocated.
+    /// assert!(unsafe { kunit_mm::page_dirty(written.pfn()) });
+    /// assert_eq!(zero.mark_dirty(), Err(EPERM));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn mark_dirty(&self) -> Result {
         if !self.written {
             return Err(EPERM);

@@ -65,9 +65,45 @@ const HMM_PFN_REQ_FAULT: u64 = 1 << ffi::HMM_PFN_REQ_FAULT_BIT;
 const HMM_PFN_FLAGS: u64 = !ffi::HMM_PFN_NOT_FLAGS;
 
 /// Pages one [`Range`] covers at most, so that its PFN array stays small.
+///
+/// # Examples
+///
+/// A notifier may watch more than one range can cover: a longer stretch
+/// takes several requests.
+///
+/// ```
+/// use rust_hmm::hmm::{Range, MAX_RANGE_PAGES};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// let notifier = kunit_mm::notifier(&mm, addr, 2 * MAX_RANGE_PAGES * PAGE)?;
+/// let max = addr + MAX_RANGE_PAGES * PAGE;
+/// assert!(Range::new(&notifier, addr, max, None).is_ok());
+/// assert_eq!(Range::new(&notifier, addr, max + PAGE, None).err(), Some(EINVAL));
+/// # Ok::<(), Error>(())
+/// ```
 pub const MAX_RANGE_PAGES: usize = 512;
 
 /// What to demand of every page of a range.
+///
+/// # Examples
+///
+/// The three demands on a read-only mapping nobody touched: a snapshot
+/// finds nothing there, a read fault maps the shared zero page, and a
+/// write fault is refused.
+///
+/// ```
+/// use rust_hmm::hmm::{Fault, Mode, Range};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let ro = kunit_mm::mmap_anon(1, false)?;
+/// # let notifier = kunit_mm::notifier(&mm, ro, PAGE)?;
+/// let mut range = Range::new(&notifier, ro, ro + PAGE, None)?;
+/// assert!(!range.fault(Fault::None, Mode::Locked)?.pfns()[0].is_valid());
+/// assert!(range.fault(Fault::Read, Mode::Locked)?.pfns()[0].is_zero());
+/// assert_eq!(range.fault(Fault::Write, Mode::Locked).err(), Some(EPERM));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Fault {
     /// Snapshot: report what is there, fault nothing.
@@ -91,6 +127,15 @@ impl Fault {
 /// `HMM_RANGE_DEFAULT_TIMEOUT`: how long [`Mode::Locked`] retries after
 /// invalidations before `EBUSY`, in milliseconds; a good
 /// [`Mode::Unlocked`] timeout too.
+///
+/// # Examples
+///
+/// ```
+/// use rust_hmm::hmm::DEFAULT_TIMEOUT_MS;
+///
+/// // `HMM_RANGE_DEFAULT_TIMEOUT` is one second.
+/// assert_eq!(DEFAULT_TIMEOUT_MS, 1000);
+/// ```
 pub const DEFAULT_TIMEOUT_MS: u32 = ffi::HMM_RANGE_DEFAULT_TIMEOUT;
 
 /// How to take the mmap lock while faulting.
@@ -160,37 +205,175 @@ pub struct Pfn(u64);
 
 impl Pfn {
     /// The PFN field points to a page.
+    ///
+    /// # Examples
+    ///
+    /// A snapshot reports the page the CPU wrote, and nothing for the page
+    /// next to it that nobody touched.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// kunit_mm::write_user(addr, b"cpu")?;
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// let faulted = range.fault(Fault::None, Mode::Locked)?;
+    /// assert!(faulted.pfns()[0].is_valid());
+    /// assert!(!faulted.pfns()[1].is_valid());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn is_valid(&self) -> bool {
         self.0 & HMM_PFN_VALID != 0
     }
 
     /// The CPU may write the page.
+    ///
+    /// # Examples
+    ///
+    /// Even a read fault reports the access the CPU has: write for a page the
+    /// CPU wrote, none in a read-only mapping.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let rw = kunit_mm::mmap_anon(1, true)?;
+    /// # let ro = kunit_mm::mmap_anon(1, false)?;
+    /// # let lo = rw.min(ro);
+    /// # let notifier = kunit_mm::notifier(&mm, lo, rw.max(ro) + PAGE - lo)?;
+    /// kunit_mm::write_user(rw, b"cpu")?;
+    /// let mut range = Range::new(&notifier, rw, rw + PAGE, None)?;
+    /// assert!(range.fault(Fault::Read, Mode::Locked)?.pfns()[0].is_write());
+    /// let mut range = Range::new(&notifier, ro, ro + PAGE, None)?;
+    /// assert!(!range.fault(Fault::Read, Mode::Locked)?.pfns()[0].is_write());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn is_write(&self) -> bool {
         self.0 & ffi::HMM_PFN_WRITE != 0
     }
 
     /// The page cannot be accessed (PROT_NONE, poisoned, ...).
+    ///
+    /// # Examples
+    ///
+    /// A snapshot over a hole in the address space reports an error there; a
+    /// fault over it fails with `EFAULT`.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// kunit_mm::munmap(addr + PAGE, 1)?;
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// let faulted = range.fault(Fault::None, Mode::Locked)?;
+    /// assert!(!faulted.pfns()[0].is_error() && faulted.pfns()[1].is_error());
+    /// drop(faulted);
+    /// assert_eq!(range.fault(Fault::Read, Mode::Locked).err(), Some(EFAULT));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn is_error(&self) -> bool {
         self.0 & ffi::HMM_PFN_ERROR != 0
     }
 
     /// The page frame number; meaningful only if [`Self::is_valid`].
+    ///
+    /// # Examples
+    ///
+    /// The PFN names the page that holds the process's data, here read
+    /// through the kernel's mapping of it, under the lock that keeps it current.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// kunit_mm::write_user(addr, b"cpu")?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let faulted = range.fault(Fault::Read, Mode::Locked)?;
+    /// let mut buf = [0u8; 3];
+    /// // SAFETY: `faulted` holds the notifier lock: the page cannot be freed.
+    /// assert!(unsafe { kunit_mm::read_pfn(faulted.pfns()[0].pfn(), &mut buf) });
+    /// assert_eq!(&buf, b"cpu");
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn pfn(&self) -> u64 {
         self.0 & !HMM_PFN_FLAGS
     }
 
     /// log2 of the number of pages the CPU maps with one entry here.
+    ///
+    /// # Examples
+    ///
+    /// An anonymous mapping of small pages maps each with a PTE of its own:
+    /// order 0 (a transparent huge page would report
+    /// [`PMD_ORDER`](crate::migrate::PMD_ORDER)).
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(4, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 4 * PAGE)?;
+    /// let mut range = Range::new(&notifier, addr, addr + 4 * PAGE, None)?;
+    /// let faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// assert!(faulted.pfns().iter().all(|p| p.is_valid() && p.order() == 0));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn order(&self) -> u32 {
         ((self.0 >> ffi::HMM_PFN_ORDER_SHIFT) & 0x1f) as u32
     }
 
     /// The page is the shared zero page.
+    ///
+    /// # Examples
+    ///
+    /// Memory nobody wrote reads as the shared zero page until the CPU writes
+    /// it, which gives it a page of its own.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// assert!(range.fault(Fault::Read, Mode::Locked)?.pfns()[0].is_zero());
+    /// kunit_mm::write_user(addr, b"cpu")?;
+    /// assert!(!range.fault(Fault::Read, Mode::Locked)?.pfns()[0].is_zero());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn is_zero(&self) -> bool {
         // SAFETY: `is_zero_pfn` only compares numbers.
         self.is_valid() && unsafe { ffi::is_zero_pfn(self.pfn() as usize) }
     }
 
     /// The page is device-private memory.
+    ///
+    /// # Examples
+    ///
+    /// A page moved to device-private memory is reported as such to the device
+    /// that owns it (the owner passed to [`Range::new`]), instead of being
+    /// faulted back; the page next to it is ordinary memory.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// // Move the first page to device memory (a test pool).
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?;
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, Some(pool.owner()))?;
+    /// let faulted = range.fault(Fault::Read, Mode::Locked)?;
+    /// assert!(faulted.pfns()[0].is_device_private());
+    /// assert!(!faulted.pfns()[1].is_device_private());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn is_device_private(&self) -> bool {
         // SAFETY: A valid HMM PFN names a page with a `struct page`.
         self.is_valid()
@@ -199,6 +382,27 @@ impl Pfn {
 }
 
 /// What kind of page a valid [`Pfn`] names, as [`page_kinds`] tells.
+///
+/// # Examples
+///
+/// A device page, the zero page and a page the CPU wrote.
+///
+/// ```
+/// use core::mem::MaybeUninit;
+/// use rust_hmm::hmm::{page_kinds, Fault, Mode, PageKind, Range};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(3, true)?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, 3 * PAGE)?;
+/// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
+/// kunit_mm::write_user(addr + 2 * PAGE, b"cpu")?;
+/// let mut range = Range::new(&notifier, addr, addr + 3 * PAGE, Some(pool.owner()))?;
+/// let faulted = range.fault(Fault::Read, Mode::Locked)?;
+/// let mut kinds = [MaybeUninit::uninit(); 3];
+/// let kinds = page_kinds(faulted.pfns(), &mut kinds)?;
+/// assert_eq!(kinds, [PageKind::DevicePrivate, PageKind::Zero, PageKind::Other]);
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 pub enum PageKind {
@@ -214,6 +418,32 @@ pub enum PageKind {
 /// helper call for the lot: the same answers as [`Pfn::is_zero`] and
 /// [`Pfn::is_device_private`], which cost two calls per page. Fills the
 /// start of `kinds` (`EINVAL` if it is shorter than `pfns`) and returns it.
+///
+/// # Examples
+///
+/// The kinds of a whole range in one call, as [`Pfn::is_zero`] tells them
+/// page by page; the output must have room for every entry.
+///
+/// ```
+/// use core::mem::MaybeUninit;
+/// use rust_hmm::hmm::{page_kinds, Fault, Mode, PageKind, Range};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(4, true)?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, 4 * PAGE)?;
+/// kunit_mm::write_user(addr + PAGE, b"cpu")?;
+/// let mut range = Range::new(&notifier, addr, addr + 4 * PAGE, None)?;
+/// let faulted = range.fault(Fault::Read, Mode::Locked)?;
+/// let mut buf = [MaybeUninit::uninit(); 8];
+/// let kinds = page_kinds(faulted.pfns(), &mut buf)?;
+/// assert_eq!(kinds.len(), 4);
+/// for (p, k) in faulted.pfns().iter().zip(kinds) {
+///     assert_eq!(p.is_zero(), *k == PageKind::Zero);
+/// }
+/// assert_eq!(kinds[1], PageKind::Other);
+/// assert_eq!(page_kinds(faulted.pfns(), &mut buf[..3]).err(), Some(EINVAL));
+/// # Ok::<(), Error>(())
+/// ```
 pub fn page_kinds<'a>(
     pfns: &[Pfn],
     kinds: &'a mut [MaybeUninit<PageKind>],
@@ -240,6 +470,24 @@ pub fn page_kinds<'a>(
 /// gives up the CPU if needed, and fails with `EINTR` once the task has a
 /// fatal signal, so that a request over an absurd range stays killable
 /// (with 5-level paging a user range can span 2^56 bytes).
+///
+/// # Examples
+///
+/// A long loop that stays preemptible and stops for a fatal signal; the
+/// test thread has none, so it runs to the end.
+///
+/// ```
+/// use rust_hmm::hmm::resched_or_killed;
+///
+/// let mut chunks = 0;
+/// for _ in 0..1000 {
+///     // ... one chunk of the work ...
+///     resched_or_killed()?;
+///     chunks += 1;
+/// }
+/// assert_eq!(chunks, 1000);
+/// # Ok::<(), Error>(())
+/// ```
 pub fn resched_or_killed() -> Result {
     // SAFETY: The helper only calls `cond_resched()` and reads the current
     // task's signal state; the callers run in process context.
@@ -256,6 +504,24 @@ pub fn resched_or_killed() -> Result {
 /// The answer is only a snapshot: the mmap lock is dropped on return.
 /// Takes the mmap read lock, so never with a notifier lock held (the mmap
 /// lock nests outside it).
+///
+/// # Examples
+///
+/// The VMA around an address, and past a hole the next one, so that a
+/// caller answers the whole hole at once.
+///
+/// ```
+/// use rust_hmm::hmm::next_vma;
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(3, true)?;
+/// assert_eq!(next_vma(&mm, addr + PAGE), Some(addr..addr + 3 * PAGE));
+/// kunit_mm::munmap(addr + PAGE, 1)?;
+/// assert_eq!(next_vma(&mm, addr + PAGE), Some(addr + 2 * PAGE..addr + 3 * PAGE));
+/// // Nothing else is mapped above in the test's address space.
+/// assert_eq!(next_vma(&mm, addr + 3 * PAGE), None);
+/// # Ok::<(), Error>(())
+/// ```
 pub fn next_vma(mm: &MmWithUser, addr: usize) -> Option<core::ops::Range<usize>> {
     let _lock = mm.mmap_read_lock();
     // SAFETY: `mm` has users and its mmap lock is read-held, which is what
@@ -279,6 +545,27 @@ pub fn next_vma(mm: &MmWithUser, addr: usize) -> Option<core::ops::Range<usize>>
 /// asked for. The pages of the block inside the range must agree with that
 /// (contiguous PFNs, same flags, same order), or this is `None`.
 /// Device-private pages are left to 4 KiB entries.
+///
+/// # Examples
+///
+/// Small pages are blocks of one page (order 0); a PMD-sized block needs a
+/// huge mapping, which small pages are not.
+///
+/// ```
+/// use rust_hmm::hmm::{block_head, Fault, Mode, Range};
+/// use rust_hmm::migrate::PMD_ORDER;
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(2, true)?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+/// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+/// let faulted = range.fault(Fault::Write, Mode::Locked)?;
+/// let pfns = faulted.pfns();
+/// assert_eq!(block_head(pfns, addr, 1, 0), Some(pfns[1].pfn()));
+/// assert_eq!(block_head(pfns, addr, 1, PMD_ORDER), None);
+/// assert_eq!(block_head(pfns, addr, 2, 0), None); // past the range
+/// # Ok::<(), Error>(())
+/// ```
 pub fn block_head(pfns: &[Pfn], start: usize, i: usize, order: u32) -> Option<u64> {
     let p = pfns.get(i)?;
     if !p.is_valid() || p.is_error() || p.order() < order || order >= 32 {
@@ -351,6 +638,32 @@ pub struct Range<'a, T: IntervalNotifierOps> {
 /// `state` was validated by `lock_valid()` for a sequence taken before
 /// `hmm_range_fault()` filled `pfns`, for the range from `start`, which
 /// lies inside the notifier's interval `interval` (first, last).
+///
+/// # Examples
+///
+/// A device fault that maps a page in the device: the mapping goes into the
+/// notifier state under the lock that validated the PFN, and the CPU's
+/// munmap later takes it out through the notifier.
+///
+/// ```
+/// use rust_hmm::hmm::{Fault, Mode, Range};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// // The state is the PFN the device maps, dropped by any invalidation.
+/// let notifier = kunit_mm::notifier_with(&mm, addr, PAGE, |mapped: &mut Option<u64>, _| {
+///     *mapped = None;
+/// })?;
+/// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+/// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+/// let pfn = faulted.pfns()[0].pfn();
+/// *faulted.state_mut() = Some(pfn);
+/// drop(faulted); // releases the notifier lock
+/// assert_eq!(*notifier.lock(), Some(pfn));
+/// kunit_mm::munmap(addr, 1)?;
+/// assert_eq!(*notifier.lock(), None);
+/// # Ok::<(), Error>(())
+/// ```
 pub struct Faulted<'a, S: Send> {
     state: Guard<'a, S, MutexBackend>,
     pfns: &'a [Pfn],
@@ -360,22 +673,103 @@ pub struct Faulted<'a, S: Send> {
 
 impl<'a, S: Send + Unpin> Faulted<'a, S> {
     /// The notifier state (the device page table), locked.
+    ///
+    /// # Examples
+    ///
+    /// A write fault on a page that mapped the zero page breaks its COW: the
+    /// notifier saw that invalidation, and the request was retried past it.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// // The state counts invalidations.
+    /// let notifier = kunit_mm::notifier_with(&mm, addr, PAGE, |calls: &mut u32, _| *calls += 1)?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// assert_eq!(*range.fault(Fault::Read, Mode::Locked)?.state(), 0);
+    /// let faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// assert_eq!(*faulted.state(), 1);
+    /// assert!(faulted.pfns()[0].is_write());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn state(&self) -> &S {
         &self.state
     }
 
     /// The notifier state, to install what the PFNs say.
+    ///
+    /// # Examples
+    ///
+    /// Installing what the PFNs say, here how many pages the device may write.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// // The state: pages the device maps writable, all dropped on invalidation.
+    /// let notifier = kunit_mm::notifier_with(&mm, addr, 2 * PAGE, |w: &mut usize, _| *w = 0)?;
+    /// kunit_mm::write_user(addr + PAGE, b"cpu")?;
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
+    /// let writable = faulted.pfns().iter().filter(|p| p.is_write()).count();
+    /// *faulted.state_mut() = writable;
+    /// assert_eq!(*faulted.state(), 1); // the zero page is read-only
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn state_mut(&mut self) -> &mut S {
         &mut self.state
     }
 
     /// One entry per page of the range.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(4, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 4 * PAGE)?;
+    /// // One entry per page, in address order.
+    /// let mut range = Range::new(&notifier, addr + PAGE, addr + 4 * PAGE, None)?;
+    /// let faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// assert_eq!(faulted.pfns().len(), 3);
+    /// assert!(faulted.pfns().iter().all(|p| p.is_valid() && p.is_write()));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn pfns(&self) -> &[Pfn] {
         self.pfns
     }
 
     /// The state and the pages at once: the state to change, the pages to
     /// put in it, valid for as long as both are borrowed.
+    ///
+    /// # Examples
+    ///
+    /// A device page table in the state, filled from the pages it is given:
+    /// both are borrowed from `faulted` at once.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # kunit_mm::write_user(addr + PAGE, b"cpu")?;
+    /// let notifier = kunit_mm::notifier_with(&mm, addr, 2 * PAGE, |pt: &mut [u64; 2], _| {
+    ///     *pt = [0; 2];
+    /// })?;
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::None, Mode::Locked)?;
+    /// let (pt, pages) = faulted.split();
+    /// for (i, slot) in pt.iter_mut().enumerate() {
+    ///     *slot = pages.page(i).map_or(0, |p| p.pfn());
+    /// }
+    /// assert_eq!(pt[0], 0); // untouched: nothing to map
+    /// assert_eq!(pt[1], pages.pfns()[1].pfn());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn split(&mut self) -> (&mut S, FaultedPfns<'_>) {
         let pfns = FaultedPfns {
             pfns: self.pfns,
@@ -392,6 +786,40 @@ impl<'a, S: Send + Unpin> Faulted<'a, S> {
 /// # Invariants
 ///
 /// As for [`Faulted`], whose lock is held for `'b`; `tie` is its state.
+///
+/// # Examples
+///
+/// The pages are `Copy`: a helper can take them by value, and the caller
+/// still has them.
+///
+/// ```
+/// use rust_hmm::hmm::{Fault, FaultedPfns, Mode, Range};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+///
+/// /// Copies the first byte of every valid page to `out`; returns how many.
+/// fn first_bytes(pages: FaultedPfns<'_>, out: &mut [u8]) -> Result<usize> {
+///     let mut n = 0;
+///     for page in (0..pages.pfns().len()).filter_map(|i| pages.page(i)) {
+///         page.read(0, out.get_mut(n..n + 1).ok_or(EINVAL)?)?;
+///         n += 1;
+///     }
+///     Ok(n)
+/// }
+///
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(3, true)?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, 3 * PAGE)?;
+/// kunit_mm::write_user(addr, b"a")?;
+/// kunit_mm::write_user(addr + 2 * PAGE, b"c")?;
+/// let mut range = Range::new(&notifier, addr, addr + 3 * PAGE, None)?;
+/// let mut faulted = range.fault(Fault::None, Mode::Locked)?;
+/// let (_, pages) = faulted.split();
+/// let mut out = [0u8; 3];
+/// assert_eq!(first_bytes(pages, &mut out)?, 2);
+/// assert_eq!(&out[..2], b"ac");
+/// assert!(pages.page(1).is_none()); // untouched
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct FaultedPfns<'b> {
     pfns: &'b [Pfn],
@@ -402,6 +830,23 @@ pub struct FaultedPfns<'b> {
 
 impl<'b> FaultedPfns<'b> {
     /// One entry per page of the range.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let (_, pages) = faulted.split();
+    /// // The same entries as `faulted.pfns()`, next to the state.
+    /// assert_eq!(pages.pfns().len(), 2);
+    /// assert_eq!(pages.page(1).ok_or(EFAULT)?.pfn(), pages.pfns()[1].pfn());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn pfns(&self) -> &'b [Pfn] {
         self.pfns
     }
@@ -409,6 +854,28 @@ impl<'b> FaultedPfns<'b> {
     /// Page `i` of the range, if valid: readable, and writable by the
     /// device if the CPU maps it so. A device-private page is named only
     /// (see [`GuardedPages::device_data`]).
+    ///
+    /// # Examples
+    ///
+    /// Only valid entries are pages: not an untouched page in a snapshot, nor
+    /// one past the range.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// kunit_mm::write_user(addr, b"cpu")?;
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::None, Mode::Locked)?;
+    /// let (_, pages) = faulted.split();
+    /// let mut buf = [0u8; 3];
+    /// pages.page(0).ok_or(EFAULT)?.read(0, &mut buf)?;
+    /// assert_eq!(&buf, b"cpu");
+    /// assert!(pages.page(1).is_none() && pages.page(2).is_none());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn page(&self, i: usize) -> Option<GuardedPages<'b>> {
         let p = self.pfns.get(i)?;
         if !p.is_valid() || p.is_error() {
@@ -431,6 +898,26 @@ impl<'b> FaultedPfns<'b> {
     /// if the CPU maps it with one entry (see [`block_head`]) and the whole
     /// block lies inside the notifier's interval; addressed from its first
     /// page.
+    ///
+    /// # Examples
+    ///
+    /// A small page is a block of order 0; no PMD-sized block is mapped here.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// use rust_hmm::migrate::PMD_ORDER;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let (_, pages) = faulted.split();
+    /// let block = pages.block(1, 0).ok_or(EFAULT)?;
+    /// assert_eq!((block.pfn(), block.npages()), (pages.pfns()[1].pfn(), 1));
+    /// assert!(pages.block(1, PMD_ORDER).is_none());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn block(&self, i: usize, order: u32) -> Option<GuardedPages<'b>> {
         let head = block_head(self.pfns, self.start, i, order)?;
         let size = 1usize << (order + PAGE_SHIFT);
@@ -453,6 +940,28 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
     /// otherwise). `owner` identifies the caller's device-private pages,
     /// which are then reported instead of migrated; with `None`, every
     /// device-private page is migrated back to system memory.
+    ///
+    /// # Examples
+    ///
+    /// `owner` decides what becomes of device-private pages: the device that
+    /// owns them sees them where they are, and a request without an owner
+    /// brings them back to system memory.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// // Move the page to device memory (a test pool).
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?;
+    /// let mut mine = Range::new(&notifier, addr, addr + PAGE, Some(pool.owner()))?;
+    /// assert!(mine.fault(Fault::Read, Mode::Locked)?.pfns()[0].is_device_private());
+    /// let mut cpu = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// assert!(!cpu.fault(Fault::Read, Mode::Locked)?.pfns()[0].is_device_private());
+    /// assert_eq!(pool.stats().in_use, 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn new(
         notifier: &'a IntervalNotifier<T>,
         start: usize,
@@ -486,6 +995,29 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
     }
 
     /// Sets what to demand of page `index` alone, over the default.
+    ///
+    /// # Examples
+    ///
+    /// A snapshot that faults only its second page in, for writing. That
+    /// holds where the process has a page table: over a hole without one,
+    /// `hmm_range_fault()` faults the whole hole with the strongest demand
+    /// of its pages. Here the CPU's write to the page before made one.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(3, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 3 * PAGE)?;
+    /// kunit_mm::write_user(addr, b"cpu")?;
+    /// let mut range = Range::new(&notifier, addr + PAGE, addr + 3 * PAGE, None)?;
+    /// range.set_page_fault(1, Fault::Write)?;
+    /// assert_eq!(range.set_page_fault(2, Fault::Write).err(), Some(EINVAL));
+    /// let faulted = range.fault(Fault::None, Mode::Locked)?;
+    /// assert!(!faulted.pfns()[0].is_valid());
+    /// assert!(faulted.pfns()[1].is_valid() && faulted.pfns()[1].is_write());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn set_page_fault(&mut self, index: usize, fault: Fault) -> Result {
         *self.pfns.get_mut(index).ok_or(EINVAL)? = fault.flags();
         self.raw.pfn_flags_mask = (HMM_PFN_REQ_FAULT | ffi::HMM_PFN_REQ_WRITE) as usize;
@@ -499,6 +1031,25 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
     /// Errors are those of `hmm_range_fault()`: `EFAULT` for an address
     /// that is not mapped or not accessible as demanded (or an mm that has
     /// exited), `EBUSY` on timeout, `EPERM`, `ENOMEM`, `EINTR`.
+    ///
+    /// # Examples
+    ///
+    /// One page that cannot be faulted fails the whole request: a hole in the
+    /// range is `EFAULT`, while the page before it can be faulted alone.
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// kunit_mm::munmap(addr + PAGE, 1)?;
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// assert_eq!(range.fault(Fault::Write, Mode::Locked).err(), Some(EFAULT));
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// assert!(range.fault(Fault::Write, Mode::Locked)?.pfns()[0].is_write());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn fault(&mut self, fault: Fault, mode: Mode) -> Result<Faulted<'_, T::State>> {
         let notifier = self.notifier;
         // `Mode::Unlocked` waits inside the kernel, past `read_begin()`.

@@ -8,12 +8,25 @@
 //! and user copies below act on a process address space like any other:
 //! faults, invalidations and notifiers behave as for a user process.
 
+use crate::devmem::{
+    DevicePrivatePool,
+    DevmemOps, //
+};
 use crate::ffi;
+use crate::migrate::{
+    DstFolio,
+    Migration,
+    Select, //
+};
 use crate::mmu_notifier::{
     Event,
     IntervalNotifier,
     IntervalNotifierOps,
     NotifierRange, //
+};
+use crate::pfn_walk::{
+    PfnSource,
+    VmaRegistry, //
 };
 use core::sync::atomic::{
     AtomicU64,
@@ -22,8 +35,15 @@ use core::sync::atomic::{
 use kernel::{
     bindings,
     error::to_result,
-    mm::MmWithUser,
-    page::PAGE_SIZE,
+    ffi::c_void,
+    mm::{
+        virt::VmaRef,
+        MmWithUser, //
+    },
+    page::{
+        Page,
+        PAGE_SIZE, //
+    },
     prelude::*,
     sync::{
         aref::ARef,
@@ -229,4 +249,274 @@ pub(crate) fn notifier(mm: &MmWithUser, start: usize, len: usize) -> Result<Noti
         IntervalNotifier::new(mm, start, len, ops, Default::default()),
         GFP_KERNEL,
     )
+}
+
+/// A device whose memory keeps nothing of its own: its pages read back as
+/// zeros when they return to system memory.
+pub(crate) struct ZeroDevice;
+
+impl DevmemOps for ZeroDevice {
+    type PageData = ();
+
+    fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, _data: &[()]) {}
+
+    fn copy_to_ram(_pool: &DevicePrivatePool<Self>, _data: &[()], dst: &mut DstFolio) -> Result {
+        dst.zero();
+        Ok(())
+    }
+}
+
+/// A pool of [`ZeroDevice`] memory that holds the `pages` untouched pages
+/// at `addr` of `mm`, moved there: they are device-private pages of the
+/// pool's owner until the CPU touches them or the pool is dropped. `EBUSY`
+/// if not all of them moved.
+pub(crate) fn to_device(
+    mm: &MmWithUser,
+    addr: usize,
+    pages: usize,
+) -> Result<Pin<KBox<DevicePrivatePool<ZeroDevice>>>> {
+    let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    let moved = {
+        let lock = mm.mmap_read_lock();
+        let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+        let end = addr + pages * PAGE_SIZE;
+        let mut m = Migration::vma(vma, addr, end, pool.owner(), Select::System, false)?;
+        // Untouched pages have no source page, so nothing to copy.
+        pool.migrate_to_device(
+            &mut m,
+            |_order| true,
+            |_dst, src, _first| src.pfn().map_or(Ok(()), |_| Err(EINVAL)),
+        )
+    };
+    if moved != pages as u64 {
+        return Err(EBUSY);
+    }
+    Ok(pool)
+}
+
+/// The page frame number of `page`.
+pub(crate) fn page_pfn(page: &Page) -> u64 {
+    // SAFETY: `page` is a live page.
+    unsafe { ffi::page_to_pfn(page.as_ptr()) as u64 }
+}
+
+/// Whether the folio of page `pfn` is dirty (`folio_test_dirty()`).
+///
+/// # Safety
+///
+/// `pfn` is a page that stays allocated during the call.
+pub(crate) unsafe fn page_dirty(pfn: u64) -> bool {
+    // SAFETY: The caller keeps the page alive.
+    unsafe { ffi::rust_hmm_page_dirty(pfn as usize) }
+}
+
+/// The reference count of the folio of page `pfn` (`folio_ref_count()`).
+///
+/// # Safety
+///
+/// `pfn` is a page that stays allocated during the call.
+pub(crate) unsafe fn page_refcount(pfn: u64) -> i32 {
+    // SAFETY: The caller keeps the page alive.
+    unsafe { ffi::rust_hmm_page_refcount(pfn as usize) }
+}
+
+/// Notifier callbacks whose `invalidate` is one function of the state and
+/// the range: what a test wants to learn from each invalidation.
+pub(crate) struct OnInvalidate<S>(fn(&mut S, &NotifierRange<'_>));
+
+impl<S: Send + Unpin + 'static> IntervalNotifierOps for OnInvalidate<S> {
+    type State = S;
+    type Finish = ();
+
+    fn invalidate(&self, state: &mut S, range: &NotifierRange<'_>) {
+        (self.0)(state, range)
+    }
+}
+
+/// A notifier over `[start, start + len)` of `mm`, its state
+/// `S::default()`, whose `invalidate` calls `f`.
+pub(crate) fn notifier_with<S: Send + Unpin + Default + 'static>(
+    mm: &MmWithUser,
+    start: usize,
+    len: usize,
+    f: fn(&mut S, &NotifierRange<'_>),
+) -> Result<Pin<KBox<IntervalNotifier<OnInvalidate<S>>>>> {
+    KBox::pin_init(
+        IntervalNotifier::new(mm, start, len, OnInvalidate(f), S::default()),
+        GFP_KERNEL,
+    )
+}
+
+/// An object that maps itself, as a driver's would: `VM_PFNMAP` VMAs of an
+/// anon-inode file, recorded in `vmas`, whose PTEs `populate` fills with
+/// the object's own pages (file page offset `i` maps page `i`).
+#[pin_data]
+pub(crate) struct PfnObj {
+    #[pin]
+    pub(crate) vmas: VmaRegistry,
+    pages: KVec<Page>,
+}
+
+impl PfnObj {
+    /// The PFN of the object's page `pgoff`.
+    pub(crate) fn pfn(&self, pgoff: usize) -> usize {
+        page_pfn(&self.pages[pgoff]) as usize
+    }
+}
+
+struct PfnVmOps(bindings::vm_operations_struct);
+// SAFETY: Only function pointers, never written.
+unsafe impl Sync for PfnVmOps {}
+static PFN_VM_OPS: PfnVmOps = PfnVmOps(bindings::vm_operations_struct {
+    open: Some(pfn_open),
+    close: Some(pfn_close),
+    // SAFETY: All-zero is a valid `vm_operations_struct` (no callbacks).
+    ..unsafe { core::mem::zeroed() }
+});
+
+struct PfnFileOps(bindings::file_operations);
+// SAFETY: As for `PfnVmOps`.
+unsafe impl Sync for PfnFileOps {}
+static PFN_FOPS: PfnFileOps = PfnFileOps(bindings::file_operations {
+    mmap: Some(pfn_mmap),
+    // SAFETY: All-zero is a valid `file_operations` (no callbacks).
+    ..unsafe { core::mem::zeroed() }
+});
+
+/// `mmap` of a [`PfnObj`]'s file.
+///
+/// # Safety
+///
+/// Called by the core mm on a file of [`PFN_FOPS`], whose private data is
+/// a [`PfnObj`] that outlives every mapping ([`PfnMapping`] unmaps them
+/// before it frees the object).
+unsafe extern "C" fn pfn_mmap(
+    file: *mut bindings::file,
+    vma: *mut bindings::vm_area_struct,
+) -> i32 {
+    // SAFETY: Per the contract; the VMA is being set up.
+    let obj = unsafe { (*file).private_data.cast::<PfnObj>() };
+    // SAFETY: A VMA in its `mmap` call may have its flags set.
+    unsafe { ffi::rust_hmm_vma_set_pfnmap(vma) };
+    // SAFETY: The object is alive; `register` is called in `mmap`, after
+    // which nothing fails, and `close` unregisters.
+    if let Err(e) = unsafe { (*obj).vmas.register(vma) } {
+        return e.to_errno();
+    }
+    // SAFETY: Nothing else uses the VMA during its `mmap` call.
+    unsafe {
+        (*vma).vm_private_data = obj.cast();
+        (*vma).vm_ops = &PFN_VM_OPS.0;
+    }
+    0
+}
+
+/// The [`PfnObj`] of `vma`.
+///
+/// # Safety
+///
+/// `vma` is a live VMA of a [`PfnObj`] (its private data), which outlives
+/// it.
+unsafe fn pfn_obj<'a>(vma: *const bindings::vm_area_struct) -> &'a PfnObj {
+    // SAFETY: Per the contract.
+    unsafe { &*(*vma).vm_private_data.cast::<PfnObj>() }
+}
+
+/// # Safety
+///
+/// Called by the core mm on a VMA copied from one of a [`PfnObj`]'s.
+unsafe extern "C" fn pfn_open(vma: *mut bindings::vm_area_struct) {
+    // SAFETY: The copy has the live object as its private data; `close`
+    // unregisters.
+    unsafe { pfn_obj(vma).vmas.register_or_poison(vma) };
+}
+
+/// # Safety
+///
+/// Called by the core mm, once, on a VMA of a [`PfnObj`].
+unsafe extern "C" fn pfn_close(vma: *mut bindings::vm_area_struct) {
+    // SAFETY: One of the object's VMAs.
+    unsafe { pfn_obj(vma).vmas.unregister(vma) };
+}
+
+impl PfnSource for PfnObj {
+    fn vm_ops(&self) -> *const bindings::vm_operations_struct {
+        &PFN_VM_OPS.0
+    }
+
+    fn vm_private_data(&self) -> *const c_void {
+        core::ptr::from_ref(self).cast()
+    }
+
+    fn next_maybe_mapped(&self, from: usize, to: usize) -> Option<usize> {
+        (from < to).then_some(from)
+    }
+
+    fn populate(&self, vma: &VmaRef, addr: usize, pgoff: usize) -> Result {
+        let pfn = self.pfn(pgoff);
+        // SAFETY: The walker checked that `vma` is ours (`VM_PFNMAP`) and
+        // holds its mmap lock; the page is ours and outlives the mapping.
+        let r = unsafe { bindings::vmf_insert_pfn(vma.as_ptr(), addr, pfn) };
+        if r == bindings::vm_fault_reason_VM_FAULT_NOPAGE {
+            Ok(())
+        } else {
+            Err(EFAULT)
+        }
+    }
+}
+
+/// A [`PfnObj`] mapped shared and writable at `addr` of the thread's mm,
+/// from file page offset 0; dropping it unmaps it before the object goes.
+pub(crate) struct PfnMapping {
+    obj: Option<Pin<KBox<PfnObj>>>,
+    /// Where the object is mapped.
+    pub(crate) addr: usize,
+    pages: usize,
+}
+
+impl core::ops::Deref for PfnMapping {
+    type Target = PfnObj;
+
+    fn deref(&self) -> &PfnObj {
+        // `obj` is only taken in `drop`.
+        self.obj.as_deref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for PfnMapping {
+    fn drop(&mut self) {
+        if munmap(self.addr, self.pages).is_err() {
+            // A VMA may still point to the object: leak it, never free it.
+            core::mem::forget(self.obj.take());
+        }
+    }
+}
+
+/// A [`PfnObj`] of `pages` zeroed pages, mapped in the thread's mm.
+pub(crate) fn pfn_mapping(pages: usize) -> Result<PfnMapping> {
+    let mut v = KVec::with_capacity(pages, GFP_KERNEL)?;
+    for _ in 0..pages {
+        v.push(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?, GFP_KERNEL)?;
+    }
+    let obj = KBox::pin_init(
+        try_pin_init!(PfnObj {
+            vmas <- VmaRegistry::new(),
+            pages: v,
+        }),
+        GFP_KERNEL,
+    )?;
+    let private: *const PfnObj = &*obj;
+    // SAFETY: The fops are static; the object outlives the file's
+    // mappings (see `PfnMapping`), and nothing else uses the file.
+    let file = unsafe { ffi::rust_hmm_anon_file(&PFN_FOPS.0, private.cast_mut().cast()) };
+    kernel::error::from_err_ptr(file)?;
+    let addr = mmap(file, pages, true, 0);
+    // SAFETY: Our reference from `rust_hmm_anon_file`; the mapping, if
+    // any, holds its own.
+    unsafe { bindings::fput(file) };
+    Ok(PfnMapping {
+        obj: Some(obj),
+        addr: addr?,
+        pages,
+    })
 }

@@ -39,6 +39,36 @@ impl VmaRegistry {
     /// a signal is pending (a walk changes nothing but what populating
     /// adds, so it can restart), or the first error of `f` or of
     /// populating.
+    ///
+    /// # Examples
+    ///
+    /// An object of four pages mapped in the test's address space: a walk that
+    /// populates the first two, then one that visits only what is present and
+    /// finds each page of the object at its address.
+    ///
+    /// ```
+    /// use rust_hmm::pfn_walk::{Missing, PfnEntry};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let _mm = kunit_mm::attach()?;
+    /// // A test object that maps itself; `obj.vmas` is its registry.
+    /// let obj = kunit_mm::pfn_mapping(4)?;
+    /// let stats = obj.vmas.walk(&*obj, 0, 2, Missing::Populate, |_| Ok(()))?;
+    /// assert_eq!((stats.entries, stats.vmas, stats.mms), (2, 1, 1));
+    ///
+    /// let mut seen: [Option<PfnEntry>; 4] = [None; 4];
+    /// obj.vmas.walk(&*obj, 0, 4, Missing::Skip, |e| {
+    ///     // No assertion here: the mmap lock is held, and page faults disabled.
+    ///     *seen.get_mut(e.pgoff).ok_or(EINVAL)? = Some(*e);
+    ///     Ok(())
+    /// })?;
+    /// assert!(seen[2].is_none() && seen[3].is_none());
+    /// for (i, e) in seen.iter().take(2).enumerate() {
+    ///     let e = e.ok_or(ENOENT)?;
+    ///     assert_eq!((e.addr, e.pfn), (obj.addr + i * PAGE, obj.pfn(i)));
+    ///     assert!(e.writable);
+    /// }
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn walk<S, F>(
         &self,
         src: &S,
