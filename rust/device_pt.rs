@@ -361,7 +361,8 @@ impl DevicePageTable {
     /// // apply every invalidation to it, never keeping `WRITE`, and empty it on
     /// // release.
     /// let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
-    /// let notifier = KBox::pin_init(IntervalNotifier::new(&mm, addr, PAGE, Mirror, pt), GFP_KERNEL)?;
+    /// let notifier = IntervalNotifier::new(&mm, addr, PAGE, Mirror, pt);
+    /// let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
     /// let pt = notifier.lock();
     /// assert_eq!(pt.stats(), PtStats::default());
     /// assert!(pt.lookup(addr).is_none());

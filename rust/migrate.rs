@@ -948,7 +948,9 @@ impl<'a> Migration<'a> {
     ///
     /// A page of a pool moved back to system memory by its device PFN, without
     /// knowing where it is mapped, as eviction does
-    /// (`DevicePrivatePool::evict` does this for a driver).
+    /// ([`DevicePrivatePool::evict`] does this for a driver).
+    ///
+    /// [`DevicePrivatePool::evict`]: crate::devmem::DevicePrivatePool::evict
     ///
     /// ```
     /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
@@ -969,7 +971,8 @@ impl<'a> Migration<'a> {
     /// let device_pfn = {
     ///     let lock = mm.mmap_read_lock();
     ///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-    ///     let mut m = Migration::vma(vma, addr, addr + PAGE, pool.owner(), Select::System, false)?;
+    ///     let (end, owner) = (addr + PAGE, pool.owner());
+    ///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
     ///     pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(()));
     ///     m.dst_pfn(0).ok_or(EFAULT)?
     /// };

@@ -331,6 +331,8 @@ impl Entry {
     ///
     /// # Examples
     ///
+    /// Five flags, without [`Entry::HUGE`], which the table sets itself.
+    ///
     /// ```
     /// use rust_hmm::device_pt::Entry;
     ///
@@ -433,7 +435,8 @@ impl Entry {
     /// # let mm = kunit_mm::attach()?;
     /// # use rust_hmm::device_pt::{HUGE_ORDER, HUGE_PAGES, HUGE_SIZE};
     /// # use rust_hmm::migrate::{DstFolio, Migration, PagemapOwner, Select};
-    /// # let addr = kunit_mm::mmap_anon(2 * HUGE_PAGES as usize, true)?.next_multiple_of(HUGE_SIZE);
+    /// # let addr = kunit_mm::mmap_anon(2 * HUGE_PAGES as usize, true)?;
+    /// # let addr = addr.next_multiple_of(HUGE_SIZE);
     /// # {
     /// #     // A THP at `addr`: a zeroed PMD-sized folio migrated into the empty block.
     /// #     let lock = mm.mmap_read_lock();

@@ -61,11 +61,15 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     /// kunit_mm::write_user(addr + 2 * PAGE, b"data")?;
     /// let lock = mm.mmap_read_lock();
     /// let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-    /// let mut m = Migration::vma(vma, addr, addr + 4 * PAGE, pool.owner(), Select::System, false)?;
+    /// let (end, owner) = (addr + 4 * PAGE, pool.owner());
+    /// let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
     /// let mut room = 3;
     /// let moved = pool.migrate_to_device(
     ///     &mut m,
-    ///     |_order| room > 0 && { room -= 1; true },
+    ///     |_order| {
+    ///         room -= 1;
+    ///         room >= 0
+    ///     },
     ///     |_dst, src, _first| src.pfn().map_or(Ok(()), |_| Err(EINVAL)),
     /// );
     /// assert_eq!(moved, 2);
