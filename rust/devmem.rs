@@ -253,8 +253,8 @@ impl KernelPfn for DstPage<'_> {
 /// # Examples
 ///
 /// Only the pool's `migrate_to_ram` callback gets one, and it moves the page
-/// back itself; so this is not run. The migration the pool starts there, for
-/// the faulting page alone:
+/// back itself, so the function below is compiled but never called here: it
+/// starts the migration the pool would, for the faulting page alone.
 ///
 /// ```
 /// use rust_hmm::devmem::DeviceFault;
@@ -277,7 +277,7 @@ impl DeviceFault<'_> {
     ///
     /// # Examples
     ///
-    /// The page the CPU touched (not run, as for [`DeviceFault`]).
+    /// The page the CPU touched (compiled, not called: see [`DeviceFault`]).
     ///
     /// ```
     /// use rust_hmm::devmem::DeviceFault;
@@ -296,7 +296,8 @@ impl DeviceFault<'_> {
     ///
     /// # Examples
     ///
-    /// The VMA holds the faulting address (not run, as for [`DeviceFault`]).
+    /// The VMA holds the faulting address (compiled, not called: see
+    /// [`DeviceFault`]).
     ///
     /// ```
     /// use rust_hmm::devmem::DeviceFault;
@@ -318,7 +319,8 @@ impl DeviceFault<'_> {
     /// # Examples
     ///
     /// The range the pool moves back: the whole folio if the CPU maps it with a
-    /// PMD, the faulting page otherwise (not run, as for [`DeviceFault`]).
+    /// PMD, the faulting page otherwise (compiled, not called: see
+    /// [`DeviceFault`]).
     ///
     /// ```
     /// use rust_hmm::devmem::DeviceFault;
@@ -343,7 +345,7 @@ impl DeviceFault<'_> {
     /// # Examples
     ///
     /// A folio mapped through PTEs may be mapped only in part: only the faulting
-    /// page can move (not run, as for [`DeviceFault`]).
+    /// page can move (compiled, not called: see [`DeviceFault`]).
     ///
     /// ```
     /// use rust_hmm::devmem::DeviceFault;
@@ -367,9 +369,9 @@ impl DeviceFault<'_> {
     ///
     /// # Examples
     ///
-    /// The pool's own use, with its owner cookie, for the faulting page alone (not
-    /// run, as for [`DeviceFault`]): the page is collected, already locked by the
-    /// fault.
+    /// The pool's own use, with its owner cookie, for the faulting page alone
+    /// (compiled, not called: see [`DeviceFault`]): the page is collected,
+    /// already locked by the fault.
     ///
     /// ```
     /// use rust_hmm::devmem::DeviceFault;
