@@ -157,15 +157,57 @@ const SHIFTS: [u32; LEVELS as usize + 1] = {
 const _: () = assert!(usize::BITS >= 64);
 
 /// First virtual address the table cannot describe.
+///
+/// # Examples
+///
+/// The 57-bit user address space of 5-level paging.
+///
+/// ```
+/// use rust_hmm::device_pt::VA_LIMIT;
+///
+/// assert_eq!(VA_LIMIT, 1 << 57);
+/// ```
 pub const VA_LIMIT: usize = 1 << level_shift(LEVELS);
 
 /// Level whose entries may be huge leaves.
 const HUGE_LEVEL: u32 = 2;
 /// log2 of the pages of a huge leaf: the PMD order.
+///
+/// # Examples
+///
+/// A huge leaf maps what the CPU maps with one PMD.
+///
+/// ```
+/// use rust_hmm::device_pt::HUGE_ORDER;
+///
+/// assert_eq!(HUGE_ORDER, rust_hmm::migrate::PMD_ORDER);
+/// ```
 pub const HUGE_ORDER: u32 = level_shift(HUGE_LEVEL) - PAGE_SHIFT;
 /// Pages one huge leaf maps.
+///
+/// # Examples
+///
+/// With 4 KiB pages, 512 of them.
+///
+/// ```
+/// use rust_hmm::device_pt::{HUGE_ORDER, HUGE_PAGES};
+///
+/// assert_eq!(HUGE_PAGES, 1 << HUGE_ORDER);
+/// assert_eq!(HUGE_PAGES, 512);
+/// ```
 pub const HUGE_PAGES: u64 = 1 << HUGE_ORDER;
 /// Bytes one huge leaf maps (2 MiB with 4 KiB pages).
+///
+/// # Examples
+///
+/// The bytes of [`HUGE_PAGES`] pages.
+///
+/// ```
+/// use rust_hmm::device_pt::{HUGE_PAGES, HUGE_SIZE};
+///
+/// assert_eq!(HUGE_SIZE, HUGE_PAGES as usize * kernel::page::PAGE_SIZE);
+/// assert_eq!(HUGE_SIZE, 2 << 20);
+/// ```
 pub const HUGE_SIZE: usize = 1 << level_shift(HUGE_LEVEL);
 
 const _: () = assert!(VA_LIMIT == 1 << 57 && HUGE_ORDER == 9);
@@ -282,6 +324,50 @@ impl DevicePageTable {
     /// never keeps `WRITE`; and its `release` must empty it
     /// ([`Self::clear`]). [`Self::insert_page`] then only takes pages that
     /// notifier validated, for the address they are inserted at.
+    ///
+    /// # Examples
+    ///
+    /// A table made for the state of a notifier whose `Mirror` ops apply every
+    /// invalidation with [`Self::update`] and empty it on release, as in the
+    /// example of [`DevicePageTable`]; it starts out empty.
+    ///
+    /// ```
+    /// use rust_hmm::device_pt::{DevicePageTable, PtStats};
+    /// # use rust_hmm::device_pt::{DirtySink, Entry};
+    /// # use rust_hmm::guarded_page::GuardedPages;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    /// # struct Dirtier;
+    /// # impl DirtySink for Dirtier {
+    /// #     fn dirty(&mut self, pages: GuardedPages<'_>) {
+    /// #         let _ = pages.mark_dirty();
+    /// #     }
+    /// # }
+    /// # struct Mirror;
+    /// # impl IntervalNotifierOps for Mirror {
+    /// #     type State = DevicePageTable;
+    /// #     type Finish = ();
+    /// #     fn invalidate(&self, pt: &mut DevicePageTable, range: &NotifierRange<'_>) {
+    /// #         let keep = if range.event().keeps_read() { Entry::VALID } else { 0 };
+    /// #         pt.update(range.start(), range.end(), keep, &mut Dirtier);
+    /// #     }
+    /// #     fn release(&self, pt: &mut DevicePageTable) {
+    /// #         pt.clear(&mut Dirtier);
+    /// #     }
+    /// # }
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// // SAFETY: The table goes into the state of the notifier below, whose ops
+    /// // apply every invalidation to it, never keeping `WRITE`, and empty it on
+    /// // release.
+    /// let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+    /// let notifier = IntervalNotifier::new(&mm, addr, PAGE, Mirror, pt);
+    /// let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
+    /// let pt = notifier.lock();
+    /// assert_eq!(pt.stats(), PtStats::default());
+    /// assert!(pt.lookup(addr).is_none());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub unsafe fn new(flags: kernel::alloc::Flags) -> Result<Self> {
         Self::alloc(flags)
     }
@@ -298,11 +384,108 @@ impl DevicePageTable {
     }
 
     /// What the table holds.
+    ///
+    /// # Examples
+    ///
+    /// The first page costs a directory on each level below the root; an unmap
+    /// frees them again.
+    ///
+    /// ```
+    /// use rust_hmm::device_pt::PtStats;
+    /// # use rust_hmm::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
+    /// # use rust_hmm::guarded_page::GuardedPages;
+    /// # use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    /// # struct Dirtier;
+    /// # impl DirtySink for Dirtier {
+    /// #     fn dirty(&mut self, pages: GuardedPages<'_>) {
+    /// #         let _ = pages.mark_dirty();
+    /// #     }
+    /// # }
+    /// # struct Mirror;
+    /// # impl IntervalNotifierOps for Mirror {
+    /// #     type State = DevicePageTable;
+    /// #     type Finish = ();
+    /// #     fn invalidate(&self, pt: &mut DevicePageTable, range: &NotifierRange<'_>) {
+    /// #         let keep = if range.event().keeps_read() { Entry::VALID } else { 0 };
+    /// #         pt.update(range.start(), range.end(), keep, &mut Dirtier);
+    /// #     }
+    /// #     fn release(&self, pt: &mut DevicePageTable) {
+    /// #         pt.clear(&mut Dirtier);
+    /// #     }
+    /// # }
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # // SAFETY: The table lives in the notifier, which applies every
+    /// # // invalidation to it and empties it on release.
+    /// # let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+    /// # let notifier = IntervalNotifier::new(&mm, addr, 1 * PAGE, Mirror, pt);
+    /// # let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let (pt, pages) = faulted.split();
+    /// let page = pages.page(0).ok_or(EFAULT)?;
+    /// pt.insert_page(addr, &page, Entry::WRITE, &mut DirReserve::new(), &mut Dirtier)?;
+    /// let one = PtStats { entries: 1, huge: 0, dirs: 7, bytes: 6 * 512 + 64, splits: 0 };
+    /// assert_eq!(pt.stats(), one);
+    /// drop(faulted);
+    ///
+    /// kunit_mm::munmap(addr, 1)?;
+    /// assert_eq!(notifier.lock().stats(), PtStats::default());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn stats(&self) -> PtStats {
         self.stats
     }
 
     /// Bytes of directories the table uses, the root included.
+    ///
+    /// # Examples
+    ///
+    /// An empty table is its 512-byte root; a first page adds seven
+    /// directories, of 512 bytes but for the 64 bytes of level 1.
+    ///
+    /// ```
+    /// # use rust_hmm::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
+    /// # use rust_hmm::guarded_page::GuardedPages;
+    /// # use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    /// # struct Dirtier;
+    /// # impl DirtySink for Dirtier {
+    /// #     fn dirty(&mut self, pages: GuardedPages<'_>) {
+    /// #         let _ = pages.mark_dirty();
+    /// #     }
+    /// # }
+    /// # struct Mirror;
+    /// # impl IntervalNotifierOps for Mirror {
+    /// #     type State = DevicePageTable;
+    /// #     type Finish = ();
+    /// #     fn invalidate(&self, pt: &mut DevicePageTable, range: &NotifierRange<'_>) {
+    /// #         let keep = if range.event().keeps_read() { Entry::VALID } else { 0 };
+    /// #         pt.update(range.start(), range.end(), keep, &mut Dirtier);
+    /// #     }
+    /// #     fn release(&self, pt: &mut DevicePageTable) {
+    /// #         pt.clear(&mut Dirtier);
+    /// #     }
+    /// # }
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # // SAFETY: The table lives in the notifier, which applies every
+    /// # // invalidation to it and empties it on release.
+    /// # let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+    /// # let notifier = IntervalNotifier::new(&mm, addr, 1 * PAGE, Mirror, pt);
+    /// # let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
+    /// assert_eq!(notifier.lock().bytes(), 512);
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let (pt, pages) = faulted.split();
+    /// let page = pages.page(0).ok_or(EFAULT)?;
+    /// pt.insert_page(addr, &page, Entry::WRITE, &mut DirReserve::new(), &mut Dirtier)?;
+    /// assert_eq!(pt.bytes(), 512 + 6 * 512 + 64);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn bytes(&self) -> u64 {
         self.stats.bytes + dir_size(LEVELS - 1)
     }

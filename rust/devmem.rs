@@ -78,6 +78,79 @@ pub use crate::migrate::PMD_ORDER;
 const PMD_PAGES: u64 = 1 << PMD_ORDER;
 
 /// What a driver of device-private memory provides.
+///
+/// # Examples
+///
+/// A device that keeps only the first word of each page: it takes the word
+/// when the page moves in, and writes it back when the CPU wants the page.
+///
+/// ```
+/// use core::sync::atomic::{AtomicU64, Ordering};
+/// use kernel::bindings;
+/// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+/// use rust_hmm::migrate::{DstFolio, Migration, Select};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+///
+/// struct WordDevice;
+///
+/// impl DevmemOps for WordDevice {
+///     type PageData = AtomicU64;
+///
+///     fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, data: &[AtomicU64]) {
+///         for word in data {
+///             word.store(0, Ordering::Relaxed);
+///         }
+///     }
+///
+///     fn copy_to_ram(
+///         _pool: &DevicePrivatePool<Self>,
+///         data: &[AtomicU64],
+///         dst: &mut DstFolio,
+///     ) -> Result {
+///         dst.zero();
+///         for (i, word) in data.iter().enumerate() {
+///             let bytes = word.load(Ordering::Relaxed).to_ne_bytes();
+///             // SAFETY: Page `i` of `dst`, which holds it locked; the copy stays
+///             // inside it.
+///             unsafe {
+///                 let va = bindings::kmap_local_page(dst.page(i));
+///                 core::ptr::copy_nonoverlapping(bytes.as_ptr(), va.cast::<u8>(), bytes.len());
+///                 bindings::kunmap_local(va);
+///             }
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let pool = KBox::pin_init(DevicePrivatePool::new(WordDevice, 2 << 20, 1), GFP_KERNEL)?;
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// kunit_mm::write_user(addr, &42u64.to_ne_bytes())?;
+/// {
+///     let lock = mm.mmap_read_lock();
+///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+///     let (end, owner) = (addr + PAGE, pool.owner());
+///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
+///     let moved = pool.migrate_to_device(&mut m, |_| true, |dst, src, _first| {
+///         let mut bytes = [0u8; 8];
+///         let pfn = src.pfn().ok_or(EINVAL)?;
+///         // SAFETY: The migration holds the source page.
+///         if !unsafe { kunit_mm::read_pfn(pfn, &mut bytes) } {
+///             return Err(EINVAL);
+///         }
+///         let word = pool.page_data(dst.subpage(0).ok_or(EINVAL)?).ok_or(EINVAL)?;
+///         word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+///         Ok(())
+///     });
+///     assert_eq!(moved, 1);
+/// }
+/// // The CPU's read brings the page back through `copy_to_ram`.
+/// let mut bytes = [0u8; 8];
+/// kunit_mm::read_user(addr, &mut bytes)?;
+/// assert_eq!(u64::from_ne_bytes(bytes), 42);
+/// assert_eq!(pool.stats().in_use, 0);
+/// # Ok::<(), Error>(())
+/// ```
 pub trait DevmemOps: Send + Sync + Sized + 'static {
     /// Kept for every device page, from pool creation to unload.
     type PageData: Default + Send + Sync;
@@ -109,6 +182,45 @@ mod private {
 /// borrowed from a `hmm_range_fault()` answer (under the notifier lock), a
 /// migration's [`SrcPfn`] or a page of a [`DstFolio`]. What the pool's
 /// lookups take, rather than any integer.
+///
+/// # Examples
+///
+/// An answer of HMM, asked with the pool's owner, names the pool's page as it
+/// is; an entry that names no page is none of the pool's.
+///
+/// ```
+/// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+/// use rust_hmm::hmm::{Fault, Mode, Range};
+/// use rust_hmm::migrate::{DstFolio, Migration, Select};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # struct ZeroDevice;
+/// # impl DevmemOps for ZeroDevice {
+/// #     type PageData = ();
+/// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
+/// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+/// #         dst.zero();
+/// #         Ok(())
+/// #     }
+/// # }
+/// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(2, true)?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+/// // The first page moves into the pool; the second stays untouched.
+/// {
+///     let lock = mm.mmap_read_lock();
+///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+///     let (end, owner) = (addr + 1 * PAGE, pool.owner());
+///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
+///     assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 1);
+/// }
+/// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, Some(pool.owner()))?;
+/// let faulted = range.fault(Fault::None, Mode::Locked)?;
+/// let (device, untouched) = (&faulted.pfns()[0], &faulted.pfns()[1]);
+/// assert!(device.is_device_private() && pool.owns(device));
+/// assert!(!untouched.is_valid() && !pool.owns(untouched));
+/// # Ok::<(), Error>(())
+/// ```
 pub trait KernelPfn: private::Sealed {
     /// The PFN, or `None` for an entry that names no page.
     fn kernel_pfn(&self) -> Option<u64>;
@@ -137,17 +249,65 @@ impl KernelPfn for DstPage<'_> {
 
 /// A CPU fault on a device-private page (`struct vm_fault`), valid for the
 /// duration of the pool's `migrate_to_ram` callback.
+///
+/// # Examples
+///
+/// Only the pool's `migrate_to_ram` callback gets one, and it moves the page
+/// back itself, so the function below is compiled but never called here: it
+/// starts the migration the pool would, for the faulting page alone.
+///
+/// ```
+/// use rust_hmm::devmem::DeviceFault;
+/// use rust_hmm::migrate::PagemapOwner;
+/// # use rust_hmm::kunit_mm::PAGE;
+///
+/// fn collect(fault: &DeviceFault<'_>, owner: PagemapOwner) -> Result<usize> {
+///     let start = fault.address() & !(PAGE - 1);
+///     let m = fault.migration(owner, start, start + PAGE, false)?;
+///     Ok(m.npages())
+/// }
+/// # let _ = collect;
+/// ```
 pub struct DeviceFault<'a> {
     raw: &'a bindings::vm_fault,
 }
 
 impl DeviceFault<'_> {
     /// Faulting address.
+    ///
+    /// # Examples
+    ///
+    /// The page the CPU touched (compiled, not called: see [`DeviceFault`]).
+    ///
+    /// ```
+    /// use rust_hmm::devmem::DeviceFault;
+    /// # use rust_hmm::kunit_mm::PAGE;
+    ///
+    /// fn faulting_page(fault: &DeviceFault<'_>) -> usize {
+    ///     fault.address() & !(PAGE - 1)
+    /// }
+    /// # let _ = faulting_page;
+    /// ```
     pub fn address(&self) -> usize {
         self.raw.__bindgen_anon_1.address
     }
 
     /// The VMA, locked by the fault path.
+    ///
+    /// # Examples
+    ///
+    /// The VMA holds the faulting address (compiled, not called: see
+    /// [`DeviceFault`]).
+    ///
+    /// ```
+    /// use rust_hmm::devmem::DeviceFault;
+    ///
+    /// fn in_vma(fault: &DeviceFault<'_>) -> bool {
+    ///     let vma = fault.vma();
+    ///     (vma.start()..vma.end()).contains(&fault.address())
+    /// }
+    /// # let _ = in_vma;
+    /// ```
     pub fn vma(&self) -> &kernel::mm::virt::VmaRef {
         // SAFETY: The fault handler holds the mmap lock or the VMA lock for
         // the duration of the callback, which bounds `'_`.
@@ -155,6 +315,25 @@ impl DeviceFault<'_> {
     }
 
     /// The order of the folio of the device page the CPU touched.
+    ///
+    /// # Examples
+    ///
+    /// The range the pool moves back: the whole folio if the CPU maps it with a
+    /// PMD, the faulting page otherwise (compiled, not called: see
+    /// [`DeviceFault`]).
+    ///
+    /// ```
+    /// use rust_hmm::devmem::DeviceFault;
+    /// # use rust_hmm::kunit_mm::PAGE;
+    ///
+    /// fn range_to_move(fault: &DeviceFault<'_>) -> (usize, usize) {
+    ///     let order = if fault.through_pte() { 0 } else { fault.folio_order() };
+    ///     let size = PAGE << order;
+    ///     let start = fault.address() & !(size - 1);
+    ///     (start, start + size)
+    /// }
+    /// # let _ = range_to_move;
+    /// ```
     pub fn folio_order(&self) -> u32 {
         // SAFETY: The fault holds the page locked and referenced.
         unsafe { ffi::rust_hmm_page_order(self.raw.page) }
@@ -162,6 +341,24 @@ impl DeviceFault<'_> {
 
     /// Whether the fault came through a PTE: the folio may then be mapped
     /// only in part and must be migrated page by page.
+    ///
+    /// # Examples
+    ///
+    /// A folio mapped through PTEs may be mapped only in part: only the faulting
+    /// page can move (compiled, not called: see [`DeviceFault`]).
+    ///
+    /// ```
+    /// use rust_hmm::devmem::DeviceFault;
+    ///
+    /// fn pages_to_move(fault: &DeviceFault<'_>) -> usize {
+    ///     if fault.through_pte() {
+    ///         1
+    ///     } else {
+    ///         1 << fault.folio_order()
+    ///     }
+    /// }
+    /// # let _ = pages_to_move;
+    /// ```
     pub fn through_pte(&self) -> bool {
         !self.raw.pte.is_null()
     }
@@ -169,6 +366,25 @@ impl DeviceFault<'_> {
     /// A migration of `[start, end)` of the faulting VMA back to system
     /// memory, with the faulting page as `migrate_vma_setup()`'s fault page
     /// (which it must not lock again); `owner` is the pool's.
+    ///
+    /// # Examples
+    ///
+    /// The pool's own use, with its owner cookie, for the faulting page alone
+    /// (compiled, not called: see [`DeviceFault`]): the page is collected,
+    /// already locked by the fault.
+    ///
+    /// ```
+    /// use rust_hmm::devmem::DeviceFault;
+    /// use rust_hmm::migrate::PagemapOwner;
+    /// # use rust_hmm::kunit_mm::PAGE;
+    ///
+    /// fn collect(fault: &DeviceFault<'_>, owner: PagemapOwner) -> Result<bool> {
+    ///     let start = fault.address() & !(PAGE - 1);
+    ///     let m = fault.migration(owner, start, start + PAGE, false)?;
+    ///     Ok(m.src(0).migrate())
+    /// }
+    /// # let _ = collect;
+    /// ```
     pub fn migration(
         &self,
         owner: PagemapOwner,
@@ -195,6 +411,41 @@ impl DeviceFault<'_> {
 }
 
 /// Counters of a pool.
+///
+/// # Examples
+///
+/// Memory is registered on first use, a chunk at a time; the pages moved in
+/// are in use.
+///
+/// ```
+/// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+/// use rust_hmm::migrate::{DstFolio, Migration, Select};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # struct ZeroDevice;
+/// # impl DevmemOps for ZeroDevice {
+/// #     type PageData = ();
+/// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
+/// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+/// #         dst.zero();
+/// #         Ok(())
+/// #     }
+/// # }
+/// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(2, true)?;
+/// let stats = pool.stats();
+/// assert_eq!((stats.pages, stats.in_use), (0, 0));
+/// {
+///     let lock = mm.mmap_read_lock();
+///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+///     let (end, owner) = (addr + 2 * PAGE, pool.owner());
+///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
+///     assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 2);
+/// }
+/// let stats = pool.stats();
+/// assert_eq!((stats.pages, stats.in_use), (512, 2));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, Default, Debug)]
 pub struct PoolStats {
     /// Pages registered.
@@ -284,6 +535,38 @@ pub struct DevicePrivatePool<T: DevmemOps> {
 impl<T: DevmemOps> DevicePrivatePool<T> {
     /// A pool of up to `max_chunks` chunks of `chunk_bytes` (a multiple of
     /// 2 MiB), registered on first use.
+    ///
+    /// # Examples
+    ///
+    /// A pool of one chunk of 2 MiB is full at 512 pages: a page more stays in
+    /// system memory.
+    ///
+    /// ```
+    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # struct ZeroDevice;
+    /// # impl DevmemOps for ZeroDevice {
+    /// #     type PageData = ();
+    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
+    /// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+    /// #         dst.zero();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// # let mm = kunit_mm::attach()?;
+    /// let addr = kunit_mm::mmap_anon(513, true)?;
+    /// let lock = mm.mmap_read_lock();
+    /// let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+    /// let (full, owner) = (addr + 512 * PAGE, pool.owner());
+    /// let mut m = Migration::vma(vma, addr, full, owner, Select::System, false)?;
+    /// assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 512);
+    /// let mut m = Migration::vma(vma, full, full + PAGE, owner, Select::System, false)?;
+    /// assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 0);
+    /// assert_eq!(pool.stats().pages, 512);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn new(ops: T, chunk_bytes: u64, max_chunks: usize) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             ops,
@@ -302,16 +585,133 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     }
 
     /// The driver's part.
+    ///
+    /// # Examples
+    ///
+    /// The driver's part, as its callbacks reach it: here it counts the folios
+    /// copied back.
+    ///
+    /// ```
+    /// use core::sync::atomic::{AtomicU64, Ordering};
+    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    ///
+    /// struct Device {
+    ///     copied: AtomicU64,
+    /// }
+    ///
+    /// impl DevmemOps for Device {
+    ///     type PageData = ();
+    ///
+    ///     fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, _data: &[()]) {}
+    ///
+    ///     fn copy_to_ram(pool: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+    ///         pool.ops().copied.fetch_add(1, Ordering::Relaxed);
+    ///         dst.zero();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let device = Device { copied: AtomicU64::new(0) };
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(device, 2 << 20, 1), GFP_KERNEL)?;
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// {
+    ///     let lock = mm.mmap_read_lock();
+    ///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+    ///     let (end, owner) = (addr + 1 * PAGE, pool.owner());
+    ///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
+    ///     assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 1);
+    /// }
+    /// kunit_mm::read_user(addr, &mut [0u8; 8])?;
+    /// assert_eq!(pool.ops().copied.load(Ordering::Relaxed), 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn ops(&self) -> &T {
         &self.ops
     }
 
     /// The owner cookie of this pool's pages.
+    ///
+    /// # Examples
+    ///
+    /// HMM asked with the pool's owner reports the pool's page where it is; asked
+    /// without, it has the page moved back to system memory first.
+    ///
+    /// ```
+    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # struct ZeroDevice;
+    /// # impl DevmemOps for ZeroDevice {
+    /// #     type PageData = ();
+    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
+    /// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+    /// #         dst.zero();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// {
+    ///     let lock = mm.mmap_read_lock();
+    ///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+    ///     let (end, owner) = (addr + 1 * PAGE, pool.owner());
+    ///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
+    ///     assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 1);
+    /// }
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, Some(pool.owner()))?;
+    /// assert!(range.fault(Fault::Read, Mode::Locked)?.pfns()[0].is_device_private());
+    /// assert_eq!(pool.stats().in_use, 1);
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// assert!(!range.fault(Fault::Read, Mode::Locked)?.pfns()[0].is_device_private());
+    /// assert_eq!(pool.stats().in_use, 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn owner(&self) -> PagemapOwner {
         PagemapOwner::of(self)
     }
 
     /// Counters.
+    ///
+    /// # Examples
+    ///
+    /// Pages leave the pool when the CPU touches them, or on eviction.
+    ///
+    /// ```
+    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # struct ZeroDevice;
+    /// # impl DevmemOps for ZeroDevice {
+    /// #     type PageData = ();
+    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
+    /// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+    /// #         dst.zero();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// {
+    ///     let lock = mm.mmap_read_lock();
+    ///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+    ///     let (end, owner) = (addr + 2 * PAGE, pool.owner());
+    ///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
+    ///     assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 2);
+    /// }
+    /// assert_eq!(pool.stats().in_use, 2);
+    /// kunit_mm::read_user(addr, &mut [0u8; 8])?;
+    /// assert_eq!(pool.stats().in_use, 1);
+    /// assert_eq!(pool.evict(|()| true)?, 0);
+    /// assert_eq!(pool.stats().in_use, 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn stats(&self) -> PoolStats {
         PoolStats {
             pages: self.pages.load(Ordering::Relaxed) as u64,
@@ -341,6 +741,44 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     }
 
     /// Whether `page` is a device-private page of this pool.
+    ///
+    /// # Examples
+    ///
+    /// A page moved into the pool is its own; a page of system memory is not.
+    ///
+    /// ```
+    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # struct ZeroDevice;
+    /// # impl DevmemOps for ZeroDevice {
+    /// #     type PageData = ();
+    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
+    /// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+    /// #         dst.zero();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// {
+    ///     let lock = mm.mmap_read_lock();
+    ///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+    ///     let (end, owner) = (addr + 1 * PAGE, pool.owner());
+    ///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
+    ///     assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 1);
+    /// }
+    /// kunit_mm::write_user(addr + PAGE, b"data")?;
+    /// let lock = mm.mmap_read_lock();
+    /// let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+    /// let (next, owner) = (addr + PAGE, pool.owner());
+    /// let device = Migration::vma(vma, addr, next, owner, Select::DevicePrivate, false)?;
+    /// let system = Migration::vma(vma, next, next + PAGE, owner, Select::System, false)?;
+    /// assert!(pool.owns(device.src(0)));
+    /// assert!(system.src(0).pfn().is_some() && !pool.owns(system.src(0)));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn owns(&self, page: impl KernelPfn) -> bool {
         page.kernel_pfn()
             .and_then(|pfn| self.chunk_of(pfn))
@@ -348,6 +786,55 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     }
 
     /// The driver data of `page`, if it is a device page of this pool.
+    ///
+    /// # Examples
+    ///
+    /// The driver tags a page as it moves in, and finds the tag again from an
+    /// answer of HMM; a page of system memory has none.
+    ///
+    /// ```
+    /// use core::sync::atomic::{AtomicU64, Ordering};
+    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # /// Keeps a tag per page; its pages read as zeros.
+    /// # struct TagDevice;
+    /// # impl DevmemOps for TagDevice {
+    /// #     type PageData = AtomicU64;
+    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[AtomicU64]) {}
+    /// #     fn copy_to_ram(
+    /// #         _: &DevicePrivatePool<Self>,
+    /// #         _: &[AtomicU64],
+    /// #         dst: &mut DstFolio,
+    /// #     ) -> Result {
+    /// #         dst.zero();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(TagDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// {
+    ///     let lock = mm.mmap_read_lock();
+    ///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+    ///     let (end, owner) = (addr + PAGE, pool.owner());
+    ///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
+    ///     pool.migrate_to_device(&mut m, |_| true, |dst, _src, _first| {
+    ///         let tag = pool.page_data(dst.subpage(0).ok_or(EINVAL)?).ok_or(EINVAL)?;
+    ///         tag.store(7, Ordering::Relaxed);
+    ///         Ok(())
+    ///     });
+    /// }
+    /// kunit_mm::write_user(addr + PAGE, b"data")?;
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, Some(pool.owner()))?;
+    /// let faulted = range.fault(Fault::Read, Mode::Locked)?;
+    /// let tag = pool.page_data(&faulted.pfns()[0]).map(|t| t.load(Ordering::Relaxed));
+    /// assert_eq!(tag, Some(7));
+    /// assert!(pool.page_data(&faulted.pfns()[1]).is_none());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn page_data(&self, page: impl KernelPfn) -> Option<&T::PageData> {
         let pfn = page.kernel_pfn()?;
         let chunk = self.chunk_of(pfn)?;

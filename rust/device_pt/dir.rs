@@ -121,6 +121,52 @@ pub struct DirReserve([KVec<DirBox>; 2]);
 
 impl DirReserve {
     /// An empty reserve.
+    ///
+    /// # Examples
+    ///
+    /// Inserts take what they need from the reserve, and what it lacks with
+    /// `GFP_NOWAIT`: an empty one works too, unless memory is short.
+    ///
+    /// ```
+    /// # use rust_hmm::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
+    /// # use rust_hmm::guarded_page::GuardedPages;
+    /// # use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    /// # struct Dirtier;
+    /// # impl DirtySink for Dirtier {
+    /// #     fn dirty(&mut self, pages: GuardedPages<'_>) {
+    /// #         let _ = pages.mark_dirty();
+    /// #     }
+    /// # }
+    /// # struct Mirror;
+    /// # impl IntervalNotifierOps for Mirror {
+    /// #     type State = DevicePageTable;
+    /// #     type Finish = ();
+    /// #     fn invalidate(&self, pt: &mut DevicePageTable, range: &NotifierRange<'_>) {
+    /// #         let keep = if range.event().keeps_read() { Entry::VALID } else { 0 };
+    /// #         pt.update(range.start(), range.end(), keep, &mut Dirtier);
+    /// #     }
+    /// #     fn release(&self, pt: &mut DevicePageTable) {
+    /// #         pt.clear(&mut Dirtier);
+    /// #     }
+    /// # }
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # // SAFETY: The table lives in the notifier, which applies every
+    /// # // invalidation to it and empties it on release.
+    /// # let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+    /// # let notifier = IntervalNotifier::new(&mm, addr, 1 * PAGE, Mirror, pt);
+    /// # let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let (pt, pages) = faulted.split();
+    /// let page = pages.page(0).ok_or(EFAULT)?;
+    /// let mut reserve = DirReserve::new();
+    /// pt.insert_page(addr, &page, Entry::WRITE, &mut reserve, &mut Dirtier)?;
+    /// assert!(pt.lookup(addr).is_some());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn new() -> Self {
         Self([KVec::new(), KVec::new()])
     }
@@ -142,6 +188,55 @@ impl DirReserve {
     /// [`HUGE_SIZE`]: super::HUGE_SIZE
     /// [`DevicePageTable::insert_page`]: super::DevicePageTable::insert_page
     /// [`DevicePageTable::insert_huge_page`]: super::DevicePageTable::insert_huge_page
+    ///
+    /// # Examples
+    ///
+    /// A device fault fills the reserve before it takes the notifier lock, then
+    /// inserts its pages with it.
+    ///
+    /// ```
+    /// # use rust_hmm::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
+    /// # use rust_hmm::guarded_page::GuardedPages;
+    /// # use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    /// # struct Dirtier;
+    /// # impl DirtySink for Dirtier {
+    /// #     fn dirty(&mut self, pages: GuardedPages<'_>) {
+    /// #         let _ = pages.mark_dirty();
+    /// #     }
+    /// # }
+    /// # struct Mirror;
+    /// # impl IntervalNotifierOps for Mirror {
+    /// #     type State = DevicePageTable;
+    /// #     type Finish = ();
+    /// #     fn invalidate(&self, pt: &mut DevicePageTable, range: &NotifierRange<'_>) {
+    /// #         let keep = if range.event().keeps_read() { Entry::VALID } else { 0 };
+    /// #         pt.update(range.start(), range.end(), keep, &mut Dirtier);
+    /// #     }
+    /// #     fn release(&self, pt: &mut DevicePageTable) {
+    /// #         pt.clear(&mut Dirtier);
+    /// #     }
+    /// # }
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # // SAFETY: The table lives in the notifier, which applies every
+    /// # // invalidation to it and empties it on release.
+    /// # let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+    /// # let notifier = IntervalNotifier::new(&mm, addr, 2 * PAGE, Mirror, pt);
+    /// # let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
+    /// let mut reserve = DirReserve::new();
+    /// reserve.fill_block(GFP_KERNEL)?;
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let (pt, pages) = faulted.split();
+    /// for i in 0..2 {
+    ///     let page = pages.page(i).ok_or(EFAULT)?;
+    ///     pt.insert_page(addr + i * PAGE, &page, Entry::WRITE, &mut reserve, &mut Dirtier)?;
+    /// }
+    /// assert_eq!(pt.stats().entries, 2);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn fill_block(&mut self, flags: kernel::alloc::Flags) -> Result {
         self.fill_need(BLOCK_NEED, flags)
     }
@@ -172,6 +267,61 @@ impl Default for DirReserve {
 }
 
 /// Counters of what the table holds.
+///
+/// # Examples
+///
+/// Two pages in one leaf directory share its directories; write-protection
+/// keeps them, an unmap empties the table.
+///
+/// ```
+/// use rust_hmm::device_pt::PtStats;
+/// # use rust_hmm::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
+/// # use rust_hmm::guarded_page::GuardedPages;
+/// # use rust_hmm::hmm::{Fault, Mode, Range};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+/// # struct Dirtier;
+/// # impl DirtySink for Dirtier {
+/// #     fn dirty(&mut self, pages: GuardedPages<'_>) {
+/// #         let _ = pages.mark_dirty();
+/// #     }
+/// # }
+/// # struct Mirror;
+/// # impl IntervalNotifierOps for Mirror {
+/// #     type State = DevicePageTable;
+/// #     type Finish = ();
+/// #     fn invalidate(&self, pt: &mut DevicePageTable, range: &NotifierRange<'_>) {
+/// #         let keep = if range.event().keeps_read() { Entry::VALID } else { 0 };
+/// #         pt.update(range.start(), range.end(), keep, &mut Dirtier);
+/// #     }
+/// #     fn release(&self, pt: &mut DevicePageTable) {
+/// #         pt.clear(&mut Dirtier);
+/// #     }
+/// # }
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(2, true)?;
+/// # // SAFETY: The table lives in the notifier, which applies every
+/// # // invalidation to it and empties it on release.
+/// # let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+/// # let notifier = IntervalNotifier::new(&mm, addr, 2 * PAGE, Mirror, pt);
+/// # let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
+/// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+/// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+/// let (pt, pages) = faulted.split();
+/// for i in 0..2 {
+///     let page = pages.page(i).ok_or(EFAULT)?;
+///     pt.insert_page(addr + i * PAGE, &page, Entry::WRITE, &mut DirReserve::new(), &mut Dirtier)?;
+/// }
+/// let two = PtStats { entries: 2, huge: 0, dirs: 7, bytes: 6 * 512 + 64, splits: 0 };
+/// assert_eq!(pt.stats(), two);
+/// pt.update(addr, addr + 2 * PAGE, Entry::VALID, &mut Dirtier);
+/// assert_eq!(pt.stats(), two);
+/// drop(faulted);
+///
+/// kunit_mm::munmap(addr, 2)?;
+/// assert_eq!(notifier.lock().stats(), PtStats::default());
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct PtStats {
     /// Valid 4 KiB leaf entries.

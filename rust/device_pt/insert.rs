@@ -200,6 +200,57 @@ impl DevicePageTable {
     ///
     /// Replacing a dirty entry of another page reports that page dirty;
     /// re-installing the same page keeps its dirty bit.
+    ///
+    /// # Examples
+    ///
+    /// Pages go in only at the address their notifier validated them for, and
+    /// writable only if the CPU maps them so: not the shared zero page.
+    ///
+    /// ```
+    /// # use rust_hmm::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
+    /// # use rust_hmm::guarded_page::GuardedPages;
+    /// # use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    /// # struct Dirtier;
+    /// # impl DirtySink for Dirtier {
+    /// #     fn dirty(&mut self, pages: GuardedPages<'_>) {
+    /// #         let _ = pages.mark_dirty();
+    /// #     }
+    /// # }
+    /// # struct Mirror;
+    /// # impl IntervalNotifierOps for Mirror {
+    /// #     type State = DevicePageTable;
+    /// #     type Finish = ();
+    /// #     fn invalidate(&self, pt: &mut DevicePageTable, range: &NotifierRange<'_>) {
+    /// #         let keep = if range.event().keeps_read() { Entry::VALID } else { 0 };
+    /// #         pt.update(range.start(), range.end(), keep, &mut Dirtier);
+    /// #     }
+    /// #     fn release(&self, pt: &mut DevicePageTable) {
+    /// #         pt.clear(&mut Dirtier);
+    /// #     }
+    /// # }
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # // SAFETY: The table lives in the notifier, which applies every
+    /// # // invalidation to it and empties it on release.
+    /// # let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+    /// # let notifier = IntervalNotifier::new(&mm, addr, 2 * PAGE, Mirror, pt);
+    /// # let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// // Memory nobody wrote: a read fault maps the zero page, read-only.
+    /// let mut faulted = range.fault(Fault::Read, Mode::Locked)?;
+    /// let (pt, pages) = faulted.split();
+    /// let zero = pages.page(0).ok_or(EFAULT)?;
+    /// let mut reserve = DirReserve::new();
+    /// let write = pt.insert_page(addr, &zero, Entry::WRITE, &mut reserve, &mut Dirtier);
+    /// assert_eq!(write, Err(EPERM));
+    /// let elsewhere = pt.insert_page(addr + PAGE, &zero, 0, &mut reserve, &mut Dirtier);
+    /// assert_eq!(elsewhere, Err(EINVAL));
+    /// pt.insert_page(addr, &zero, 0, &mut reserve, &mut Dirtier)?;
+    /// assert!(pt.lookup(addr).is_some_and(|e| !e.has(Entry::WRITE)));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn insert_page(
         &mut self,
         addr: usize,
@@ -217,6 +268,69 @@ impl DevicePageTable {
     /// validated for `addr`; otherwise as [`Self::insert_page`]. Whatever
     /// was there is replaced (see the module documentation); `EINVAL` for
     /// `EXCLUSIVE`, or a misaligned address or folio.
+    ///
+    /// # Examples
+    ///
+    /// A PMD-mapped THP at `addr` goes in as one huge leaf: one entry instead of
+    /// 512, and a directory fewer.
+    ///
+    /// ```
+    /// # use rust_hmm::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
+    /// # use rust_hmm::guarded_page::GuardedPages;
+    /// # use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    /// # struct Dirtier;
+    /// # impl DirtySink for Dirtier {
+    /// #     fn dirty(&mut self, pages: GuardedPages<'_>) {
+    /// #         let _ = pages.mark_dirty();
+    /// #     }
+    /// # }
+    /// # struct Mirror;
+    /// # impl IntervalNotifierOps for Mirror {
+    /// #     type State = DevicePageTable;
+    /// #     type Finish = ();
+    /// #     fn invalidate(&self, pt: &mut DevicePageTable, range: &NotifierRange<'_>) {
+    /// #         let keep = if range.event().keeps_read() { Entry::VALID } else { 0 };
+    /// #         pt.update(range.start(), range.end(), keep, &mut Dirtier);
+    /// #     }
+    /// #     fn release(&self, pt: &mut DevicePageTable) {
+    /// #         pt.clear(&mut Dirtier);
+    /// #     }
+    /// # }
+    /// # let mm = kunit_mm::attach()?;
+    /// # use rust_hmm::device_pt::{HUGE_ORDER, HUGE_PAGES, HUGE_SIZE};
+    /// # use rust_hmm::migrate::{DstFolio, Migration, PagemapOwner, Select};
+    /// # let addr = kunit_mm::mmap_anon(2 * HUGE_PAGES as usize, true)?;
+    /// # let addr = addr.next_multiple_of(HUGE_SIZE);
+    /// # {
+    /// #     // A THP at `addr`: a zeroed PMD-sized folio migrated into the empty block.
+    /// #     let lock = mm.mmap_read_lock();
+    /// #     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+    /// #     let owner = PagemapOwner::of(&*mm);
+    /// #     let mut m = Migration::vma(vma, addr, addr + HUGE_SIZE, owner, Select::System, true)?;
+    /// #     let mut folio = DstFolio::alloc_system(Some(vma), addr, HUGE_ORDER).ok_or(ENOMEM)?;
+    /// #     folio.zero();
+    /// #     m.set_dst(0, folio, true)?;
+    /// #     m.pages();
+    /// # }
+    /// # // SAFETY: The table lives in the notifier, which applies every
+    /// # // invalidation to it and empties it on release.
+    /// # let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+    /// # let notifier = IntervalNotifier::new(&mm, addr, HUGE_SIZE, Mirror, pt);
+    /// # let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let (pt, pages) = faulted.split();
+    /// let block = pages.block(0, HUGE_ORDER).ok_or(EFAULT)?;
+    /// assert_eq!(block.npages(), HUGE_PAGES);
+    /// pt.insert_huge_page(addr, &block, Entry::WRITE, &mut DirReserve::new(), &mut Dirtier)?;
+    /// let stats = pt.stats();
+    /// assert_eq!((stats.entries, stats.huge, stats.dirs), (0, 1, 5));
+    /// let last = pt.lookup(addr + HUGE_SIZE - PAGE).ok_or(EFAULT)?;
+    /// assert!(last.is_huge() && last.has(Entry::WRITE));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn insert_huge_page(
         &mut self,
         addr: usize,

@@ -68,6 +68,67 @@ impl DevicePageTable {
     /// counts as one). One only partly inside is split first, with
     /// directories from `GFP_NOWAIT`; if there are none, it is removed
     /// whole.
+    ///
+    /// # Examples
+    ///
+    /// Write-protection keeps the entries but drops `WRITE` and `DIRTY`, handing
+    /// the dirty page to the sink; a mask of 0 then removes them.
+    ///
+    /// ```
+    /// # use rust_hmm::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
+    /// # use rust_hmm::guarded_page::GuardedPages;
+    /// # use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    /// # struct Dirtier;
+    /// # impl DirtySink for Dirtier {
+    /// #     fn dirty(&mut self, pages: GuardedPages<'_>) {
+    /// #         let _ = pages.mark_dirty();
+    /// #     }
+    /// # }
+    /// # struct Mirror;
+    /// # impl IntervalNotifierOps for Mirror {
+    /// #     type State = DevicePageTable;
+    /// #     type Finish = ();
+    /// #     fn invalidate(&self, pt: &mut DevicePageTable, range: &NotifierRange<'_>) {
+    /// #         let keep = if range.event().keeps_read() { Entry::VALID } else { 0 };
+    /// #         pt.update(range.start(), range.end(), keep, &mut Dirtier);
+    /// #     }
+    /// #     fn release(&self, pt: &mut DevicePageTable) {
+    /// #         pt.clear(&mut Dirtier);
+    /// #     }
+    /// # }
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # // SAFETY: The table lives in the notifier, which applies every
+    /// # // invalidation to it and empties it on release.
+    /// # let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+    /// # let notifier = IntervalNotifier::new(&mm, addr, 2 * PAGE, Mirror, pt);
+    /// # let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
+    /// /// Counts the pages handed over.
+    /// struct Count(u64);
+    ///
+    /// impl DirtySink for Count {
+    ///     fn dirty(&mut self, pages: GuardedPages<'_>) {
+    ///         self.0 += pages.npages();
+    ///     }
+    /// }
+    ///
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let (pt, pages) = faulted.split();
+    /// let mut count = Count(0);
+    /// for (i, flags) in [(0, Entry::WRITE | Entry::DIRTY), (1, Entry::WRITE)] {
+    ///     let page = pages.page(i).ok_or(EFAULT)?;
+    ///     pt.insert_page(addr + i * PAGE, &page, flags, &mut DirReserve::new(), &mut count)?;
+    /// }
+    /// assert_eq!(pt.update(addr, addr + 2 * PAGE, Entry::VALID, &mut count), 2);
+    /// assert_eq!(count.0, 1);
+    /// assert_eq!(pt.lookup(addr + PAGE).map(|e| e.flags()), Some(Entry::VALID));
+    /// assert_eq!(pt.update(addr, addr + 2 * PAGE, 0, &mut count), 2);
+    /// assert_eq!(pt.stats().entries, 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn update(
         &mut self,
         start: usize,
@@ -355,6 +416,65 @@ impl DevicePageTable {
     }
 
     /// Removes every entry, reporting dirty pages to `sink`.
+    ///
+    /// # Examples
+    ///
+    /// Everything goes, directories included; the dirty page goes to the sink.
+    ///
+    /// ```
+    /// use rust_hmm::device_pt::PtStats;
+    /// # use rust_hmm::device_pt::{DevicePageTable, DirReserve, DirtySink, Entry};
+    /// # use rust_hmm::guarded_page::GuardedPages;
+    /// # use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    /// # struct Dirtier;
+    /// # impl DirtySink for Dirtier {
+    /// #     fn dirty(&mut self, pages: GuardedPages<'_>) {
+    /// #         let _ = pages.mark_dirty();
+    /// #     }
+    /// # }
+    /// # struct Mirror;
+    /// # impl IntervalNotifierOps for Mirror {
+    /// #     type State = DevicePageTable;
+    /// #     type Finish = ();
+    /// #     fn invalidate(&self, pt: &mut DevicePageTable, range: &NotifierRange<'_>) {
+    /// #         let keep = if range.event().keeps_read() { Entry::VALID } else { 0 };
+    /// #         pt.update(range.start(), range.end(), keep, &mut Dirtier);
+    /// #     }
+    /// #     fn release(&self, pt: &mut DevicePageTable) {
+    /// #         pt.clear(&mut Dirtier);
+    /// #     }
+    /// # }
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # // SAFETY: The table lives in the notifier, which applies every
+    /// # // invalidation to it and empties it on release.
+    /// # let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
+    /// # let notifier = IntervalNotifier::new(&mm, addr, 2 * PAGE, Mirror, pt);
+    /// # let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
+    /// /// Counts the pages handed over.
+    /// struct Count(u64);
+    ///
+    /// impl DirtySink for Count {
+    ///     fn dirty(&mut self, pages: GuardedPages<'_>) {
+    ///         self.0 += pages.npages();
+    ///     }
+    /// }
+    ///
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, None)?;
+    /// let mut faulted = range.fault(Fault::Write, Mode::Locked)?;
+    /// let (pt, pages) = faulted.split();
+    /// let mut count = Count(0);
+    /// for (i, flags) in [(0, Entry::WRITE), (1, Entry::WRITE | Entry::DIRTY)] {
+    ///     let page = pages.page(i).ok_or(EFAULT)?;
+    ///     pt.insert_page(addr + i * PAGE, &page, flags, &mut DirReserve::new(), &mut count)?;
+    /// }
+    /// pt.clear(&mut count);
+    /// assert_eq!(count.0, 1);
+    /// assert_eq!(pt.stats(), PtStats::default());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn clear(&mut self, sink: &mut impl DirtySink) {
         self.update(0, VA_LIMIT, 0, sink);
     }

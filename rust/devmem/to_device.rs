@@ -34,6 +34,49 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     /// or an injected failure). `fill(dst, src, first)` gives each page of
     /// `dst` the data of the pages of `src` from page `first` on (zeros
     /// where the source has none); an error leaves that source where it is.
+    ///
+    /// # Examples
+    ///
+    /// A device with room for three pages, which can only take pages with
+    /// nothing to copy (it keeps none of their data): of four pages, the two
+    /// untouched ones at the start move in, the written one stays (`fill`
+    /// fails), and the last gets no room.
+    ///
+    /// ```
+    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # struct ZeroDevice;
+    /// # impl DevmemOps for ZeroDevice {
+    /// #     type PageData = ();
+    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
+    /// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+    /// #         dst.zero();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(4, true)?;
+    /// kunit_mm::write_user(addr + 2 * PAGE, b"data")?;
+    /// let lock = mm.mmap_read_lock();
+    /// let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+    /// let (end, owner) = (addr + 4 * PAGE, pool.owner());
+    /// let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
+    /// let mut room = 3;
+    /// let moved = pool.migrate_to_device(
+    ///     &mut m,
+    ///     |_order| {
+    ///         room -= 1;
+    ///         room >= 0
+    ///     },
+    ///     |_dst, src, _first| src.pfn().map_or(Ok(()), |_| Err(EINVAL)),
+    /// );
+    /// assert_eq!(moved, 2);
+    /// assert!(m.migrated(0) && m.migrated(1) && !m.migrated(2) && !m.migrated(3));
+    /// assert_eq!(pool.stats().in_use, 2);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn migrate_to_device(
         &self,
         m: &mut Migration<'_>,

@@ -65,6 +65,49 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     /// that allocation fails (the core then splits the source). `ENOMEM` if
     /// a page got no memory, and nothing has moved: a [`Migration`] dropped
     /// without `pages()` restores every page.
+    ///
+    /// # Examples
+    ///
+    /// Two pages of a pool brought back by address, before the CPU needs them.
+    /// With no memory for a page nothing moves (`ENOMEM`); then each gets a
+    /// page of its own.
+    ///
+    /// ```
+    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # struct ZeroDevice;
+    /// # impl DevmemOps for ZeroDevice {
+    /// #     type PageData = ();
+    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
+    /// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+    /// #         dst.zero();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// let (end, owner) = (addr + 2 * PAGE, pool.owner());
+    /// let lock = mm.mmap_read_lock();
+    /// let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+    /// let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
+    /// assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 2);
+    /// drop(m);
+    ///
+    /// let mut m = Migration::vma(vma, addr, end, owner, Select::DevicePrivate, false)?;
+    /// assert!(pool.owns(m.src(0)) && pool.owns(m.src(1)));
+    /// let none = pool.migrate_to_ram(&mut m, Some(vma), |_, _, _| None);
+    /// assert_eq!(none.err(), Some(ENOMEM));
+    /// drop(m);
+    /// assert_eq!(pool.stats().in_use, 2);
+    ///
+    /// let mut m = Migration::vma(vma, addr, end, owner, Select::DevicePrivate, false)?;
+    /// assert_eq!(pool.migrate_to_ram(&mut m, Some(vma), DstFolio::alloc_system)?, 2);
+    /// drop(m);
+    /// assert_eq!(pool.stats().in_use, 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn migrate_to_ram(
         &self,
         m: &mut Migration<'_>,
