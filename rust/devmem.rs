@@ -78,6 +78,55 @@ pub use crate::migrate::PMD_ORDER;
 const PMD_PAGES: u64 = 1 << PMD_ORDER;
 
 /// What a driver of device-private memory provides.
+///
+/// # Examples
+///
+/// A device that keeps a word for each of its pages, and remembers the
+/// word of the last page freed; its pages go back to the CPU zeroed.
+///
+/// ```
+/// use core::sync::atomic::{AtomicU64, Ordering};
+/// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+/// use rust_hmm::migrate::DstFolio;
+/// # use rust_hmm::kunit_mm;
+///
+/// struct Device {
+///     last_freed: AtomicU64,
+/// }
+///
+/// impl DevmemOps for Device {
+///     type PageData = AtomicU64;
+///
+///     fn folio_free(pool: &DevicePrivatePool<Self>, _pfn: u64, data: &[AtomicU64]) {
+///         if let Some(word) = data.first() {
+///             let word = word.swap(0, Ordering::Relaxed);
+///             pool.ops().last_freed.store(word, Ordering::Relaxed);
+///         }
+///     }
+///
+///     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[AtomicU64], dst: &mut DstFolio) -> Result {
+///         dst.zero();
+///         Ok(())
+///     }
+/// }
+///
+/// let device = Device { last_freed: AtomicU64::new(0) };
+/// let pool = KBox::pin_init(DevicePrivatePool::new(device, 2 << 20, 1), GFP_KERNEL)?;
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// // Move an untouched page in, giving its device page the word 42.
+/// let moved = kunit_mm::move_to(&mm, &pool, addr, 1, |page| {
+///     pool.page_data(page).ok_or(EINVAL)?.store(42, Ordering::Relaxed);
+///     Ok(())
+/// })?;
+/// assert_eq!(moved, 1);
+/// // A CPU read brings the page back, and frees its device page.
+/// let mut word = [1u8; 8];
+/// kunit_mm::read_user(addr, &mut word)?;
+/// assert_eq!(word, [0; 8]);
+/// assert_eq!(pool.ops().last_freed.load(Ordering::Relaxed), 42);
+/// # Ok::<(), Error>(())
+/// ```
 pub trait DevmemOps: Send + Sync + Sized + 'static {
     /// Kept for every device page, from pool creation to unload.
     type PageData: Default + Send + Sync;
@@ -101,6 +150,31 @@ pub trait DevmemOps: Send + Sync + Sized + 'static {
 }
 
 mod private {
+    /// Seals [`super::KernelPfn`]: only the PFN types of this crate, each
+    /// of which names a page the kernel handed out, implement it.
+    ///
+    /// # Examples
+    ///
+    /// A migration's source is one of them: the device page of a pool,
+    /// collected to move back.
+    ///
+    /// ```
+    /// use rust_hmm::migrate::{Migration, Select};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
+    /// let lock = mm.mmap_read_lock();
+    /// let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+    /// let end = addr + PAGE;
+    /// let m = Migration::vma(vma, addr, end, pool.owner(), Select::DevicePrivate, false)?;
+    /// assert!(pool.owns(m.src(0)));
+    /// // Dropped before `pages()`: the page stays where it is.
+    /// drop(m);
+    /// # drop(lock);
+    /// assert_eq!(pool.stats().in_use, 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub trait Sealed {}
 }
 
@@ -109,6 +183,27 @@ mod private {
 /// borrowed from a `hmm_range_fault()` answer (under the notifier lock), a
 /// migration's [`SrcPfn`] or a page of a [`DstFolio`]. What the pool's
 /// lookups take, rather than any integer.
+///
+/// # Examples
+///
+/// An entry of a `hmm_range_fault()` snapshot: a device page names its
+/// PFN, an untouched page none.
+///
+/// ```
+/// use rust_hmm::devmem::KernelPfn;
+/// use rust_hmm::hmm::{Fault, Mode, Range};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(2, true)?;
+/// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+/// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
+/// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, Some(pool.owner()))?;
+/// let snapshot = range.fault(Fault::None, Mode::Locked)?;
+/// let (device, untouched) = (&snapshot.pfns()[0], &snapshot.pfns()[1]);
+/// assert_eq!(device.kernel_pfn(), Some(device.pfn()));
+/// assert_eq!(untouched.kernel_pfn(), None);
+/// # Ok::<(), Error>(())
+/// ```
 pub trait KernelPfn: private::Sealed {
     /// The PFN, or `None` for an entry that names no page.
     fn kernel_pfn(&self) -> Option<u64>;
@@ -137,17 +232,87 @@ impl KernelPfn for DstPage<'_> {
 
 /// A CPU fault on a device-private page (`struct vm_fault`), valid for the
 /// duration of the pool's `migrate_to_ram` callback.
+///
+/// # Examples
+///
+/// No driver is handed one: the pool handles CPU faults on its pages
+/// itself, and moves the page back with the driver's
+/// [`DevmemOps::copy_to_ram`].
+///
+/// ```
+/// # use rust_hmm::kunit_mm;
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// let pool = kunit_mm::to_device(&mm, addr, 1)?; // its pages read as zeros
+/// let mut word = [1u8; 8];
+/// // The CPU faults on the device page.
+/// kunit_mm::read_user(addr, &mut word)?;
+/// assert_eq!((word, pool.stats().in_use), ([0; 8], 0));
+/// # Ok::<(), Error>(())
+/// ```
 pub struct DeviceFault<'a> {
     raw: &'a bindings::vm_fault,
 }
 
 impl DeviceFault<'_> {
     /// Faulting address.
+    ///
+    /// # Examples
+    ///
+    /// The pool's handler moves back the page that holds it, and no other.
+    ///
+    /// ```
+    /// use kernel::page::PAGE_SIZE;
+    /// use rust_hmm::devmem::DeviceFault;
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    ///
+    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
+    /// fn page_start(fault: &DeviceFault<'_>) -> usize {
+    ///     fault.address() & !(PAGE_SIZE - 1)
+    /// }
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 2)?; // a test pool
+    /// kunit_mm::read_user(addr + PAGE + 8, &mut [0u8; 8])?;
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, Some(pool.owner()))?;
+    /// let snapshot = range.fault(Fault::None, Mode::Locked)?;
+    /// assert!(snapshot.pfns()[0].is_device_private());
+    /// assert!(!snapshot.pfns()[1].is_device_private());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn address(&self) -> usize {
         self.raw.__bindgen_anon_1.address
     }
 
     /// The VMA, locked by the fault path.
+    ///
+    /// # Examples
+    ///
+    /// The page comes back into the VMA it was in, writable if the VMA is:
+    /// a CPU write through it lands.
+    ///
+    /// ```
+    /// use rust_hmm::devmem::DeviceFault;
+    /// # use rust_hmm::kunit_mm;
+    ///
+    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
+    /// fn in_vma(fault: &DeviceFault<'_>) -> bool {
+    ///     let vma = fault.vma();
+    ///     vma.start() <= fault.address() && fault.address() < vma.end()
+    /// }
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
+    /// kunit_mm::write_user(addr, b"cpu")?;
+    /// let mut back = [0u8; 3];
+    /// kunit_mm::read_user(addr, &mut back)?;
+    /// assert_eq!((&back, pool.stats().in_use), (b"cpu", 0));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn vma(&self) -> &kernel::mm::virt::VmaRef {
         // SAFETY: The fault handler holds the mmap lock or the VMA lock for
         // the duration of the callback, which bounds `'_`.
@@ -155,6 +320,30 @@ impl DeviceFault<'_> {
     }
 
     /// The order of the folio of the device page the CPU touched.
+    ///
+    /// # Examples
+    ///
+    /// Pages moved in one at a time are folios of order 0: each CPU fault
+    /// moves one page back.
+    ///
+    /// ```
+    /// use rust_hmm::devmem::DeviceFault;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    ///
+    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
+    /// fn pages(fault: &DeviceFault<'_>) -> usize {
+    ///     1 << fault.folio_order()
+    /// }
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(3, true)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 3)?; // a test pool
+    /// kunit_mm::read_user(addr, &mut [0u8; 8])?;
+    /// assert_eq!(pool.stats().in_use, 2);
+    /// kunit_mm::read_user(addr + 2 * PAGE, &mut [0u8; 8])?;
+    /// assert_eq!(pool.stats().in_use, 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn folio_order(&self) -> u32 {
         // SAFETY: The fault holds the page locked and referenced.
         unsafe { ffi::rust_hmm_page_order(self.raw.page) }
@@ -162,6 +351,32 @@ impl DeviceFault<'_> {
 
     /// Whether the fault came through a PTE: the folio may then be mapped
     /// only in part and must be migrated page by page.
+    ///
+    /// # Examples
+    ///
+    /// Small pages are always mapped through PTEs; the pool's handler then
+    /// moves the faulting page alone.
+    ///
+    /// ```
+    /// use rust_hmm::devmem::DeviceFault;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    ///
+    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
+    /// fn order_to_move(fault: &DeviceFault<'_>) -> u32 {
+    ///     if fault.through_pte() {
+    ///         0
+    ///     } else {
+    ///         fault.folio_order()
+    ///     }
+    /// }
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 2)?; // a test pool
+    /// kunit_mm::read_user(addr + PAGE, &mut [0u8; 8])?;
+    /// assert_eq!(pool.stats().in_use, 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn through_pte(&self) -> bool {
         !self.raw.pte.is_null()
     }
@@ -169,6 +384,33 @@ impl DeviceFault<'_> {
     /// A migration of `[start, end)` of the faulting VMA back to system
     /// memory, with the faulting page as `migrate_vma_setup()`'s fault page
     /// (which it must not lock again); `owner` is the pool's.
+    ///
+    /// # Examples
+    ///
+    /// The migration of the faulting page, which the pool's handler fills
+    /// and runs: the page is back in system memory before the CPU access
+    /// completes.
+    ///
+    /// ```
+    /// use kernel::page::PAGE_SIZE;
+    /// use rust_hmm::devmem::DeviceFault;
+    /// use rust_hmm::migrate::PagemapOwner;
+    /// # use rust_hmm::kunit_mm;
+    ///
+    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
+    /// fn collected(fault: &DeviceFault<'_>, owner: PagemapOwner) -> Result<bool> {
+    ///     let start = fault.address() & !(PAGE_SIZE - 1);
+    ///     let m = fault.migration(owner, start, start + PAGE_SIZE, false)?;
+    ///     Ok(m.src(0).migrate())
+    /// }
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
+    /// kunit_mm::read_user(addr, &mut [0u8; 8])?;
+    /// assert_eq!(pool.stats().in_use, 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn migration(
         &self,
         owner: PagemapOwner,
@@ -195,6 +437,21 @@ impl DeviceFault<'_> {
 }
 
 /// Counters of a pool.
+///
+/// # Examples
+///
+/// A chunk of 2 MiB is registered on first use; two of its pages hold
+/// data.
+///
+/// ```
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(2, true)?;
+/// let pool = kunit_mm::to_device(&mm, addr, 2)?; // a test pool of one chunk
+/// let stats = pool.stats();
+/// assert_eq!((stats.pages, stats.in_use), ((2 << 20) / PAGE as u64, 2));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, Default, Debug)]
 pub struct PoolStats {
     /// Pages registered.
@@ -284,6 +541,27 @@ pub struct DevicePrivatePool<T: DevmemOps> {
 impl<T: DevmemOps> DevicePrivatePool<T> {
     /// A pool of up to `max_chunks` chunks of `chunk_bytes` (a multiple of
     /// 2 MiB), registered on first use.
+    ///
+    /// # Examples
+    ///
+    /// A pool registers no memory until a page moves in; one allowed no
+    /// chunk takes no page.
+    ///
+    /// ```
+    /// use rust_hmm::devmem::DevicePrivatePool;
+    /// # use rust_hmm::kunit_mm::{self, PAGE, ZeroDevice};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// // `ZeroDevice`: a test device whose pages read as zeros.
+    /// let none = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 0), GFP_KERNEL)?;
+    /// assert_eq!(kunit_mm::move_to(&mm, &none, addr, 1, |_| Ok(()))?, 0);
+    ///
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// assert_eq!(pool.stats().pages, 0);
+    /// assert_eq!(kunit_mm::move_to(&mm, &pool, addr, 1, |_| Ok(()))?, 1);
+    /// assert_eq!(pool.stats().pages, (2 << 20) / PAGE as u64);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn new(ops: T, chunk_bytes: u64, max_chunks: usize) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             ops,
@@ -302,16 +580,93 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     }
 
     /// The driver's part.
+    ///
+    /// # Examples
+    ///
+    /// The callbacks get the pool, and through it the driver's state: here
+    /// a count of the device pages freed.
+    ///
+    /// ```
+    /// use core::sync::atomic::{AtomicU64, Ordering};
+    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::migrate::DstFolio;
+    /// # use rust_hmm::kunit_mm;
+    ///
+    /// struct Device {
+    ///     freed: AtomicU64,
+    /// }
+    ///
+    /// impl DevmemOps for Device {
+    ///     type PageData = ();
+    ///
+    ///     fn folio_free(pool: &DevicePrivatePool<Self>, _pfn: u64, data: &[()]) {
+    ///         pool.ops().freed.fetch_add(data.len() as u64, Ordering::Relaxed);
+    ///     }
+    ///
+    ///     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+    ///         dst.zero();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let device = Device { freed: AtomicU64::new(0) };
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(device, 2 << 20, 1), GFP_KERNEL)?;
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// assert_eq!(kunit_mm::move_to(&mm, &pool, addr, 2, |_| Ok(()))?, 2);
+    /// assert_eq!(pool.evict(|_| true)?, 0);
+    /// assert_eq!(pool.ops().freed.load(Ordering::Relaxed), 2);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn ops(&self) -> &T {
         &self.ops
     }
 
     /// The owner cookie of this pool's pages.
+    ///
+    /// # Examples
+    ///
+    /// Another device's request does not see this pool's pages where they
+    /// are: `hmm_range_fault()` brings them back to system memory.
+    ///
+    /// ```
+    /// use rust_hmm::devmem::DevicePrivatePool;
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE, ZeroDevice};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
+    /// let other = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// assert_ne!(pool.owner().as_ptr(), other.owner().as_ptr());
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, Some(other.owner()))?;
+    /// assert!(!range.fault(Fault::Read, Mode::Locked)?.pfns()[0].is_device_private());
+    /// assert_eq!(pool.stats().in_use, 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn owner(&self) -> PagemapOwner {
         PagemapOwner::of(self)
     }
 
     /// Counters.
+    ///
+    /// # Examples
+    ///
+    /// `in_use` counts the pages that hold data, until the CPU takes them
+    /// back.
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 2)?; // a test pool
+    /// assert_eq!(pool.stats().in_use, 2);
+    /// kunit_mm::write_user(addr, b"cpu")?;
+    /// assert_eq!(pool.stats().in_use, 1);
+    /// kunit_mm::munmap(addr + PAGE, 1)?; // frees the other device page
+    /// assert_eq!(pool.stats().in_use, 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn stats(&self) -> PoolStats {
         PoolStats {
             pages: self.pages.load(Ordering::Relaxed) as u64,
@@ -341,6 +696,26 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     }
 
     /// Whether `page` is a device-private page of this pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rust_hmm::devmem::DevicePrivatePool;
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE, ZeroDevice};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
+    /// let other = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// kunit_mm::write_user(addr + PAGE, b"cpu")?; // a system page
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, Some(pool.owner()))?;
+    /// let snapshot = range.fault(Fault::None, Mode::Locked)?;
+    /// let (device, system) = (&snapshot.pfns()[0], &snapshot.pfns()[1]);
+    /// assert!(pool.owns(device) && !other.owns(device));
+    /// assert!(system.is_valid() && !pool.owns(system));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn owns(&self, page: impl KernelPfn) -> bool {
         page.kernel_pfn()
             .and_then(|pfn| self.chunk_of(pfn))
@@ -348,6 +723,48 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     }
 
     /// The driver data of `page`, if it is a device page of this pool.
+    ///
+    /// # Examples
+    ///
+    /// A word given to a page as it moves in is found again through the
+    /// page's entry in a `hmm_range_fault()` snapshot.
+    ///
+    /// ```
+    /// use core::sync::atomic::{AtomicU64, Ordering};
+    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// use rust_hmm::migrate::DstFolio;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    ///
+    /// struct Device;
+    ///
+    /// impl DevmemOps for Device {
+    ///     type PageData = AtomicU64;
+    ///
+    ///     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[AtomicU64]) {}
+    ///
+    ///     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[AtomicU64], dst: &mut DstFolio) -> Result {
+    ///         dst.zero();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(Device, 2 << 20, 1), GFP_KERNEL)?;
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// kunit_mm::move_to(&mm, &pool, addr, 1, |page| {
+    ///     pool.page_data(page).ok_or(EINVAL)?.store(7, Ordering::Relaxed);
+    ///     Ok(())
+    /// })?;
+    /// kunit_mm::write_user(addr + PAGE, b"cpu")?; // a system page
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, Some(pool.owner()))?;
+    /// let snapshot = range.fault(Fault::None, Mode::Locked)?;
+    /// let word = pool.page_data(&snapshot.pfns()[0]).map(|w| w.load(Ordering::Relaxed));
+    /// assert_eq!(word, Some(7));
+    /// assert!(pool.page_data(&snapshot.pfns()[1]).is_none());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn page_data(&self, page: impl KernelPfn) -> Option<&T::PageData> {
         let pfn = page.kernel_pfn()?;
         let chunk = self.chunk_of(pfn)?;
