@@ -614,7 +614,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(2, true)?;
     /// assert_eq!(kunit_mm::move_to(&mm, &pool, addr, 2, |_| Ok(()))?, 2);
-    /// assert_eq!(pool.evict(|_| true)?, 0);
+    /// assert_eq!(pool.evict(|()| true)?, 0);
     /// assert_eq!(pool.ops().freed.load(Ordering::Relaxed), 2);
     /// # Ok::<(), Error>(())
     /// ```

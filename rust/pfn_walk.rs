@@ -290,13 +290,12 @@ pub struct WalkStats {
 /// let obj = kunit_mm::pfn_mapping(4)?;
 /// let src = Tracked { obj: &obj, mapped: 2 };
 /// obj.vmas.walk(&src, 2, 3, Missing::Populate, |_| Ok(()))?;
-/// let mut pgoffs = [None; 2];
+/// let mut last = None;
 /// let stats = obj.vmas.walk(&src, 0, 4, Missing::Skip, |e| {
-///     *pgoffs.get_mut(0).ok_or(EINVAL)? = Some(e.pgoff);
-///     pgoffs.rotate_left(1);
+///     last = Some(e.pgoff);
 ///     Ok(())
 /// })?;
-/// assert_eq!((stats.entries, pgoffs), (1, [None, Some(2)]));
+/// assert_eq!((stats.entries, last), (1, Some(2)));
 /// # Ok::<(), Error>(())
 /// ```
 pub trait PfnSource {
@@ -372,7 +371,7 @@ impl VmaRegistry {
     /// ```
     /// use kernel::bindings;
     /// use rust_hmm::pfn_walk::VmaRegistry;
-    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # use rust_hmm::kunit_mm;
     /// # struct VmOps(bindings::vm_operations_struct);
     /// # // SAFETY: Only function pointers, never written.
     /// # unsafe impl Sync for VmOps {}
@@ -562,7 +561,7 @@ impl VmaRegistry {
     /// ```
     /// use kernel::bindings;
     /// use rust_hmm::pfn_walk::VmaRegistry;
-    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # use rust_hmm::kunit_mm;
     /// # struct VmOps(bindings::vm_operations_struct);
     /// # // SAFETY: Only function pointers, never written.
     /// # unsafe impl Sync for VmOps {}
@@ -651,7 +650,7 @@ impl VmaRegistry {
     /// # Examples
     ///
     /// ```
-    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # use rust_hmm::kunit_mm;
     /// # let _mm = kunit_mm::attach()?;
     /// // A test object that maps itself; `obj.vmas` is its registry.
     /// let obj = kunit_mm::pfn_mapping(2)?;
