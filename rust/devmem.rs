@@ -81,74 +81,50 @@ const PMD_PAGES: u64 = 1 << PMD_ORDER;
 ///
 /// # Examples
 ///
-/// A device that keeps only the first word of each page: it takes the word
-/// when the page moves in, and writes it back when the CPU wants the page.
+/// A device that keeps a word for each of its pages, and remembers the
+/// word of the last page freed; its pages go back to the CPU zeroed.
 ///
 /// ```
 /// use core::sync::atomic::{AtomicU64, Ordering};
-/// use kernel::bindings;
 /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
-/// use rust_hmm::migrate::{DstFolio, Migration, Select};
-/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// use rust_hmm::migrate::DstFolio;
+/// # use rust_hmm::kunit_mm;
 ///
-/// struct WordDevice;
+/// struct Device {
+///     last_freed: AtomicU64,
+/// }
 ///
-/// impl DevmemOps for WordDevice {
+/// impl DevmemOps for Device {
 ///     type PageData = AtomicU64;
 ///
-///     fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, data: &[AtomicU64]) {
-///         for word in data {
-///             word.store(0, Ordering::Relaxed);
+///     fn folio_free(pool: &DevicePrivatePool<Self>, _pfn: u64, data: &[AtomicU64]) {
+///         if let Some(word) = data.first() {
+///             let word = word.swap(0, Ordering::Relaxed);
+///             pool.ops().last_freed.store(word, Ordering::Relaxed);
 ///         }
 ///     }
 ///
-///     fn copy_to_ram(
-///         _pool: &DevicePrivatePool<Self>,
-///         data: &[AtomicU64],
-///         dst: &mut DstFolio,
-///     ) -> Result {
+///     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[AtomicU64], dst: &mut DstFolio) -> Result {
 ///         dst.zero();
-///         for (i, word) in data.iter().enumerate() {
-///             let bytes = word.load(Ordering::Relaxed).to_ne_bytes();
-///             // SAFETY: Page `i` of `dst`, which holds it locked; the copy stays
-///             // inside it.
-///             unsafe {
-///                 let va = bindings::kmap_local_page(dst.page(i));
-///                 core::ptr::copy_nonoverlapping(bytes.as_ptr(), va.cast::<u8>(), bytes.len());
-///                 bindings::kunmap_local(va);
-///             }
-///         }
 ///         Ok(())
 ///     }
 /// }
 ///
-/// let pool = KBox::pin_init(DevicePrivatePool::new(WordDevice, 2 << 20, 1), GFP_KERNEL)?;
+/// let device = Device { last_freed: AtomicU64::new(0) };
+/// let pool = KBox::pin_init(DevicePrivatePool::new(device, 2 << 20, 1), GFP_KERNEL)?;
 /// # let mm = kunit_mm::attach()?;
 /// # let addr = kunit_mm::mmap_anon(1, true)?;
-/// kunit_mm::write_user(addr, &42u64.to_ne_bytes())?;
-/// {
-///     let lock = mm.mmap_read_lock();
-///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-///     let (end, owner) = (addr + PAGE, pool.owner());
-///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
-///     let moved = pool.migrate_to_device(&mut m, |_| true, |dst, src, _first| {
-///         let mut bytes = [0u8; 8];
-///         let pfn = src.pfn().ok_or(EINVAL)?;
-///         // SAFETY: The migration holds the source page.
-///         if !unsafe { kunit_mm::read_pfn(pfn, &mut bytes) } {
-///             return Err(EINVAL);
-///         }
-///         let word = pool.page_data(dst.subpage(0).ok_or(EINVAL)?).ok_or(EINVAL)?;
-///         word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
-///         Ok(())
-///     });
-///     assert_eq!(moved, 1);
-/// }
-/// // The CPU's read brings the page back through `copy_to_ram`.
-/// let mut bytes = [0u8; 8];
-/// kunit_mm::read_user(addr, &mut bytes)?;
-/// assert_eq!(u64::from_ne_bytes(bytes), 42);
-/// assert_eq!(pool.stats().in_use, 0);
+/// // Move an untouched page in, giving its device page the word 42.
+/// let moved = kunit_mm::move_to(&mm, &pool, addr, 1, |page| {
+///     pool.page_data(page).ok_or(EINVAL)?.store(42, Ordering::Relaxed);
+///     Ok(())
+/// })?;
+/// assert_eq!(moved, 1);
+/// // A CPU read brings the page back, and frees its device page.
+/// let mut word = [1u8; 8];
+/// kunit_mm::read_user(addr, &mut word)?;
+/// assert_eq!(word, [0; 8]);
+/// assert_eq!(pool.ops().last_freed.load(Ordering::Relaxed), 42);
 /// # Ok::<(), Error>(())
 /// ```
 pub trait DevmemOps: Send + Sync + Sized + 'static {
@@ -174,6 +150,31 @@ pub trait DevmemOps: Send + Sync + Sized + 'static {
 }
 
 mod private {
+    /// Seals [`super::KernelPfn`]: only the PFN types of this crate, each
+    /// of which names a page the kernel handed out, implement it.
+    ///
+    /// # Examples
+    ///
+    /// A migration's source is one of them: the device page of a pool,
+    /// collected to move back.
+    ///
+    /// ```
+    /// use rust_hmm::migrate::{Migration, Select};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
+    /// let lock = mm.mmap_read_lock();
+    /// let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+    /// let end = addr + PAGE;
+    /// let m = Migration::vma(vma, addr, end, pool.owner(), Select::DevicePrivate, false)?;
+    /// assert!(pool.owns(m.src(0)));
+    /// // Dropped before `pages()`: the page stays where it is.
+    /// drop(m);
+    /// # drop(lock);
+    /// assert_eq!(pool.stats().in_use, 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub trait Sealed {}
 }
 
@@ -185,40 +186,22 @@ mod private {
 ///
 /// # Examples
 ///
-/// An answer of HMM, asked with the pool's owner, names the pool's page as it
-/// is; an entry that names no page is none of the pool's.
+/// An entry of a `hmm_range_fault()` snapshot: a device page names its
+/// PFN, an untouched page none.
 ///
 /// ```
-/// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+/// use rust_hmm::devmem::KernelPfn;
 /// use rust_hmm::hmm::{Fault, Mode, Range};
-/// use rust_hmm::migrate::{DstFolio, Migration, Select};
 /// # use rust_hmm::kunit_mm::{self, PAGE};
-/// # struct ZeroDevice;
-/// # impl DevmemOps for ZeroDevice {
-/// #     type PageData = ();
-/// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
-/// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
-/// #         dst.zero();
-/// #         Ok(())
-/// #     }
-/// # }
-/// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
 /// # let mm = kunit_mm::attach()?;
 /// # let addr = kunit_mm::mmap_anon(2, true)?;
 /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
-/// // The first page moves into the pool; the second stays untouched.
-/// {
-///     let lock = mm.mmap_read_lock();
-///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-///     let (end, owner) = (addr + 1 * PAGE, pool.owner());
-///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
-///     assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 1);
-/// }
+/// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
 /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, Some(pool.owner()))?;
-/// let faulted = range.fault(Fault::None, Mode::Locked)?;
-/// let (device, untouched) = (&faulted.pfns()[0], &faulted.pfns()[1]);
-/// assert!(device.is_device_private() && pool.owns(device));
-/// assert!(!untouched.is_valid() && !pool.owns(untouched));
+/// let snapshot = range.fault(Fault::None, Mode::Locked)?;
+/// let (device, untouched) = (&snapshot.pfns()[0], &snapshot.pfns()[1]);
+/// assert_eq!(device.kernel_pfn(), Some(device.pfn()));
+/// assert_eq!(untouched.kernel_pfn(), None);
 /// # Ok::<(), Error>(())
 /// ```
 pub trait KernelPfn: private::Sealed {
@@ -252,21 +235,20 @@ impl KernelPfn for DstPage<'_> {
 ///
 /// # Examples
 ///
-/// Only the pool's `migrate_to_ram` callback gets one, and it moves the page
-/// back itself, so the function below is compiled but never called here: it
-/// starts the migration the pool would, for the faulting page alone.
+/// No driver is handed one: the pool handles CPU faults on its pages
+/// itself, and moves the page back with the driver's
+/// [`DevmemOps::copy_to_ram`].
 ///
 /// ```
-/// use rust_hmm::devmem::DeviceFault;
-/// use rust_hmm::migrate::PagemapOwner;
-/// # use rust_hmm::kunit_mm::PAGE;
-///
-/// fn collect(fault: &DeviceFault<'_>, owner: PagemapOwner) -> Result<usize> {
-///     let start = fault.address() & !(PAGE - 1);
-///     let m = fault.migration(owner, start, start + PAGE, false)?;
-///     Ok(m.npages())
-/// }
-/// # let _ = collect;
+/// # use rust_hmm::kunit_mm;
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// let pool = kunit_mm::to_device(&mm, addr, 1)?; // its pages read as zeros
+/// let mut word = [1u8; 8];
+/// // The CPU faults on the device page.
+/// kunit_mm::read_user(addr, &mut word)?;
+/// assert_eq!((word, pool.stats().in_use), ([0; 8], 0));
+/// # Ok::<(), Error>(())
 /// ```
 pub struct DeviceFault<'a> {
     raw: &'a bindings::vm_fault,
@@ -277,16 +259,29 @@ impl DeviceFault<'_> {
     ///
     /// # Examples
     ///
-    /// The page the CPU touched (compiled, not called: see [`DeviceFault`]).
+    /// The pool's handler moves back the page that holds it, and no other.
     ///
     /// ```
+    /// use kernel::page::PAGE_SIZE;
     /// use rust_hmm::devmem::DeviceFault;
-    /// # use rust_hmm::kunit_mm::PAGE;
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
     ///
-    /// fn faulting_page(fault: &DeviceFault<'_>) -> usize {
-    ///     fault.address() & !(PAGE - 1)
+    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
+    /// fn page_start(fault: &DeviceFault<'_>) -> usize {
+    ///     fault.address() & !(PAGE_SIZE - 1)
     /// }
-    /// # let _ = faulting_page;
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 2)?; // a test pool
+    /// kunit_mm::read_user(addr + PAGE + 8, &mut [0u8; 8])?;
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, Some(pool.owner()))?;
+    /// let snapshot = range.fault(Fault::None, Mode::Locked)?;
+    /// assert!(snapshot.pfns()[0].is_device_private());
+    /// assert!(!snapshot.pfns()[1].is_device_private());
+    /// # Ok::<(), Error>(())
     /// ```
     pub fn address(&self) -> usize {
         self.raw.__bindgen_anon_1.address
@@ -296,17 +291,27 @@ impl DeviceFault<'_> {
     ///
     /// # Examples
     ///
-    /// The VMA holds the faulting address (compiled, not called: see
-    /// [`DeviceFault`]).
+    /// The page comes back into the VMA it was in, writable if the VMA is:
+    /// a CPU write through it lands.
     ///
     /// ```
     /// use rust_hmm::devmem::DeviceFault;
+    /// # use rust_hmm::kunit_mm;
     ///
+    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
     /// fn in_vma(fault: &DeviceFault<'_>) -> bool {
     ///     let vma = fault.vma();
-    ///     (vma.start()..vma.end()).contains(&fault.address())
+    ///     vma.start() <= fault.address() && fault.address() < vma.end()
     /// }
-    /// # let _ = in_vma;
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
+    /// kunit_mm::write_user(addr, b"cpu")?;
+    /// let mut back = [0u8; 3];
+    /// kunit_mm::read_user(addr, &mut back)?;
+    /// assert_eq!((&back, pool.stats().in_use), (b"cpu", 0));
+    /// # Ok::<(), Error>(())
     /// ```
     pub fn vma(&self) -> &kernel::mm::virt::VmaRef {
         // SAFETY: The fault handler holds the mmap lock or the VMA lock for
@@ -318,21 +323,26 @@ impl DeviceFault<'_> {
     ///
     /// # Examples
     ///
-    /// The range the pool moves back: the whole folio if the CPU maps it with a
-    /// PMD, the faulting page otherwise (compiled, not called: see
-    /// [`DeviceFault`]).
+    /// Pages moved in one at a time are folios of order 0: each CPU fault
+    /// moves one page back.
     ///
     /// ```
     /// use rust_hmm::devmem::DeviceFault;
-    /// # use rust_hmm::kunit_mm::PAGE;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
     ///
-    /// fn range_to_move(fault: &DeviceFault<'_>) -> (usize, usize) {
-    ///     let order = if fault.through_pte() { 0 } else { fault.folio_order() };
-    ///     let size = PAGE << order;
-    ///     let start = fault.address() & !(size - 1);
-    ///     (start, start + size)
+    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
+    /// fn pages(fault: &DeviceFault<'_>) -> usize {
+    ///     1 << fault.folio_order()
     /// }
-    /// # let _ = range_to_move;
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(3, true)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 3)?; // a test pool
+    /// kunit_mm::read_user(addr, &mut [0u8; 8])?;
+    /// assert_eq!(pool.stats().in_use, 2);
+    /// kunit_mm::read_user(addr + 2 * PAGE, &mut [0u8; 8])?;
+    /// assert_eq!(pool.stats().in_use, 1);
+    /// # Ok::<(), Error>(())
     /// ```
     pub fn folio_order(&self) -> u32 {
         // SAFETY: The fault holds the page locked and referenced.
@@ -344,20 +354,28 @@ impl DeviceFault<'_> {
     ///
     /// # Examples
     ///
-    /// A folio mapped through PTEs may be mapped only in part: only the faulting
-    /// page can move (compiled, not called: see [`DeviceFault`]).
+    /// Small pages are always mapped through PTEs; the pool's handler then
+    /// moves the faulting page alone.
     ///
     /// ```
     /// use rust_hmm::devmem::DeviceFault;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
     ///
-    /// fn pages_to_move(fault: &DeviceFault<'_>) -> usize {
+    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
+    /// fn order_to_move(fault: &DeviceFault<'_>) -> u32 {
     ///     if fault.through_pte() {
-    ///         1
+    ///         0
     ///     } else {
-    ///         1 << fault.folio_order()
+    ///         fault.folio_order()
     ///     }
     /// }
-    /// # let _ = pages_to_move;
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 2)?; // a test pool
+    /// kunit_mm::read_user(addr + PAGE, &mut [0u8; 8])?;
+    /// assert_eq!(pool.stats().in_use, 1);
+    /// # Ok::<(), Error>(())
     /// ```
     pub fn through_pte(&self) -> bool {
         !self.raw.pte.is_null()
@@ -369,21 +387,29 @@ impl DeviceFault<'_> {
     ///
     /// # Examples
     ///
-    /// The pool's own use, with its owner cookie, for the faulting page alone
-    /// (compiled, not called: see [`DeviceFault`]): the page is collected,
-    /// already locked by the fault.
+    /// The migration of the faulting page, which the pool's handler fills
+    /// and runs: the page is back in system memory before the CPU access
+    /// completes.
     ///
     /// ```
+    /// use kernel::page::PAGE_SIZE;
     /// use rust_hmm::devmem::DeviceFault;
     /// use rust_hmm::migrate::PagemapOwner;
-    /// # use rust_hmm::kunit_mm::PAGE;
+    /// # use rust_hmm::kunit_mm;
     ///
-    /// fn collect(fault: &DeviceFault<'_>, owner: PagemapOwner) -> Result<bool> {
-    ///     let start = fault.address() & !(PAGE - 1);
-    ///     let m = fault.migration(owner, start, start + PAGE, false)?;
+    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
+    /// fn collected(fault: &DeviceFault<'_>, owner: PagemapOwner) -> Result<bool> {
+    ///     let start = fault.address() & !(PAGE_SIZE - 1);
+    ///     let m = fault.migration(owner, start, start + PAGE_SIZE, false)?;
     ///     Ok(m.src(0).migrate())
     /// }
-    /// # let _ = collect;
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
+    /// kunit_mm::read_user(addr, &mut [0u8; 8])?;
+    /// assert_eq!(pool.stats().in_use, 0);
+    /// # Ok::<(), Error>(())
     /// ```
     pub fn migration(
         &self,
@@ -414,36 +440,16 @@ impl DeviceFault<'_> {
 ///
 /// # Examples
 ///
-/// Memory is registered on first use, a chunk at a time; the pages moved in
-/// are in use.
+/// A chunk of 2 MiB is registered on first use; two of its pages hold
+/// data.
 ///
 /// ```
-/// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
-/// use rust_hmm::migrate::{DstFolio, Migration, Select};
 /// # use rust_hmm::kunit_mm::{self, PAGE};
-/// # struct ZeroDevice;
-/// # impl DevmemOps for ZeroDevice {
-/// #     type PageData = ();
-/// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
-/// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
-/// #         dst.zero();
-/// #         Ok(())
-/// #     }
-/// # }
-/// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
 /// # let mm = kunit_mm::attach()?;
 /// # let addr = kunit_mm::mmap_anon(2, true)?;
+/// let pool = kunit_mm::to_device(&mm, addr, 2)?; // a test pool of one chunk
 /// let stats = pool.stats();
-/// assert_eq!((stats.pages, stats.in_use), (0, 0));
-/// {
-///     let lock = mm.mmap_read_lock();
-///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-///     let (end, owner) = (addr + 2 * PAGE, pool.owner());
-///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
-///     assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 2);
-/// }
-/// let stats = pool.stats();
-/// assert_eq!((stats.pages, stats.in_use), (512, 2));
+/// assert_eq!((stats.pages, stats.in_use), ((2 << 20) / PAGE as u64, 2));
 /// # Ok::<(), Error>(())
 /// ```
 #[derive(Clone, Copy, Default, Debug)]
@@ -538,33 +544,22 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///
     /// # Examples
     ///
-    /// A pool of one chunk of 2 MiB is full at 512 pages: a page more stays in
-    /// system memory.
+    /// A pool registers no memory until a page moves in; one allowed no
+    /// chunk takes no page.
     ///
     /// ```
-    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
-    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
-    /// # use rust_hmm::kunit_mm::{self, PAGE};
-    /// # struct ZeroDevice;
-    /// # impl DevmemOps for ZeroDevice {
-    /// #     type PageData = ();
-    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
-    /// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
-    /// #         dst.zero();
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// use rust_hmm::devmem::DevicePrivatePool;
+    /// # use rust_hmm::kunit_mm::{self, PAGE, ZeroDevice};
     /// # let mm = kunit_mm::attach()?;
-    /// let addr = kunit_mm::mmap_anon(513, true)?;
-    /// let lock = mm.mmap_read_lock();
-    /// let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-    /// let (full, owner) = (addr + 512 * PAGE, pool.owner());
-    /// let mut m = Migration::vma(vma, addr, full, owner, Select::System, false)?;
-    /// assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 512);
-    /// let mut m = Migration::vma(vma, full, full + PAGE, owner, Select::System, false)?;
-    /// assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 0);
-    /// assert_eq!(pool.stats().pages, 512);
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// // `ZeroDevice`: a test device whose pages read as zeros.
+    /// let none = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 0), GFP_KERNEL)?;
+    /// assert_eq!(kunit_mm::move_to(&mm, &none, addr, 1, |_| Ok(()))?, 0);
+    ///
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// assert_eq!(pool.stats().pages, 0);
+    /// assert_eq!(kunit_mm::move_to(&mm, &pool, addr, 1, |_| Ok(()))?, 1);
+    /// assert_eq!(pool.stats().pages, (2 << 20) / PAGE as u64);
     /// # Ok::<(), Error>(())
     /// ```
     pub fn new(ops: T, chunk_bytes: u64, max_chunks: usize) -> impl PinInit<Self, Error> {
@@ -588,44 +583,39 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///
     /// # Examples
     ///
-    /// The driver's part, as its callbacks reach it: here it counts the folios
-    /// copied back.
+    /// The callbacks get the pool, and through it the driver's state: here
+    /// a count of the device pages freed.
     ///
     /// ```
     /// use core::sync::atomic::{AtomicU64, Ordering};
     /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
-    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
-    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// use rust_hmm::migrate::DstFolio;
+    /// # use rust_hmm::kunit_mm;
     ///
     /// struct Device {
-    ///     copied: AtomicU64,
+    ///     freed: AtomicU64,
     /// }
     ///
     /// impl DevmemOps for Device {
     ///     type PageData = ();
     ///
-    ///     fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, _data: &[()]) {}
+    ///     fn folio_free(pool: &DevicePrivatePool<Self>, _pfn: u64, data: &[()]) {
+    ///         pool.ops().freed.fetch_add(data.len() as u64, Ordering::Relaxed);
+    ///     }
     ///
-    ///     fn copy_to_ram(pool: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
-    ///         pool.ops().copied.fetch_add(1, Ordering::Relaxed);
+    ///     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
     ///         dst.zero();
     ///         Ok(())
     ///     }
     /// }
     ///
-    /// let device = Device { copied: AtomicU64::new(0) };
+    /// let device = Device { freed: AtomicU64::new(0) };
     /// let pool = KBox::pin_init(DevicePrivatePool::new(device, 2 << 20, 1), GFP_KERNEL)?;
     /// # let mm = kunit_mm::attach()?;
-    /// # let addr = kunit_mm::mmap_anon(1, true)?;
-    /// {
-    ///     let lock = mm.mmap_read_lock();
-    ///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-    ///     let (end, owner) = (addr + 1 * PAGE, pool.owner());
-    ///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
-    ///     assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 1);
-    /// }
-    /// kunit_mm::read_user(addr, &mut [0u8; 8])?;
-    /// assert_eq!(pool.ops().copied.load(Ordering::Relaxed), 1);
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// assert_eq!(kunit_mm::move_to(&mm, &pool, addr, 2, |_| Ok(()))?, 2);
+    /// assert_eq!(pool.evict(|()| true)?, 0);
+    /// assert_eq!(pool.ops().freed.load(Ordering::Relaxed), 2);
     /// # Ok::<(), Error>(())
     /// ```
     pub fn ops(&self) -> &T {
@@ -636,38 +626,20 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///
     /// # Examples
     ///
-    /// HMM asked with the pool's owner reports the pool's page where it is; asked
-    /// without, it has the page moved back to system memory first.
+    /// Another device's request does not see this pool's pages where they
+    /// are: `hmm_range_fault()` brings them back to system memory.
     ///
     /// ```
-    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::devmem::DevicePrivatePool;
     /// use rust_hmm::hmm::{Fault, Mode, Range};
-    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
-    /// # use rust_hmm::kunit_mm::{self, PAGE};
-    /// # struct ZeroDevice;
-    /// # impl DevmemOps for ZeroDevice {
-    /// #     type PageData = ();
-    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
-    /// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
-    /// #         dst.zero();
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// # use rust_hmm::kunit_mm::{self, PAGE, ZeroDevice};
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(1, true)?;
     /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
-    /// {
-    ///     let lock = mm.mmap_read_lock();
-    ///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-    ///     let (end, owner) = (addr + 1 * PAGE, pool.owner());
-    ///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
-    ///     assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 1);
-    /// }
-    /// let mut range = Range::new(&notifier, addr, addr + PAGE, Some(pool.owner()))?;
-    /// assert!(range.fault(Fault::Read, Mode::Locked)?.pfns()[0].is_device_private());
-    /// assert_eq!(pool.stats().in_use, 1);
-    /// let mut range = Range::new(&notifier, addr, addr + PAGE, None)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
+    /// let other = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// assert_ne!(pool.owner().as_ptr(), other.owner().as_ptr());
+    /// let mut range = Range::new(&notifier, addr, addr + PAGE, Some(other.owner()))?;
     /// assert!(!range.fault(Fault::Read, Mode::Locked)?.pfns()[0].is_device_private());
     /// assert_eq!(pool.stats().in_use, 0);
     /// # Ok::<(), Error>(())
@@ -680,35 +652,18 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///
     /// # Examples
     ///
-    /// Pages leave the pool when the CPU touches them, or on eviction.
+    /// `in_use` counts the pages that hold data, until the CPU takes them
+    /// back.
     ///
     /// ```
-    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
-    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
     /// # use rust_hmm::kunit_mm::{self, PAGE};
-    /// # struct ZeroDevice;
-    /// # impl DevmemOps for ZeroDevice {
-    /// #     type PageData = ();
-    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
-    /// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
-    /// #         dst.zero();
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(2, true)?;
-    /// {
-    ///     let lock = mm.mmap_read_lock();
-    ///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-    ///     let (end, owner) = (addr + 2 * PAGE, pool.owner());
-    ///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
-    ///     assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 2);
-    /// }
+    /// let pool = kunit_mm::to_device(&mm, addr, 2)?; // a test pool
     /// assert_eq!(pool.stats().in_use, 2);
-    /// kunit_mm::read_user(addr, &mut [0u8; 8])?;
+    /// kunit_mm::write_user(addr, b"cpu")?;
     /// assert_eq!(pool.stats().in_use, 1);
-    /// assert_eq!(pool.evict(|()| true)?, 0);
+    /// kunit_mm::munmap(addr + PAGE, 1)?; // frees the other device page
     /// assert_eq!(pool.stats().in_use, 0);
     /// # Ok::<(), Error>(())
     /// ```
@@ -744,39 +699,21 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///
     /// # Examples
     ///
-    /// A page moved into the pool is its own; a page of system memory is not.
-    ///
     /// ```
-    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
-    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
-    /// # use rust_hmm::kunit_mm::{self, PAGE};
-    /// # struct ZeroDevice;
-    /// # impl DevmemOps for ZeroDevice {
-    /// #     type PageData = ();
-    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
-    /// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
-    /// #         dst.zero();
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// use rust_hmm::devmem::DevicePrivatePool;
+    /// use rust_hmm::hmm::{Fault, Mode, Range};
+    /// # use rust_hmm::kunit_mm::{self, PAGE, ZeroDevice};
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(2, true)?;
-    /// {
-    ///     let lock = mm.mmap_read_lock();
-    ///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-    ///     let (end, owner) = (addr + 1 * PAGE, pool.owner());
-    ///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
-    ///     assert_eq!(pool.migrate_to_device(&mut m, |_| true, |_, _, _| Ok(())), 1);
-    /// }
-    /// kunit_mm::write_user(addr + PAGE, b"data")?;
-    /// let lock = mm.mmap_read_lock();
-    /// let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-    /// let (next, owner) = (addr + PAGE, pool.owner());
-    /// let device = Migration::vma(vma, addr, next, owner, Select::DevicePrivate, false)?;
-    /// let system = Migration::vma(vma, next, next + PAGE, owner, Select::System, false)?;
-    /// assert!(pool.owns(device.src(0)));
-    /// assert!(system.src(0).pfn().is_some() && !pool.owns(system.src(0)));
+    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
+    /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
+    /// let other = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// kunit_mm::write_user(addr + PAGE, b"cpu")?; // a system page
+    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, Some(pool.owner()))?;
+    /// let snapshot = range.fault(Fault::None, Mode::Locked)?;
+    /// let (device, system) = (&snapshot.pfns()[0], &snapshot.pfns()[1]);
+    /// assert!(pool.owns(device) && !other.owns(device));
+    /// assert!(system.is_valid() && !pool.owns(system));
     /// # Ok::<(), Error>(())
     /// ```
     pub fn owns(&self, page: impl KernelPfn) -> bool {
@@ -789,50 +726,43 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///
     /// # Examples
     ///
-    /// The driver tags a page as it moves in, and finds the tag again from an
-    /// answer of HMM; a page of system memory has none.
+    /// A word given to a page as it moves in is found again through the
+    /// page's entry in a `hmm_range_fault()` snapshot.
     ///
     /// ```
     /// use core::sync::atomic::{AtomicU64, Ordering};
     /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
     /// use rust_hmm::hmm::{Fault, Mode, Range};
-    /// use rust_hmm::migrate::{DstFolio, Migration, Select};
+    /// use rust_hmm::migrate::DstFolio;
     /// # use rust_hmm::kunit_mm::{self, PAGE};
-    /// # /// Keeps a tag per page; its pages read as zeros.
-    /// # struct TagDevice;
-    /// # impl DevmemOps for TagDevice {
-    /// #     type PageData = AtomicU64;
-    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[AtomicU64]) {}
-    /// #     fn copy_to_ram(
-    /// #         _: &DevicePrivatePool<Self>,
-    /// #         _: &[AtomicU64],
-    /// #         dst: &mut DstFolio,
-    /// #     ) -> Result {
-    /// #         dst.zero();
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    /// let pool = KBox::pin_init(DevicePrivatePool::new(TagDevice, 2 << 20, 1), GFP_KERNEL)?;
+    ///
+    /// struct Device;
+    ///
+    /// impl DevmemOps for Device {
+    ///     type PageData = AtomicU64;
+    ///
+    ///     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[AtomicU64]) {}
+    ///
+    ///     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[AtomicU64], dst: &mut DstFolio) -> Result {
+    ///         dst.zero();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let pool = KBox::pin_init(DevicePrivatePool::new(Device, 2 << 20, 1), GFP_KERNEL)?;
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(2, true)?;
     /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
-    /// {
-    ///     let lock = mm.mmap_read_lock();
-    ///     let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-    ///     let (end, owner) = (addr + PAGE, pool.owner());
-    ///     let mut m = Migration::vma(vma, addr, end, owner, Select::System, false)?;
-    ///     pool.migrate_to_device(&mut m, |_| true, |dst, _src, _first| {
-    ///         let tag = pool.page_data(dst.subpage(0).ok_or(EINVAL)?).ok_or(EINVAL)?;
-    ///         tag.store(7, Ordering::Relaxed);
-    ///         Ok(())
-    ///     });
-    /// }
-    /// kunit_mm::write_user(addr + PAGE, b"data")?;
+    /// kunit_mm::move_to(&mm, &pool, addr, 1, |page| {
+    ///     pool.page_data(page).ok_or(EINVAL)?.store(7, Ordering::Relaxed);
+    ///     Ok(())
+    /// })?;
+    /// kunit_mm::write_user(addr + PAGE, b"cpu")?; // a system page
     /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, Some(pool.owner()))?;
-    /// let faulted = range.fault(Fault::Read, Mode::Locked)?;
-    /// let tag = pool.page_data(&faulted.pfns()[0]).map(|t| t.load(Ordering::Relaxed));
-    /// assert_eq!(tag, Some(7));
-    /// assert!(pool.page_data(&faulted.pfns()[1]).is_none());
+    /// let snapshot = range.fault(Fault::None, Mode::Locked)?;
+    /// let word = pool.page_data(&snapshot.pfns()[0]).map(|w| w.load(Ordering::Relaxed));
+    /// assert_eq!(word, Some(7));
+    /// assert!(pool.page_data(&snapshot.pfns()[1]).is_none());
     /// # Ok::<(), Error>(())
     /// ```
     pub fn page_data(&self, page: impl KernelPfn) -> Option<&T::PageData> {

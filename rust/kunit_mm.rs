@@ -15,6 +15,7 @@ use crate::devmem::{
 use crate::ffi;
 use crate::migrate::{
     DstFolio,
+    DstPage,
     Migration,
     Select, //
 };
@@ -138,6 +139,29 @@ pub(crate) fn mmap(
 /// Anonymous private memory: [`mmap`] with no file.
 pub(crate) fn mmap_anon(pages: usize, writable: bool) -> Result<usize> {
     mmap(core::ptr::null_mut(), pages, writable, 0)
+}
+
+/// Maps `pages` pages of a new anon-inode file with `fops` and private
+/// data `private`, shared and writable, in the thread's mm: an object's
+/// file, as a driver's `mmap` would see it.
+///
+/// # Safety
+///
+/// `private` is what `fops` expect as the file's private data, and it
+/// outlives every mapping of the file.
+pub(crate) unsafe fn map_file(
+    fops: &'static bindings::file_operations,
+    private: *const c_void,
+    pages: usize,
+) -> Result<usize> {
+    // SAFETY: The fops are static; the caller vouches for `private`.
+    let file = unsafe { ffi::rust_hmm_anon_file(fops, private.cast_mut()) };
+    kernel::error::from_err_ptr(file)?;
+    let addr = mmap(file, pages, true, 0);
+    // SAFETY: Our reference from `rust_hmm_anon_file`; the mapping, if
+    // any, holds its own.
+    unsafe { bindings::fput(file) };
+    addr
 }
 
 /// `vm_munmap()` of `pages` pages at `addr` in the thread's mm.
@@ -266,6 +290,32 @@ impl DevmemOps for ZeroDevice {
     }
 }
 
+/// Moves the `pages` untouched pages at `addr` of `mm` into `pool` and
+/// returns how many moved; `fill` sees each destination page first (an
+/// error leaves that page where it is). A page that holds data is refused:
+/// nothing here copies it.
+pub(crate) fn move_to<T: DevmemOps>(
+    mm: &MmWithUser,
+    pool: &DevicePrivatePool<T>,
+    addr: usize,
+    pages: usize,
+    mut fill: impl FnMut(DstPage<'_>) -> Result,
+) -> Result<u64> {
+    let lock = mm.mmap_read_lock();
+    let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+    let end = addr + pages * PAGE_SIZE;
+    let mut m = Migration::vma(vma, addr, end, pool.owner(), Select::System, false)?;
+    // Untouched pages have no source page, so nothing to copy.
+    Ok(pool.migrate_to_device(
+        &mut m,
+        |_order| true,
+        |dst, src, _first| match src.pfn() {
+            Some(_) => Err(EINVAL),
+            None => fill(dst.subpage(0).ok_or(EINVAL)?),
+        },
+    ))
+}
+
 /// A pool of [`ZeroDevice`] memory that holds the `pages` untouched pages
 /// at `addr` of `mm`, moved there: they are device-private pages of the
 /// pool's owner until the CPU touches them or the pool is dropped. `EBUSY`
@@ -276,19 +326,7 @@ pub(crate) fn to_device(
     pages: usize,
 ) -> Result<Pin<KBox<DevicePrivatePool<ZeroDevice>>>> {
     let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
-    let moved = {
-        let lock = mm.mmap_read_lock();
-        let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
-        let end = addr + pages * PAGE_SIZE;
-        let mut m = Migration::vma(vma, addr, end, pool.owner(), Select::System, false)?;
-        // Untouched pages have no source page, so nothing to copy.
-        pool.migrate_to_device(
-            &mut m,
-            |_order| true,
-            |_dst, src, _first| src.pfn().map_or(Ok(()), |_| Err(EINVAL)),
-        )
-    };
-    if moved != pages as u64 {
+    if move_to(mm, &pool, addr, pages, |_| Ok(()))? != pages as u64 {
         return Err(EBUSY);
     }
     Ok(pool)
@@ -506,17 +544,12 @@ pub(crate) fn pfn_mapping(pages: usize) -> Result<PfnMapping> {
         GFP_KERNEL,
     )?;
     let private: *const PfnObj = &*obj;
-    // SAFETY: The fops are static; the object outlives the file's
-    // mappings (see `PfnMapping`), and nothing else uses the file.
-    let file = unsafe { ffi::rust_hmm_anon_file(&PFN_FOPS.0, private.cast_mut().cast()) };
-    kernel::error::from_err_ptr(file)?;
-    let addr = mmap(file, pages, true, 0);
-    // SAFETY: Our reference from `rust_hmm_anon_file`; the mapping, if
-    // any, holds its own.
-    unsafe { bindings::fput(file) };
+    // SAFETY: The fops take a `PfnObj` as private data, and the object
+    // outlives the file's mappings (see `PfnMapping`).
+    let addr = unsafe { map_file(&PFN_FOPS.0, private.cast(), pages)? };
     Ok(PfnMapping {
         obj: Some(obj),
-        addr: addr?,
+        addr,
         pages,
     })
 }

@@ -127,6 +127,48 @@ pub use range::{
 /// `lib/test_hmm.c` skips its own migrations) would keep, and could
 /// install, PFNs of pages that the event is about to free. The only event
 /// filtered is this notifier's own device-exclusive conversion.
+///
+/// # Examples
+///
+/// The two-pass form, for a device that flushes its TLB outside the lock:
+/// the first pass drops the mappings and hands on how many it dropped, the
+/// second waits for the flush (here, counts the pages flushed).
+///
+/// ```
+/// use core::sync::atomic::{AtomicUsize, Ordering};
+/// use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+///
+/// struct Device {
+///     flushed: AtomicUsize,
+/// }
+///
+/// impl IntervalNotifierOps for Device {
+///     /// Pages the device maps.
+///     type State = usize;
+///     /// Pages to flush from the device TLB.
+///     type Finish = usize;
+///     const TWO_PASS: bool = true;
+///
+///     fn invalidate(&self, mapped: &mut usize, _range: &NotifierRange<'_>) -> usize {
+///         core::mem::take(mapped)
+///     }
+///
+///     fn invalidate_finish(&self, pages: usize, _blockable: bool) {
+///         self.flushed.fetch_add(pages, Ordering::Relaxed);
+///     }
+/// }
+///
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(2, true)?;
+/// let device = Device { flushed: AtomicUsize::new(0) };
+/// // As if the device had mapped both pages.
+/// let notifier = KBox::pin_init(IntervalNotifier::new(&mm, addr, 2 * PAGE, device, 2), GFP_KERNEL)?;
+/// kunit_mm::munmap(addr, 2)?;
+/// assert_eq!(*notifier.lock(), 0);
+/// assert_eq!(notifier.ops().flushed.load(Ordering::Relaxed), 2);
+/// # Ok::<(), Error>(())
+/// ```
 pub trait IntervalNotifierOps: Send + Sync + Sized {
     /// The state protected by the notifier lock.
     type State: Send + Unpin;
@@ -274,6 +316,27 @@ impl<'a, T: IntervalNotifierOps> ReadSeq<'a, T> {
 /// have been learned before an invalidation that has already run. Changes
 /// go through [`IntervalNotifier::lock_valid`]. (Interior mutability in
 /// the state bypasses this; keep what the protocol protects out of it.)
+///
+/// # Examples
+///
+/// A PFN the device mapped, installed under [`IntervalNotifier::lock_valid`]
+/// and read back under [`IntervalNotifier::lock`] until an unmap drops it.
+///
+/// ```
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_anon(1, true)?;
+/// // The state is the PFN the device maps, if any; any invalidation drops it.
+/// let notifier = kunit_mm::notifier_with(&mm, addr, PAGE, |pfn: &mut Option<u64>, _| *pfn = None)?;
+/// let seq = notifier.read_begin();
+/// *notifier.lock_valid(seq).ok_or(EAGAIN)? = Some(42);
+/// let state = notifier.lock();
+/// assert_eq!(*state, Some(42));
+/// drop(state);
+/// kunit_mm::munmap(addr, 1)?;
+/// assert_eq!(*notifier.lock(), None);
+/// # Ok::<(), Error>(())
+/// ```
 pub struct LockedState<'a, T: IntervalNotifierOps> {
     guard: Guard<'a, T::State, MutexBackend>,
 }
@@ -298,6 +361,36 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     ///
     /// Must not be called with `mm`'s mmap lock held: the first notifier of
     /// an mm registers with that lock taken for write.
+    ///
+    /// # Examples
+    ///
+    /// An empty interval, or one that wraps around the address space, is
+    /// refused before anything is inserted.
+    ///
+    /// ```
+    /// use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    ///
+    /// struct Nothing;
+    ///
+    /// impl IntervalNotifierOps for Nothing {
+    ///     type State = ();
+    ///     type Finish = ();
+    ///
+    ///     fn invalidate(&self, _state: &mut (), _range: &NotifierRange<'_>) {}
+    /// }
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let empty = KBox::pin_init(IntervalNotifier::new(&mm, addr, 0, Nothing, ()), GFP_KERNEL);
+    /// assert_eq!(empty.err(), Some(EOVERFLOW));
+    /// let wraps = IntervalNotifier::new(&mm, usize::MAX - PAGE + 1, 2 * PAGE, Nothing, ());
+    /// assert_eq!(KBox::pin_init(wraps, GFP_KERNEL).err(), Some(EOVERFLOW));
+    ///
+    /// let notifier = KBox::pin_init(IntervalNotifier::new(&mm, addr, PAGE, Nothing, ()), GFP_KERNEL)?;
+    /// assert_eq!(notifier.interval(), (addr, addr + PAGE - 1));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn new(
         mm: &MmWithUser,
         start: usize,
@@ -360,6 +453,19 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     }
 
     /// The first and the last address watched.
+    ///
+    /// # Examples
+    ///
+    /// The interval need not be page aligned; the last address is inclusive.
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// let notifier = kunit_mm::notifier(&mm, addr + 8, PAGE)?;
+    /// assert_eq!(notifier.interval(), (addr + 8, addr + PAGE + 7));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn interval(&self) -> (usize, usize) {
         (self.start, self.last)
     }
@@ -386,11 +492,56 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     }
 
     /// The driver's callbacks.
+    ///
+    /// # Examples
+    ///
+    /// What needs no lock can live in the callbacks' own type: here a count
+    /// of the invalidations that reached them, read without the notifier
+    /// lock.
+    ///
+    /// ```
+    /// use core::sync::atomic::{AtomicU64, Ordering};
+    /// use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    ///
+    /// struct Counting(AtomicU64);
+    ///
+    /// impl IntervalNotifierOps for Counting {
+    ///     type State = ();
+    ///     type Finish = ();
+    ///
+    ///     fn invalidate(&self, _state: &mut (), _range: &NotifierRange<'_>) {
+    ///         self.0.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// }
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(3, true)?;
+    /// let ops = Counting(AtomicU64::new(0));
+    /// let notifier = KBox::pin_init(IntervalNotifier::new(&mm, addr, 2 * PAGE, ops, ()), GFP_KERNEL)?;
+    /// kunit_mm::munmap(addr + 2 * PAGE, 1)?; // outside the interval
+    /// assert_eq!(notifier.ops().0.load(Ordering::Relaxed), 0);
+    /// kunit_mm::munmap(addr + PAGE, 1)?;
+    /// assert_eq!(notifier.ops().0.load(Ordering::Relaxed), 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn ops(&self) -> &T {
         &self.ops
     }
 
     /// The mm being watched (held with `mmgrab`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
+    /// // The test thread's own mm.
+    /// assert_eq!(notifier.mm().as_raw(), mm.as_raw());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn mm(&self) -> &Mm {
         &self.mm
     }
@@ -398,12 +549,50 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     /// The owner cookie of this notifier: `MMU_NOTIFY_EXCLUSIVE` events that
     /// carry it were started by this notifier's own device-exclusive
     /// conversion (see [`crate::device_exclusive`]) and are filtered out.
+    ///
+    /// # Examples
+    ///
+    /// A device-exclusive conversion carries the cookie of the notifier
+    /// that asked for it: another notifier of the page sees it, the
+    /// notifier itself is not invalidated.
+    ///
+    /// ```
+    /// use rust_hmm::device_exclusive::exclusive_session;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// kunit_mm::write_user(addr, b"cpu")?; // a page of its own first
+    /// // The states: how many invalidations reached the device's notifier,
+    /// // and the owner of the last one another notifier saw, as a number.
+    /// let device = kunit_mm::notifier_with(&mm, addr, PAGE, |calls: &mut u32, _| *calls += 1)?;
+    /// let other = kunit_mm::notifier_with(&mm, addr, PAGE, |owner: &mut usize, range| {
+    ///     *owner = range.owner() as usize;
+    /// })?;
+    /// exclusive_session(&device, |s| s.map(addr, |_, _| Ok(())))?;
+    /// assert_eq!(*other.lock(), device.owner() as usize);
+    /// assert_eq!(*device.lock(), 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn owner(&self) -> *const core::ffi::c_void {
         core::ptr::from_ref(self).cast()
     }
 
     /// Takes the notifier lock to read the state (see [`LockedState`];
     /// deadlocks: see the module documentation).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(2, true)?;
+    /// // The state counts the invalidations of the first page.
+    /// let notifier = kunit_mm::notifier_with(&mm, addr, PAGE, |calls: &mut u32, _| *calls += 1)?;
+    /// assert_eq!(*notifier.lock(), 0);
+    /// kunit_mm::munmap(addr, 2)?;
+    /// assert_eq!(*notifier.lock(), 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn lock(&self) -> LockedState<'_, T> {
         LockedState {
             guard: self.state.lock(),
@@ -419,6 +608,26 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     /// Never with this notifier's lock held (a guard, or inside one of its
     /// callbacks): the invalidation it waits for waits for that lock.
     /// Lockdep kernels warn here.
+    ///
+    /// # Examples
+    ///
+    /// Only invalidations inside the interval make a sequence stale: an
+    /// unmap of the page next to it does not.
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(3, true)?;
+    /// // Watches the middle page.
+    /// let notifier = kunit_mm::notifier(&mm, addr + PAGE, PAGE)?;
+    /// let seq = notifier.read_begin();
+    /// kunit_mm::munmap(addr, 1)?;
+    /// assert!(notifier.lock_valid(seq).is_some());
+    /// let seq = notifier.read_begin();
+    /// kunit_mm::munmap(addr + PAGE, 1)?;
+    /// assert!(notifier.lock_valid(seq).is_none());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn read_begin(&self) -> ReadSeq<'_, T> {
         self.assert_unlocked();
         // SAFETY: `raw` is an inserted notifier (type invariant).
@@ -444,6 +653,36 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     /// Outside the callbacks, this guard is the only way to change the
     /// state. It validates what was learned after `read_begin()`, not
     /// before (see the module documentation).
+    ///
+    /// # Examples
+    ///
+    /// A sequence is only good for the notifier that produced it, even one
+    /// of the same type over the same page. The guard is how the state
+    /// changes.
+    ///
+    /// ```
+    /// use rust_hmm::mmu_notifier::NotifierRange;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    ///
+    /// /// The state is the PFN the device maps, if any; any invalidation
+    /// /// drops it.
+    /// fn drop_pfn(pfn: &mut Option<u64>, _range: &NotifierRange<'_>) {
+    ///     *pfn = None;
+    /// }
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let a = kunit_mm::notifier_with(&mm, addr, PAGE, drop_pfn)?;
+    /// let b = kunit_mm::notifier_with(&mm, addr, PAGE, drop_pfn)?;
+    /// assert!(b.lock_valid(a.read_begin()).is_none());
+    ///
+    /// let seq = a.read_begin();
+    /// let mut mapped = a.lock_valid(seq).ok_or(EAGAIN)?;
+    /// *mapped = Some(42);
+    /// drop(mapped);
+    /// assert_eq!(*a.lock(), Some(42));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn lock_valid(&self, seq: ReadSeq<'_, T>) -> Option<Guard<'_, T::State, MutexBackend>> {
         if !core::ptr::eq(seq.notifier, self) {
             return None;

@@ -117,6 +117,25 @@ struct Record {
 unsafe impl Send for Record {}
 
 /// The VMAs that map one object.
+///
+/// # Examples
+///
+/// A test object (an object that maps itself, as a driver's would) keeps
+/// its VMAs in `obj.vmas`. An munmap in the middle of its mapping splits
+/// the VMA in two, and a walk visits both.
+///
+/// ```
+/// use rust_hmm::pfn_walk::Missing;
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let _mm = kunit_mm::attach()?;
+/// let obj = kunit_mm::pfn_mapping(3)?;
+/// assert_eq!(obj.vmas.count(), 1);
+/// kunit_mm::munmap(obj.addr + PAGE, 1)?;
+/// assert_eq!(obj.vmas.count(), 2);
+/// let stats = obj.vmas.walk(&*obj, 0, 3, Missing::Populate, |_| Ok(()))?;
+/// assert_eq!((stats.entries, stats.vmas), (2, 2));
+/// # Ok::<(), Error>(())
+/// ```
 #[pin_data]
 pub struct VmaRegistry {
     #[pin]
@@ -131,6 +150,23 @@ struct Tracked {
 }
 
 /// What a walk does where a page of the range has no PTE in a VMA.
+///
+/// # Examples
+///
+/// A new mapping has no PTE: `Skip` finds nothing, `Populate` installs
+/// them, and then `Skip` finds them too.
+///
+/// ```
+/// use rust_hmm::pfn_walk::Missing;
+/// # use rust_hmm::kunit_mm;
+/// # let _mm = kunit_mm::attach()?;
+/// let obj = kunit_mm::pfn_mapping(4)?;
+/// let entries = |missing| Ok::<_, Error>(obj.vmas.walk(&*obj, 0, 4, missing, |_| Ok(()))?.entries);
+/// assert_eq!(entries(Missing::Skip)?, 0);
+/// assert_eq!(entries(Missing::Populate)?, 4);
+/// assert_eq!(entries(Missing::Skip)?, 4);
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Missing {
     /// Visit only present entries; cost follows the populated part.
@@ -141,6 +177,30 @@ pub enum Missing {
 }
 
 /// One present PTE, as the walker read it under the PTE lock.
+///
+/// # Examples
+///
+/// A CPU write through the mapping dirties the PTE of the page it lands in.
+///
+/// ```
+/// use rust_hmm::pfn_walk::{Missing, PfnEntry};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let _mm = kunit_mm::attach()?;
+/// let obj = kunit_mm::pfn_mapping(2)?;
+/// obj.vmas.walk(&*obj, 0, 2, Missing::Populate, |_| Ok(()))?;
+/// kunit_mm::write_user(obj.addr + PAGE, b"cpu")?;
+/// let mut seen: [Option<PfnEntry>; 2] = [None; 2];
+/// obj.vmas.walk(&*obj, 0, 2, Missing::Skip, |e| {
+///     *seen.get_mut(e.pgoff).ok_or(EINVAL)? = Some(*e);
+///     Ok(())
+/// })?;
+/// let (clean, dirty) = (seen[0].ok_or(ENOENT)?, seen[1].ok_or(ENOENT)?);
+/// assert_eq!((dirty.addr, dirty.pfn), (obj.addr + PAGE, obj.pfn(1)));
+/// assert!(dirty.dirty && dirty.writable && !clean.dirty);
+/// // Write-back, in the only address space of the walk.
+/// assert_eq!((dirty.cache_bits, dirty.mm_index), (0, 0));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct PfnEntry {
     /// User address.
@@ -161,6 +221,24 @@ pub struct PfnEntry {
 }
 
 /// Counts of one walk.
+///
+/// # Examples
+///
+/// A walk visits every VMA that maps the object, even where the range
+/// has no page of it.
+///
+/// ```
+/// use rust_hmm::pfn_walk::Missing;
+/// # use rust_hmm::kunit_mm;
+/// # let _mm = kunit_mm::attach()?;
+/// let obj = kunit_mm::pfn_mapping(2)?;
+/// let stats = obj.vmas.walk(&*obj, 0, 2, Missing::Populate, |_| Ok(()))?;
+/// assert_eq!((stats.entries, stats.vmas, stats.mms), (2, 1, 1));
+/// // Past the end of the mapping.
+/// let stats = obj.vmas.walk(&*obj, 2, 10, Missing::Skip, |_| Ok(()))?;
+/// assert_eq!((stats.entries, stats.vmas, stats.mms), (0, 1, 1));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, Default, Debug)]
 pub struct WalkStats {
     /// Entries passed to the closure.
@@ -172,6 +250,54 @@ pub struct WalkStats {
 }
 
 /// The object whose VMAs a [`VmaRegistry`] tracks.
+///
+/// # Examples
+///
+/// A source that knows which of its pages it has ever mapped (here, only
+/// page 2 of the test object) lets a [`Missing::Skip`] walk read just
+/// those PTEs.
+///
+/// ```
+/// use kernel::{bindings, ffi::c_void, mm::virt::VmaRef};
+/// use rust_hmm::pfn_walk::{Missing, PfnSource};
+/// # use rust_hmm::kunit_mm::{self, PfnObj};
+///
+/// struct Tracked<'a> {
+///     obj: &'a PfnObj,
+///     mapped: usize,
+/// }
+///
+/// impl PfnSource for Tracked<'_> {
+///     // The VMAs are the test object's.
+///     fn vm_ops(&self) -> *const bindings::vm_operations_struct {
+///         self.obj.vm_ops()
+///     }
+///
+///     fn vm_private_data(&self) -> *const c_void {
+///         self.obj.vm_private_data()
+///     }
+///
+///     fn next_maybe_mapped(&self, from: usize, to: usize) -> Option<usize> {
+///         (from..to).contains(&self.mapped).then_some(self.mapped)
+///     }
+///
+///     fn populate(&self, vma: &VmaRef, addr: usize, pgoff: usize) -> Result {
+///         self.obj.populate(vma, addr, pgoff)
+///     }
+/// }
+///
+/// # let _mm = kunit_mm::attach()?;
+/// let obj = kunit_mm::pfn_mapping(4)?;
+/// let src = Tracked { obj: &obj, mapped: 2 };
+/// obj.vmas.walk(&src, 2, 3, Missing::Populate, |_| Ok(()))?;
+/// let mut last = None;
+/// let stats = obj.vmas.walk(&src, 0, 4, Missing::Skip, |e| {
+///     last = Some(e.pgoff);
+///     Ok(())
+/// })?;
+/// assert_eq!((stats.entries, last), (1, Some(2)));
+/// # Ok::<(), Error>(())
+/// ```
 pub trait PfnSource {
     /// The `vm_ops` every VMA of the object has.
     fn vm_ops(&self) -> *const bindings::vm_operations_struct;
@@ -193,6 +319,31 @@ pub trait PfnSource {
 
 impl VmaRegistry {
     /// An empty registry.
+    ///
+    /// # Examples
+    ///
+    /// An object embeds its registry, pinned with it. Until the object is
+    /// mapped, a walk has nothing to visit.
+    ///
+    /// ```
+    /// use rust_hmm::pfn_walk::{Missing, VmaRegistry};
+    /// # use rust_hmm::kunit_mm;
+    ///
+    /// #[pin_data]
+    /// struct Object {
+    ///     #[pin]
+    ///     vmas: VmaRegistry,
+    /// }
+    ///
+    /// let obj = KBox::pin_init(pin_init!(Object { vmas <- VmaRegistry::new() }), GFP_KERNEL)?;
+    /// assert_eq!(obj.vmas.count(), 0);
+    /// # let _mm = kunit_mm::attach()?;
+    /// // The walk needs a source: that of a test object, mapped elsewhere.
+    /// let src = kunit_mm::pfn_mapping(1)?;
+    /// let stats = obj.vmas.walk(&*src, 0, 1, Missing::Populate, |_| Ok(()))?;
+    /// assert_eq!((stats.entries, stats.vmas, stats.mms), (0, 0, 0));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             vmas <- new_mutex!(
@@ -212,6 +363,87 @@ impl VmaRegistry {
     /// `vma` is a valid VMA, in the `mmap` file operation (after which
     /// nothing fails) or in `vm_ops->open`, and [`Self::unregister`] is
     /// called for it in `vm_ops->close` before it is freed.
+    ///
+    /// # Examples
+    ///
+    /// An object's `mmap` records each new VMA (its `close` forgets it).
+    ///
+    /// ```
+    /// use kernel::bindings;
+    /// use rust_hmm::pfn_walk::VmaRegistry;
+    /// # use rust_hmm::kunit_mm;
+    /// # struct VmOps(bindings::vm_operations_struct);
+    /// # // SAFETY: Only function pointers, never written.
+    /// # unsafe impl Sync for VmOps {}
+    /// # static VM_OPS: VmOps = VmOps(bindings::vm_operations_struct {
+    /// #     open: Some(open),
+    /// #     close: Some(close),
+    /// #     // SAFETY: All-zero is a valid `vm_operations_struct` (no callbacks).
+    /// #     ..unsafe { core::mem::zeroed() }
+    /// # });
+    /// # struct FileOps(bindings::file_operations);
+    /// # // SAFETY: As for `VmOps`.
+    /// # unsafe impl Sync for FileOps {}
+    /// # static FOPS: FileOps = FileOps(bindings::file_operations {
+    /// #     mmap: Some(mmap),
+    /// #     // SAFETY: All-zero is a valid `file_operations` (no callbacks).
+    /// #     ..unsafe { core::mem::zeroed() }
+    /// # });
+    /// # /// `vm_ops->open`, for a VMA copied from one of the object's (a split,
+    /// # /// or `fork()`).
+    /// # ///
+    /// # /// # Safety
+    /// # ///
+    /// # /// Called by the core mm on a copy of a VMA that `mmap` set up.
+    /// # unsafe extern "C" fn open(vma: *mut bindings::vm_area_struct) {
+    /// #     // SAFETY: The copy has the registry as its private data, and
+    /// #     // `close` unregisters it.
+    /// #     unsafe { (*(*vma).vm_private_data.cast::<VmaRegistry>()).register_or_poison(vma) };
+    /// # }
+    /// # /// `vm_ops->close`.
+    /// # ///
+    /// # /// # Safety
+    /// # ///
+    /// # /// Called by the core mm, once, on a VMA that `mmap` or `open` set up.
+    /// # unsafe extern "C" fn close(vma: *mut bindings::vm_area_struct) {
+    /// #     // SAFETY: `mmap` made the registry the VMA's private data.
+    /// #     unsafe { (*(*vma).vm_private_data.cast::<VmaRegistry>()).unregister(vma) };
+    /// # }
+    ///
+    /// /// `mmap` of the object's file, whose private data is the object's
+    /// /// registry.
+    /// ///
+    /// /// # Safety
+    /// ///
+    /// /// Called by the core mm on a file whose registry outlives its mappings.
+    /// unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> i32 {
+    ///     // SAFETY: Per the contract.
+    ///     let vmas = unsafe { (*file).private_data.cast::<VmaRegistry>() };
+    ///     // SAFETY: `vma` is in its `mmap` call, after which nothing fails,
+    ///     // and `close` unregisters it.
+    ///     if let Err(e) = unsafe { (*vmas).register(vma) } {
+    ///         return e.to_errno();
+    ///     }
+    ///     // SAFETY: Nothing else uses the VMA during its `mmap` call.
+    ///     unsafe {
+    ///         (*vma).vm_private_data = vmas.cast();
+    ///         (*vma).vm_ops = &VM_OPS.0;
+    ///     }
+    ///     0
+    /// }
+    ///
+    /// // First, so that it outlives the test's mm and every mapping in it.
+    /// let vmas = KBox::pin_init(VmaRegistry::new(), GFP_KERNEL)?;
+    /// # let _mm = kunit_mm::attach()?;
+    /// let private: *const VmaRegistry = &*vmas;
+    /// // SAFETY: `FOPS` take the registry as the file's private data, and it
+    /// // outlives the mapping.
+    /// let addr = unsafe { kunit_mm::map_file(&FOPS.0, private.cast(), 3)? };
+    /// assert_eq!(vmas.count(), 1);
+    /// kunit_mm::munmap(addr, 3)?;
+    /// assert_eq!(vmas.count(), 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub unsafe fn register(&self, vma: *const bindings::vm_area_struct) -> Result {
         // SAFETY: The caller passes a valid VMA.
         let mm = unsafe { (*vma).vm_mm };
@@ -228,6 +460,90 @@ impl VmaRegistry {
     /// # Safety
     ///
     /// As for [`Self::register`].
+    ///
+    /// # Examples
+    ///
+    /// An munmap in the middle of a mapping splits its VMA: the core copies
+    /// it with `open` for each part that stays, and closes the one that
+    /// goes.
+    ///
+    /// ```
+    /// use kernel::bindings;
+    /// use rust_hmm::pfn_walk::VmaRegistry;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # struct VmOps(bindings::vm_operations_struct);
+    /// # // SAFETY: Only function pointers, never written.
+    /// # unsafe impl Sync for VmOps {}
+    /// # static VM_OPS: VmOps = VmOps(bindings::vm_operations_struct {
+    /// #     open: Some(open),
+    /// #     close: Some(close),
+    /// #     // SAFETY: All-zero is a valid `vm_operations_struct` (no callbacks).
+    /// #     ..unsafe { core::mem::zeroed() }
+    /// # });
+    /// # struct FileOps(bindings::file_operations);
+    /// # // SAFETY: As for `VmOps`.
+    /// # unsafe impl Sync for FileOps {}
+    /// # static FOPS: FileOps = FileOps(bindings::file_operations {
+    /// #     mmap: Some(mmap),
+    /// #     // SAFETY: All-zero is a valid `file_operations` (no callbacks).
+    /// #     ..unsafe { core::mem::zeroed() }
+    /// # });
+    /// # /// `mmap` of the object's file, whose private data is the object's
+    /// # /// registry.
+    /// # ///
+    /// # /// # Safety
+    /// # ///
+    /// # /// Called by the core mm on a file whose registry outlives its mappings.
+    /// # unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> i32 {
+    /// #     // SAFETY: Per the contract.
+    /// #     let vmas = unsafe { (*file).private_data.cast::<VmaRegistry>() };
+    /// #     // SAFETY: `vma` is in its `mmap` call, after which nothing fails,
+    /// #     // and `close` unregisters it.
+    /// #     if let Err(e) = unsafe { (*vmas).register(vma) } {
+    /// #         return e.to_errno();
+    /// #     }
+    /// #     // SAFETY: Nothing else uses the VMA during its `mmap` call.
+    /// #     unsafe {
+    /// #         (*vma).vm_private_data = vmas.cast();
+    /// #         (*vma).vm_ops = &VM_OPS.0;
+    /// #     }
+    /// #     0
+    /// # }
+    /// # /// `vm_ops->close`.
+    /// # ///
+    /// # /// # Safety
+    /// # ///
+    /// # /// Called by the core mm, once, on a VMA that `mmap` or `open` set up.
+    /// # unsafe extern "C" fn close(vma: *mut bindings::vm_area_struct) {
+    /// #     // SAFETY: `mmap` made the registry the VMA's private data.
+    /// #     unsafe { (*(*vma).vm_private_data.cast::<VmaRegistry>()).unregister(vma) };
+    /// # }
+    ///
+    /// /// `vm_ops->open`, for a VMA copied from one of the object's (a split,
+    /// /// or `fork()`).
+    /// ///
+    /// /// # Safety
+    /// ///
+    /// /// Called by the core mm on a copy of a VMA that `mmap` set up.
+    /// unsafe extern "C" fn open(vma: *mut bindings::vm_area_struct) {
+    ///     // SAFETY: The copy has the registry as its private data, and
+    ///     // `close` unregisters it.
+    ///     unsafe { (*(*vma).vm_private_data.cast::<VmaRegistry>()).register_or_poison(vma) };
+    /// }
+    ///
+    /// // First, so that it outlives the test's mm and every mapping in it.
+    /// let vmas = KBox::pin_init(VmaRegistry::new(), GFP_KERNEL)?;
+    /// # let _mm = kunit_mm::attach()?;
+    /// let private: *const VmaRegistry = &*vmas;
+    /// // SAFETY: `FOPS` take the registry as the file's private data, and it
+    /// // outlives the mapping.
+    /// let addr = unsafe { kunit_mm::map_file(&FOPS.0, private.cast(), 3)? };
+    /// kunit_mm::munmap(addr + PAGE, 1)?;
+    /// assert_eq!(vmas.count(), 2);
+    /// kunit_mm::munmap(addr, 3)?;
+    /// assert_eq!(vmas.count(), 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub unsafe fn register_or_poison(&self, vma: *const bindings::vm_area_struct) {
         // SAFETY: Same contract.
         if unsafe { self.register(vma) }.is_err() {
@@ -236,6 +552,90 @@ impl VmaRegistry {
     }
 
     /// Forgets `vma`; nothing happens if it was never recorded.
+    ///
+    /// # Examples
+    ///
+    /// An object's `close` forgets the VMA; a VMA never recorded is no
+    /// error.
+    ///
+    /// ```
+    /// use kernel::bindings;
+    /// use rust_hmm::pfn_walk::VmaRegistry;
+    /// # use rust_hmm::kunit_mm;
+    /// # struct VmOps(bindings::vm_operations_struct);
+    /// # // SAFETY: Only function pointers, never written.
+    /// # unsafe impl Sync for VmOps {}
+    /// # static VM_OPS: VmOps = VmOps(bindings::vm_operations_struct {
+    /// #     open: Some(open),
+    /// #     close: Some(close),
+    /// #     // SAFETY: All-zero is a valid `vm_operations_struct` (no callbacks).
+    /// #     ..unsafe { core::mem::zeroed() }
+    /// # });
+    /// # struct FileOps(bindings::file_operations);
+    /// # // SAFETY: As for `VmOps`.
+    /// # unsafe impl Sync for FileOps {}
+    /// # static FOPS: FileOps = FileOps(bindings::file_operations {
+    /// #     mmap: Some(mmap),
+    /// #     // SAFETY: All-zero is a valid `file_operations` (no callbacks).
+    /// #     ..unsafe { core::mem::zeroed() }
+    /// # });
+    /// # /// `mmap` of the object's file, whose private data is the object's
+    /// # /// registry.
+    /// # ///
+    /// # /// # Safety
+    /// # ///
+    /// # /// Called by the core mm on a file whose registry outlives its mappings.
+    /// # unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> i32 {
+    /// #     // SAFETY: Per the contract.
+    /// #     let vmas = unsafe { (*file).private_data.cast::<VmaRegistry>() };
+    /// #     // SAFETY: `vma` is in its `mmap` call, after which nothing fails,
+    /// #     // and `close` unregisters it.
+    /// #     if let Err(e) = unsafe { (*vmas).register(vma) } {
+    /// #         return e.to_errno();
+    /// #     }
+    /// #     // SAFETY: Nothing else uses the VMA during its `mmap` call.
+    /// #     unsafe {
+    /// #         (*vma).vm_private_data = vmas.cast();
+    /// #         (*vma).vm_ops = &VM_OPS.0;
+    /// #     }
+    /// #     0
+    /// # }
+    /// # /// `vm_ops->open`, for a VMA copied from one of the object's (a split,
+    /// # /// or `fork()`).
+    /// # ///
+    /// # /// # Safety
+    /// # ///
+    /// # /// Called by the core mm on a copy of a VMA that `mmap` set up.
+    /// # unsafe extern "C" fn open(vma: *mut bindings::vm_area_struct) {
+    /// #     // SAFETY: The copy has the registry as its private data, and
+    /// #     // `close` unregisters it.
+    /// #     unsafe { (*(*vma).vm_private_data.cast::<VmaRegistry>()).register_or_poison(vma) };
+    /// # }
+    ///
+    /// /// `vm_ops->close`.
+    /// ///
+    /// /// # Safety
+    /// ///
+    /// /// Called by the core mm, once, on a VMA that `mmap` or `open` set up.
+    /// unsafe extern "C" fn close(vma: *mut bindings::vm_area_struct) {
+    ///     // SAFETY: `mmap` made the registry the VMA's private data.
+    ///     unsafe { (*(*vma).vm_private_data.cast::<VmaRegistry>()).unregister(vma) };
+    /// }
+    ///
+    /// // First, so that it outlives the test's mm and every mapping in it.
+    /// let vmas = KBox::pin_init(VmaRegistry::new(), GFP_KERNEL)?;
+    /// # let _mm = kunit_mm::attach()?;
+    /// let private: *const VmaRegistry = &*vmas;
+    /// // SAFETY: `FOPS` take the registry as the file's private data, and it
+    /// // outlives the mapping.
+    /// let addr = unsafe { kunit_mm::map_file(&FOPS.0, private.cast(), 3)? };
+    /// assert_eq!(vmas.count(), 1);
+    /// vmas.unregister(core::ptr::null());
+    /// assert_eq!(vmas.count(), 1);
+    /// kunit_mm::munmap(addr, 3)?;
+    /// assert_eq!(vmas.count(), 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn unregister(&self, vma: *const bindings::vm_area_struct) {
         let mut t = self.vmas.lock();
         if let Some(i) = t.records.iter().position(|r| r.vma == vma) {
@@ -246,6 +646,19 @@ impl VmaRegistry {
     }
 
     /// Number of VMAs recorded now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm;
+    /// # let _mm = kunit_mm::attach()?;
+    /// // A test object that maps itself; `obj.vmas` is its registry.
+    /// let obj = kunit_mm::pfn_mapping(2)?;
+    /// assert_eq!(obj.vmas.count(), 1);
+    /// kunit_mm::munmap(obj.addr, 2)?;
+    /// assert_eq!(obj.vmas.count(), 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn count(&self) -> usize {
         self.vmas.lock().records.len()
     }
