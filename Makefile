@@ -16,6 +16,8 @@
 #   make clippy      the module with CLIPPY=1
 #   make fmt         rustfmt the Rust sources (make fmt-check to verify)
 #   make rustdoc     the library's HTML docs in out/rustdoc
+#   make patches     the library and sample as a patch series against the
+#                    kernel source, in out/patches (make check builds it)
 
 ifeq ($(KDIR),)
 KDIR := $(shell $(CURDIR)/scripts/build-kernel.sh)
@@ -39,7 +41,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) \
 
 RUST_SRCS = $(shell find rust samples -name '*.rs' ! -name '*_generated.rs')
 
-.PHONY: all modules clean clippy fmt fmt-check rustdoc user demo check check-debug fuzz-debug soak bench hmm-tests
+.PHONY: all modules clean clippy fmt fmt-check rustdoc patches user demo check check-debug fuzz-debug soak bench hmm-tests
 
 all: modules
 
@@ -58,6 +60,9 @@ fmt:
 
 rustdoc: modules
 	RUSTDOC=$(RUSTDOC) scripts/rustdoc.sh
+
+patches:
+	python3 scripts/patches.py $(KDIR)/source out/patches
 
 fmt-check:
 	$(RUSTFMT) --check --edition 2021 --config-path $(KDIR)/source/.rustfmt.toml $(RUST_SRCS)

@@ -844,8 +844,8 @@ impl<'a> Migration<'a> {
     /// `migrate_vma_setup()` over `[start, end)` of `vma`: at most
     /// [`MAX_PAGES`] pages, inside the VMA. `owner` is the device's
     /// `dev_pagemap` owner; `compound` collects PMD-sized folios whole
-    /// instead of splitting them. In a CPU fault on a device page, use
-    /// `devmem::DeviceFault::migration()` instead.
+    /// instead of splitting them. A CPU fault on a device page of a
+    /// [`crate::devmem`] pool needs none: the pool moves the page itself.
     ///
     /// # Examples
     ///

@@ -11,26 +11,54 @@ use kernel::transmute::{
     FromBytes, //
 };
 
-/// `struct hmm_dmirror_cmd`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct HmmDmirrorCmd {
-    /// (in) user address the device reads or writes.
-    pub(crate) addr: u64,
-    /// (in) user buffer the data is copied to or from.
-    pub(crate) ptr: u64,
-    /// (in) number of pages.
-    pub(crate) npages: u64,
-    /// (out) pages copied.
-    pub(crate) cpages: u64,
-    /// (out) device page faults taken.
-    pub(crate) faults: u64,
+/// Defines a `#[repr(C)]` struct of the ABI and implements [`FromBytes`] and
+/// [`AsBytes`] for it, once the compiler has checked both conditions: every
+/// field is itself `FromBytes + AsBytes`, and the struct has no padding
+/// (its size is the sum of its fields').
+macro_rules! uapi_struct {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$fmeta:meta])* $fvis:vis $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        $vis struct $name {
+            $($(#[$fmeta])* $fvis $field: $ty,)*
+        }
+
+        const _: () = {
+            const fn fields_are_bytes<T: FromBytes + AsBytes>() {}
+            $(fields_are_bytes::<$ty>();)*
+            assert!(core::mem::size_of::<$name>() == 0 $(+ core::mem::size_of::<$ty>())*);
+        };
+
+        // SAFETY: `repr(C)` with no padding (asserted above), and every
+        // field is `FromBytes`: every bit pattern is a valid value.
+        unsafe impl FromBytes for $name {}
+        // SAFETY: No padding (asserted above), and every field is `AsBytes`:
+        // no byte is uninitialized.
+        unsafe impl AsBytes for $name {}
+    };
 }
 
-// SAFETY: Plain integers, no padding; every bit pattern is valid.
-unsafe impl FromBytes for HmmDmirrorCmd {}
-// SAFETY: Plain integers, no padding.
-unsafe impl AsBytes for HmmDmirrorCmd {}
+uapi_struct! {
+    /// `struct hmm_dmirror_cmd`.
+    pub(crate) struct HmmDmirrorCmd {
+        /// (in) user address the device reads or writes.
+        pub(crate) addr: u64,
+        /// (in) user buffer the data is copied to or from.
+        pub(crate) ptr: u64,
+        /// (in) number of pages.
+        pub(crate) npages: u64,
+        /// (out) pages copied.
+        pub(crate) cpages: u64,
+        /// (out) device page faults taken.
+        pub(crate) faults: u64,
+    }
+}
 
 const fn cmd(nr: u32) -> u32 {
     _IOWR::<HmmDmirrorCmd>('H' as u32, nr)
@@ -47,57 +75,47 @@ pub(crate) const HMM_DMIRROR_RELEASE: u32 = cmd(0x07);
 pub(crate) const HMM_DMIRROR_FLAGS: u32 = cmd(0x08);
 pub(crate) const HMM_DMIRROR_READ_UNLOCKED: u32 = cmd(0x09);
 
-/// Our own: a device atomic operation on a `u64` of the mirrored process.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct HmmDmirrorAtomic {
-    /// (in) user address of the `u64`, 8-byte aligned.
-    pub(crate) addr: u64,
-    /// (in) value to add.
-    pub(crate) value: u64,
-    /// (out) the value before the add.
-    pub(crate) old: u64,
-    /// (out) 1 if the device had to take exclusive access first, else 0.
-    pub(crate) faults: u64,
+uapi_struct! {
+    /// Our own: a device atomic operation on a `u64` of the mirrored process.
+    pub(crate) struct HmmDmirrorAtomic {
+        /// (in) user address of the `u64`, 8-byte aligned.
+        pub(crate) addr: u64,
+        /// (in) value to add.
+        pub(crate) value: u64,
+        /// (out) the value before the add.
+        pub(crate) old: u64,
+        /// (out) 1 if the device had to take exclusive access first, else 0.
+        pub(crate) faults: u64,
+    }
 }
-
-// SAFETY: Plain integers, no padding; every bit pattern is valid.
-unsafe impl FromBytes for HmmDmirrorAtomic {}
-// SAFETY: Plain integers, no padding.
-unsafe impl AsBytes for HmmDmirrorAtomic {}
 
 /// Fetch-and-add by the device, atomic against the CPU and other devices.
 /// Numbered apart from test_hmm's range so the two never collide.
 pub(crate) const HMM_DMIRROR_ATOMIC_ADD: u32 = _IOWR::<HmmDmirrorAtomic>('H' as u32, 0x40);
 
-/// Our own: counters of one mirror.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct HmmDmirrorStats {
-    /// Invalidations the notifier handled.
-    pub(crate) invalidations: u64,
-    /// Nanoseconds spent in them (first pass, lock held).
-    pub(crate) invalidate_ns: u64,
-    /// Valid 4 KiB entries in the device page table.
-    pub(crate) entries: u64,
-    /// Directories below the root.
-    pub(crate) dirs: u64,
-    /// Bytes of directories, the root included.
-    pub(crate) table_bytes: u64,
-    /// Huge (2 MiB) leaves in the device page table.
-    pub(crate) huge_entries: u64,
-    /// Huge leaves split into 4 KiB entries so far.
-    pub(crate) huge_splits: u64,
-    /// Pages of device memory the device has registered.
-    pub(crate) devmem_pages: u64,
-    /// Of those, pages in use (holding migrated data).
-    pub(crate) devmem_in_use: u64,
+uapi_struct! {
+    /// Our own: counters of one mirror.
+    pub(crate) struct HmmDmirrorStats {
+        /// Invalidations the notifier handled.
+        pub(crate) invalidations: u64,
+        /// Nanoseconds spent in them (first pass, lock held).
+        pub(crate) invalidate_ns: u64,
+        /// Valid 4 KiB entries in the device page table.
+        pub(crate) entries: u64,
+        /// Directories below the root.
+        pub(crate) dirs: u64,
+        /// Bytes of directories, the root included.
+        pub(crate) table_bytes: u64,
+        /// Huge (2 MiB) leaves in the device page table.
+        pub(crate) huge_entries: u64,
+        /// Huge leaves split into 4 KiB entries so far.
+        pub(crate) huge_splits: u64,
+        /// Pages of device memory the device has registered.
+        pub(crate) devmem_pages: u64,
+        /// Of those, pages in use (holding migrated data).
+        pub(crate) devmem_in_use: u64,
+    }
 }
-
-// SAFETY: Plain integers, no padding; every bit pattern is valid.
-unsafe impl FromBytes for HmmDmirrorStats {}
-// SAFETY: Plain integers, no padding.
-unsafe impl AsBytes for HmmDmirrorStats {}
 
 /// Reads the mirror's counters.
 pub(crate) const HMM_DMIRROR_STATS: u32 = _IOR::<HmmDmirrorStats>('H' as u32, 0x41);
@@ -127,117 +145,91 @@ pub(crate) const HMM_DMIRROR_FLAG_KEEP_ON_CLOSE: u64 = 1 << 1;
 /// such a page is `NONE`: its PTE is a device-exclusive swap entry).
 pub(crate) const HMM_DMIRROR_PROT_DEV_EXCLUSIVE: u8 = 0x80;
 
-/// Our own: device buffers mapped through the device file (`devbuf.rs`).
-/// `HMM_DEVBUF_CREATE`: allocate a buffer of `npages` pages.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct HmmDevbufCreate {
-    /// (in) size in pages, 1 to [`HMM_DEVBUF_MAX_PAGES`].
-    pub(crate) npages: u64,
-    /// (out) file offset to pass to `mmap`; also names the buffer.
-    pub(crate) offset: u64,
+uapi_struct! {
+    /// Our own: device buffers mapped through the device file (`devbuf.rs`).
+    /// `HMM_DEVBUF_CREATE`: allocate a buffer of `npages` pages.
+    pub(crate) struct HmmDevbufCreate {
+        /// (in) size in pages, 1 to [`HMM_DEVBUF_MAX_PAGES`].
+        pub(crate) npages: u64,
+        /// (out) file offset to pass to `mmap`; also names the buffer.
+        pub(crate) offset: u64,
+    }
 }
 
-// SAFETY: Plain integers, no padding; every bit pattern is valid.
-unsafe impl FromBytes for HmmDevbufCreate {}
-// SAFETY: Plain integers, no padding.
-unsafe impl AsBytes for HmmDevbufCreate {}
-
-/// A page range of a device buffer, for CLEAN, ZAP and SET_CACHE.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct HmmDevbufRange {
-    /// (in) the buffer's mmap offset.
-    pub(crate) offset: u64,
-    /// (in) first page of the range.
-    pub(crate) first: u64,
-    /// (in) pages in the range, at least 1.
-    pub(crate) npages: u64,
-    /// (in) CLEAN: user address of a bitmap of `ceil(npages / 64)` `u64`
-    /// words; SET_CACHE: the cache mode; ZAP: 0.
-    pub(crate) arg: u64,
-    /// (out) CLEAN: pages found dirty; ZAP and SET_CACHE: pages in range.
-    pub(crate) count: u64,
+uapi_struct! {
+    /// A page range of a device buffer, for CLEAN, ZAP and SET_CACHE.
+    pub(crate) struct HmmDevbufRange {
+        /// (in) the buffer's mmap offset.
+        pub(crate) offset: u64,
+        /// (in) first page of the range.
+        pub(crate) first: u64,
+        /// (in) pages in the range, at least 1.
+        pub(crate) npages: u64,
+        /// (in) CLEAN: user address of a bitmap of `ceil(npages / 64)` `u64`
+        /// words; SET_CACHE: the cache mode; ZAP: 0.
+        pub(crate) arg: u64,
+        /// (out) CLEAN: pages found dirty; ZAP and SET_CACHE: pages in range.
+        pub(crate) count: u64,
+    }
 }
 
-// SAFETY: Plain integers, no padding; every bit pattern is valid.
-unsafe impl FromBytes for HmmDevbufRange {}
-// SAFETY: Plain integers, no padding.
-unsafe impl AsBytes for HmmDevbufRange {}
-
-/// `HMM_DEVBUF_WALK`: visit the PTEs that map a range of a buffer in every
-/// process.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct HmmDevbufWalk {
-    /// (in) the buffer's mmap offset.
-    pub(crate) offset: u64,
-    /// (in) first page of the range.
-    pub(crate) first: u64,
-    /// (in) pages in the range, at least 1.
-    pub(crate) npages: u64,
-    /// (in) `HMM_DEVBUF_WALK_*` flags.
-    pub(crate) flags: u64,
-    /// (in) user address of `max_entries` [`HmmDevbufEntry`], or 0.
-    pub(crate) entries: u64,
-    /// (in) capacity of `entries`, at most [`HMM_DEVBUF_WALK_MAX_ENTRIES`].
-    pub(crate) max_entries: u64,
-    /// (out) entries visited (may exceed `max_entries`; only the first
-    /// `max_entries` are stored).
-    pub(crate) nentries: u64,
-    /// (out) VMAs visited.
-    pub(crate) nvmas: u64,
-    /// (out) processes (address spaces) visited.
-    pub(crate) nmms: u64,
+uapi_struct! {
+    /// `HMM_DEVBUF_WALK`: visit the PTEs that map a range of a buffer in every
+    /// process.
+    pub(crate) struct HmmDevbufWalk {
+        /// (in) the buffer's mmap offset.
+        pub(crate) offset: u64,
+        /// (in) first page of the range.
+        pub(crate) first: u64,
+        /// (in) pages in the range, at least 1.
+        pub(crate) npages: u64,
+        /// (in) `HMM_DEVBUF_WALK_*` flags.
+        pub(crate) flags: u64,
+        /// (in) user address of `max_entries` [`HmmDevbufEntry`], or 0.
+        pub(crate) entries: u64,
+        /// (in) capacity of `entries`, at most [`HMM_DEVBUF_WALK_MAX_ENTRIES`].
+        pub(crate) max_entries: u64,
+        /// (out) entries visited (may exceed `max_entries`; only the first
+        /// `max_entries` are stored).
+        pub(crate) nentries: u64,
+        /// (out) VMAs visited.
+        pub(crate) nvmas: u64,
+        /// (out) processes (address spaces) visited.
+        pub(crate) nmms: u64,
+    }
 }
 
-// SAFETY: Plain integers, no padding; every bit pattern is valid.
-unsafe impl FromBytes for HmmDevbufWalk {}
-// SAFETY: Plain integers, no padding.
-unsafe impl AsBytes for HmmDevbufWalk {}
-
-/// One PTE seen by `HMM_DEVBUF_WALK`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct HmmDevbufEntry {
-    /// User address in its process.
-    pub(crate) addr: u64,
-    /// Page of the buffer it maps.
-    pub(crate) page: u64,
-    /// `HMM_DEVBUF_PTE_*` bits.
-    pub(crate) flags: u32,
-    /// Architecture cache-mode bits of the PTE (x86: PWT, PCD, PAT); 0 is
-    /// write-back.
-    pub(crate) cache: u32,
-    /// Index of its process among the `nmms` of this walk.
-    pub(crate) mm: u64,
+uapi_struct! {
+    /// One PTE seen by `HMM_DEVBUF_WALK`.
+    pub(crate) struct HmmDevbufEntry {
+        /// User address in its process.
+        pub(crate) addr: u64,
+        /// Page of the buffer it maps.
+        pub(crate) page: u64,
+        /// `HMM_DEVBUF_PTE_*` bits.
+        pub(crate) flags: u32,
+        /// Architecture cache-mode bits of the PTE (x86: PWT, PCD, PAT); 0 is
+        /// write-back.
+        pub(crate) cache: u32,
+        /// Index of its process among the `nmms` of this walk.
+        pub(crate) mm: u64,
+    }
 }
 
-// SAFETY: Plain integers, no padding (8 + 8 + 4 + 4 + 8); every bit
-// pattern is valid.
-unsafe impl FromBytes for HmmDevbufEntry {}
-// SAFETY: Plain integers, no padding.
-unsafe impl AsBytes for HmmDevbufEntry {}
-
-/// `HMM_DEVBUF_STATS`: module-wide counters of device-buffer pages.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct HmmDevbufStats {
-    /// Buffer pages allocated now, in every buffer.
-    pub(crate) pages: u64,
-    /// Of those, pages whose linear map is not write-back (UC or WC).
-    pub(crate) pages_not_wb: u64,
-    /// Linear-map changes made since load (`set_pages_array_*()` calls,
-    /// each a TLB flush on every CPU).
-    pub(crate) cache_calls: u64,
-    /// `HMM_DEVBUF_STATS_*` flags.
-    pub(crate) flags: u64,
+uapi_struct! {
+    /// `HMM_DEVBUF_STATS`: module-wide counters of device-buffer pages.
+    pub(crate) struct HmmDevbufStats {
+        /// Buffer pages allocated now, in every buffer.
+        pub(crate) pages: u64,
+        /// Of those, pages whose linear map is not write-back (UC or WC).
+        pub(crate) pages_not_wb: u64,
+        /// Linear-map changes made since load (`set_pages_array_*()` calls,
+        /// each a TLB flush on every CPU).
+        pub(crate) cache_calls: u64,
+        /// `HMM_DEVBUF_STATS_*` flags.
+        pub(crate) flags: u64,
+    }
 }
-
-// SAFETY: Plain integers, no padding; every bit pattern is valid.
-unsafe impl FromBytes for HmmDevbufStats {}
-// SAFETY: Plain integers, no padding.
-unsafe impl AsBytes for HmmDevbufStats {}
 
 pub(crate) const HMM_DEVBUF_CREATE: u32 = _IOWR::<HmmDevbufCreate>('H' as u32, 0x50);
 pub(crate) const HMM_DEVBUF_WALK: u32 = _IOWR::<HmmDevbufWalk>('H' as u32, 0x51);
