@@ -46,6 +46,7 @@
 //! faulting into a deadlock.
 
 use crate::ffi;
+use crate::folio::LockedFolio;
 use crate::guarded_page::{
     GuardedPages,
     Kind,
@@ -78,7 +79,8 @@ use kernel::{
 ///
 /// # Invariants
 ///
-/// `folio` is locked and referenced by us, and `page` is a page of it.
+/// `_folio` holds the lock and a reference of the folio, and `page` is a
+/// page of it.
 ///
 /// # Examples
 ///
@@ -101,7 +103,8 @@ use kernel::{
 /// ```
 pub struct ExclusivePage {
     page: *mut bindings::page,
-    folio: *mut bindings::folio,
+    /// Unlocked and released when the page is dropped.
+    _folio: LockedFolio,
 }
 
 impl ExclusivePage {
@@ -129,16 +132,6 @@ impl ExclusivePage {
     pub fn pfn(&self) -> u64 {
         // SAFETY: `page` is a valid page we hold a reference to.
         unsafe { ffi::page_to_pfn(self.page) as u64 }
-    }
-}
-
-impl Drop for ExclusivePage {
-    fn drop(&mut self) {
-        // SAFETY: We own the folio lock and one reference (type invariant).
-        unsafe {
-            bindings::folio_unlock(self.folio);
-            ffi::folio_put(self.folio);
-        }
     }
 }
 
@@ -292,8 +285,15 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
         let page = from_err_ptr(unsafe {
             ffi::make_device_exclusive(mm, addr, owner.cast_mut(), &mut folio)
         })?;
-        // INVARIANT: on success the folio is returned locked and referenced.
-        Ok(ExclusivePage { page, folio })
+        // SAFETY: On success the folio comes back locked and referenced,
+        // both ours now.
+        let folio = unsafe { LockedFolio::from_raw(folio) };
+        // INVARIANT: `page` is a page of `folio`, which is locked and
+        // referenced.
+        Ok(ExclusivePage {
+            page,
+            _folio: folio,
+        })
     }
 
     /// Makes the page at `addr` exclusive to the device that owns the

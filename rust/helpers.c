@@ -98,6 +98,41 @@ void rust_helper_folio_put(struct folio *folio)
 	folio_put(folio);
 }
 
+void rust_helper_folio_get(struct folio *folio)
+{
+	folio_get(folio);
+}
+
+void rust_helper_folio_lock(struct folio *folio)
+{
+	folio_lock(folio);
+}
+
+bool rust_helper_folio_trylock(struct folio *folio)
+{
+	return folio_trylock(folio);
+}
+
+unsigned long rust_helper_folio_pfn(const struct folio *folio)
+{
+	return folio_pfn(folio);
+}
+
+unsigned int rust_helper_folio_order(const struct folio *folio)
+{
+	return folio_order(folio);
+}
+
+int rust_helper_folio_ref_count(const struct folio *folio)
+{
+	return folio_ref_count(folio);
+}
+
+struct folio *rust_helper_page_folio(struct page *page)
+{
+	return page_folio(page);
+}
+
 
 struct dev_pagemap *rust_helper_page_pgmap(struct page *page)
 {

@@ -22,6 +22,13 @@ void rust_hmm_pfn_kinds(const unsigned long *hmm_pfns, u8 *kinds,
 			unsigned long n, u8 zero, u8 device_private);
 unsigned long rust_helper_page_to_pfn(struct page *page);
 void rust_helper_folio_put(struct folio *folio);
+void rust_helper_folio_get(struct folio *folio);
+void rust_helper_folio_lock(struct folio *folio);
+bool rust_helper_folio_trylock(struct folio *folio);
+unsigned long rust_helper_folio_pfn(const struct folio *folio);
+unsigned int rust_helper_folio_order(const struct folio *folio);
+int rust_helper_folio_ref_count(const struct folio *folio);
+struct folio *rust_helper_page_folio(struct page *page);
 bool rust_hmm_copy_from_folio(void *to, unsigned long pfn, size_t len);
 unsigned long rust_hmm_copy_pages_to_user_nofault(void __user *to,
 						  unsigned long pfn,

@@ -338,6 +338,12 @@ pub(crate) fn page_pfn(page: &Page) -> u64 {
     unsafe { ffi::page_to_pfn(page.as_ptr()) as u64 }
 }
 
+/// The folio of `page`, for examples of [`crate::folio`].
+pub(crate) fn page_folio(page: &Page) -> *mut bindings::folio {
+    // SAFETY: `page` is a live page.
+    unsafe { ffi::page_folio(page.as_ptr()) }
+}
+
 /// Whether the folio of page `pfn` is dirty (`folio_test_dirty()`).
 ///
 /// # Safety

@@ -5,6 +5,7 @@
 //!
 //! The safe abstractions a driver builds on: [`mmu_notifier`] (interval
 //! notifiers and the sequence protocol), [`hmm`] (`hmm_range_fault()`),
+//! [`folio`] (reference-counted folios and their lock),
 //! [`guarded_page`] (pages read under the notifier lock), [`device_pt`] (a
 //! multi-level device page table), [`device_exclusive`] (device-exclusive
 //! access), [`devmem`] (device-private memory pools), [`migrate`] (page
@@ -25,6 +26,7 @@ pub mod device_exclusive;
 pub mod device_pt;
 pub mod devmem;
 pub(crate) mod ffi;
+pub mod folio;
 pub mod guarded_page;
 pub mod hmm;
 #[cfg(CONFIG_KUNIT = "y")]

@@ -20,13 +20,14 @@ import subprocess
 import sys
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIB_MODS = ['device_exclusive', 'device_pt', 'devmem', 'guarded_page', 'hmm',
+LIB_MODS = ['device_exclusive', 'device_pt', 'devmem', 'folio', 'guarded_page', 'hmm',
             'kunit_mm', 'migrate', 'mmu_notifier', 'pfn_walk', 'sort']
 # What the kernel needs built in for each module (the kernel crate is
 # built in, so it may only call what is there).
 GATE = 'all(CONFIG_HMM_MIRROR, CONFIG_DEVICE_PRIVATE, CONFIG_TRANSPARENT_HUGEPAGE)'
 CFG = {m: GATE for m in LIB_MODS}
 CFG['sort'] = None
+CFG['folio'] = None
 CFG['kunit_mm'] = 'all(CONFIG_KUNIT = "y", %s)' % GATE[4:-1]
 # Files of the kernel the series changes (the scratch repository's base).
 BASE_FILES = ['rust/bindings/bindings_helper.h', 'rust/helpers/helpers.c',
@@ -230,6 +231,12 @@ core's sort_unstable() ends in a panic helper that objtool does not know
 as noreturn, so every caller is reported as falling through. The device
 memory allocator and the PFN walker sort under spinlocks; give them a
 heapsort that neither allocates nor panics.
+'''),
+    (['folio'], 'rust: mm: add Folio, reference counted, with lock guards', '''
+Add kernel::mm::folio::Folio, always reached through a reference
+(ARef<Folio> owns one), with FolioGuard for its lock and LockedFolio for
+what C returns "locked and referenced" (make_device_exclusive()), so
+that a folio is unlocked and released exactly once on every path.
 '''),
     (['mmu_notifier', 'kunit_mm'], 'rust: mm: add mmu_interval_notifier abstraction', '''
 Add safe wrappers for mmu_interval_notifier: insertion and removal,
