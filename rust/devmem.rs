@@ -37,6 +37,7 @@
 //! - `migration_tests.rs`: the KUnit suite `rust_hmm_migrate`.
 
 use crate::ffi;
+use crate::folio::Folio;
 use crate::hmm;
 use crate::migrate::{
     DstFolio,
@@ -346,7 +347,7 @@ impl DeviceFault<'_> {
     /// ```
     pub fn folio_order(&self) -> u32 {
         // SAFETY: The fault holds the page locked and referenced.
-        unsafe { ffi::rust_hmm_page_order(self.raw.page) }
+        unsafe { Folio::from_raw(ffi::page_folio(self.raw.page)) }.order()
     }
 
     /// Whether the fault came through a PTE: the folio may then be mapped

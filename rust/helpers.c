@@ -139,11 +139,6 @@ struct dev_pagemap *rust_helper_page_pgmap(struct page *page)
 	return page_pgmap(page);
 }
 
-unsigned int rust_hmm_page_order(struct page *page)
-{
-	return folio_order(page_folio(page));
-}
-
 /*
  * Makes the free device page @page the head of a folio of @order: locked,
  * one reference, as migration wants its destination pages.
@@ -175,15 +170,6 @@ struct page *rust_hmm_alloc_migrate_folio(struct vm_area_struct *vma,
 		return NULL;
 	folio_lock(folio);
 	return &folio->page;
-}
-
-/* Undoes the above, or drops a locked device folio nobody migrated into. */
-void rust_hmm_unlock_put_page(struct page *page)
-{
-	struct folio *folio = page_folio(page);
-
-	folio_unlock(folio);
-	folio_put(folio);
 }
 
 void rust_helper_clear_highpage(struct page *page)

@@ -43,14 +43,12 @@ void rust_hmm_get_pages(unsigned long pfn, unsigned long npages);
 void rust_hmm_put_pages(unsigned long pfn, unsigned long npages);
 
 struct dev_pagemap *rust_helper_page_pgmap(struct page *page);
-unsigned int rust_hmm_page_order(struct page *page);
 void rust_hmm_zone_device_folio_init(struct page *page,
 				     struct dev_pagemap *pgmap,
 				     unsigned int order);
 struct page *rust_hmm_alloc_migrate_folio(struct vm_area_struct *vma,
 					  unsigned long addr,
 					  unsigned int order);
-void rust_hmm_unlock_put_page(struct page *page);
 void rust_helper_clear_highpage(struct page *page);
 int rust_helper_numa_node_id(void);
 bool rust_hmm_resched_killed(void);

@@ -18,6 +18,7 @@
 //! path) releases the destinations it was given and restores every page.
 
 use crate::ffi;
+use crate::folio::LockedFolio;
 use core::marker::PhantomData;
 use kernel::{
     bindings,
@@ -398,6 +399,8 @@ impl<'m> SrcPfn<'m> {
 /// ```
 pub struct DstFolio {
     page: *mut bindings::page,
+    /// The folio of `page`: unlocked and released when this drops.
+    _folio: LockedFolio,
     order: u32,
     filled: bool,
 }
@@ -436,11 +439,25 @@ impl DstFolio {
     /// # Ok::<(), Error>(())
     /// ```
     pub unsafe fn from_raw(page: *mut bindings::page, order: u32) -> Self {
+        // SAFETY: As the caller promises.
+        unsafe { Self::new(page, order, true) }
+    }
+
+    /// # Safety
+    ///
+    /// `page` is the head of a locked folio of `order` whose lock and one
+    /// reference the caller hands over; if `filled`, every byte of it is
+    /// written.
+    unsafe fn new(page: *mut bindings::page, order: u32, filled: bool) -> Self {
+        // SAFETY: The caller hands over the lock and a reference of the
+        // folio of `page`.
+        let folio = unsafe { LockedFolio::from_raw(ffi::page_folio(page)) };
         // INVARIANT: As the caller promises.
         Self {
             page,
+            _folio: folio,
             order,
-            filled: true,
+            filled,
         }
     }
 
@@ -460,6 +477,9 @@ impl DstFolio {
     /// assert_eq!(folio.order(), PMD_ORDER);
     /// assert_eq!(folio.pfn() % (1 << PMD_ORDER), 0);
     /// assert!(!folio.is_filled());
+    ///
+    /// // An order no allocator has: `None`, quietly (`__GFP_NOWARN`).
+    /// assert!(DstFolio::alloc_system(None, 0, 2 * PMD_ORDER + 4).is_none());
     /// # Ok::<(), Error>(())
     /// ```
     pub fn alloc_system(vma: Option<&VmaRef>, addr: usize, order: u32) -> Option<Self> {
@@ -468,12 +488,12 @@ impl DstFolio {
         // (which holds the mmap lock); the helper returns a locked folio
         // with one reference, or null.
         let page = unsafe { ffi::rust_hmm_alloc_migrate_folio(vma, addr, order) };
-        // INVARIANT: A locked folio with our reference, not yet filled.
-        (!page.is_null()).then_some(Self {
-            page,
-            order,
-            filled: false,
-        })
+        if page.is_null() {
+            return None;
+        }
+        // SAFETY: A locked folio of `order` with our reference, not yet
+        // filled.
+        Some(unsafe { Self::new(page, order, false) })
     }
 
     /// Clears every page of the folio, which is then filled.
@@ -734,13 +754,6 @@ impl DstPage<'_> {
     /// ```
     pub fn pfn(&self) -> u64 {
         self.folio.pfn() + self.i as u64
-    }
-}
-
-impl Drop for DstFolio {
-    fn drop(&mut self) {
-        // SAFETY: We own a reference to a locked folio (type invariant).
-        unsafe { ffi::rust_hmm_unlock_put_page(self.page) };
     }
 }
 

@@ -135,13 +135,9 @@ impl<T: DevmemOps> VTable<T> {
         let chunk = unsafe { Self::chunk(page) };
         // SAFETY: `pool` outlives its chunks (type invariant of `Chunk`).
         let pool = unsafe { &*chunk.pool };
-        // SAFETY: `page` is a valid folio head.
-        let (pfn, order) = unsafe {
-            (
-                ffi::page_to_pfn(page) as u64,
-                ffi::rust_hmm_page_order(page),
-            )
-        };
+        // SAFETY: `folio` is being freed (no reference is left, so it is
+        // not a `Folio`), and is ours until this returns.
+        let (pfn, order) = unsafe { (ffi::page_to_pfn(page) as u64, ffi::folio_order(folio)) };
         // A folio lies inside its chunk, so this always finds its data.
         let first = (pfn - chunk.first_pfn) as usize;
         if let Some(data) = chunk.data.get(first..first + (1 << order)) {
