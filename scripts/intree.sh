@@ -3,7 +3,8 @@
 # kernel source and builds the sample in tree, as a module, with the
 # abstractions in the kernel crate. The scratch build starts from a copy of
 # the cached test kernel's build, so only what the series touches is
-# rebuilt. Prints what it checked; fails if any step does.
+# rebuilt. Then boots that kernel and runs the suites against the in-tree
+# module. Prints what it checked; fails if any step does.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 : "${KDIR:?KDIR must name the kernel build}"
@@ -41,7 +42,7 @@ km olddefconfig
 grep -q '^CONFIG_SAMPLE_RUST_DMIRROR=m' "$work/build/.config" ||
 	die "CONFIG_SAMPLE_RUST_DMIRROR did not survive olddefconfig"
 start=$(date +%s)
-km -j"$(nproc)" vmlinux samples/rust/rust_dmirror/rust_dmirror.ko \
+km -j"$(nproc)" bzImage samples/rust/rust_dmirror/rust_dmirror.ko \
 	>"$work/build.log" 2>&1 || { tail -40 "$work/build.log" >&2; die "in-tree build failed"; }
 if grep -E '^(warning|error)' "$work/build.log" >&2; then
 	die "in-tree build warned"
@@ -51,5 +52,20 @@ ko=$work/build/samples/rust/rust_dmirror/rust_dmirror.ko
 grep -q '^CONFIG_RUST_KERNEL_DOCTESTS=y' "$work/build/.config" ||
 	die "CONFIG_RUST_KERNEL_DOCTESTS did not survive olddefconfig"
 log "intree: kernel crate (with its doctests) and rust_dmirror.ko built in tree in $(( $(date +%s) - start )) s"
+# Then run it: the in-tree kernel boots (the abstractions' KUnit suites
+# and the kernel crate's doctests, ours among them, run at boot), loads
+# rust_dmirror.ko (its own suites run), and hmm-tests runs against it.
+job=$work/job.sh
+cat >"$job" <<'JOB'
+. /lib/vm-lib.sh
+setup_mm
+section insmod:rust_hmm load_rust
+use_driver rust
+section hmm-tests:rust hmm-tests
+dump_kernel_log
+JOB
+rc=0
+KDIR=$work/build MODULE=$ko "$TOP/scripts/vm-job.sh" intree "$job" || rc=$?
+[ $rc = 0 ] || die "the in-tree kernel and sample failed their tests (out/intree/)"
 # The copies are 1 GB; the patches and the log stay for a look.
 rm -rf "$work/src" "$work/build"
