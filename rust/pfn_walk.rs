@@ -70,7 +70,10 @@ use crate::ffi;
 use kernel::{
     bindings,
     ffi::c_void,
-    mm::virt::VmaRef,
+    mm::{
+        virt::VmaRef,
+        MmapReadGuard, //
+    },
     new_mutex,
     prelude::*,
     sync::Mutex, //
@@ -258,7 +261,7 @@ pub struct WalkStats {
 /// those PTEs.
 ///
 /// ```
-/// use kernel::{bindings, ffi::c_void, mm::virt::VmaRef};
+/// use kernel::{bindings, ffi::c_void, mm::{virt::VmaRef, MmapReadGuard}};
 /// use rust_hmm::pfn_walk::{Missing, PfnSource};
 /// # use rust_hmm::kunit_mm::{self, PfnObj};
 ///
@@ -281,8 +284,8 @@ pub struct WalkStats {
 ///         (from..to).contains(&self.mapped).then_some(self.mapped)
 ///     }
 ///
-///     fn populate(&self, vma: &VmaRef, addr: usize, pgoff: usize) -> Result {
-///         self.obj.populate(vma, addr, pgoff)
+///     fn populate(&self, mm: &MmapReadGuard<'_>, vma: &VmaRef, addr: usize, pgoff: usize) -> Result {
+///         self.obj.populate(mm, vma, addr, pgoff)
 ///     }
 /// }
 ///
@@ -312,9 +315,12 @@ pub trait PfnSource {
     fn next_maybe_mapped(&self, from: usize, to: usize) -> Option<usize>;
 
     /// Installs the entry for `pgoff` at `addr` of `vma`, as a read fault
-    /// would. Called with the mmap read lock held (the borrow of `vma`
-    /// proves it).
-    fn populate(&self, vma: &VmaRef, addr: usize, pgoff: usize) -> Result;
+    /// would. Called with the mmap read lock held: `mm` is its guard, and
+    /// `vma` is borrowed from it. An object mapped with a
+    /// [`VmOpsTable`](crate::vma_ops::VmOpsTable) inserts through
+    /// [`VmOpsTable::with_vma`](crate::vma_ops::VmOpsTable::with_vma) on
+    /// `mm`.
+    fn populate(&self, mm: &MmapReadGuard<'_>, vma: &VmaRef, addr: usize, pgoff: usize) -> Result;
 }
 
 impl VmaRegistry {
