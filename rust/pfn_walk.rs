@@ -41,7 +41,9 @@
 //!
 //! [`VmaRegistry::register`] is `unsafe`: the object promises to record
 //! each VMA from `mmap`/`open` and forget it in `close`, before the VMA is
-//! freed; that is what lets a walk dereference a record. Given that, every
+//! freed; that is what lets a walk dereference a record. An object whose
+//! VMAs come from a [`VmOpsTable`](crate::vma_ops::VmOpsTable) leaves
+//! these calls to it ([`VmOps::vma_registry`](crate::vma_ops::VmOps::vma_registry)). Given that, every
 //! [`PfnEntry`] a walk reports was read from a PTE of a VMA that the walk
 //! found in its mm's tree, under that mm's mmap read lock and checked to be
 //! the object's (`vm_ops`, `vm_private_data`), and no page table of any
