@@ -200,6 +200,20 @@ void rust_hmm_vma_set_pfnmap(struct vm_area_struct *vma)
 	vm_flags_set(vma, VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP);
 }
 
+/*
+ * pgprot_noncached() and pgprot_writecombine() (macros on x86) on a
+ * protection value, for vma_ops.rs's `Pgprot`.
+ */
+unsigned long rust_hmm_pgprot_noncached(unsigned long protval)
+{
+	return pgprot_val(pgprot_noncached(__pgprot(protval)));
+}
+
+unsigned long rust_hmm_pgprot_writecombine(unsigned long protval)
+{
+	return pgprot_val(pgprot_writecombine(__pgprot(protval)));
+}
+
 unsigned long rust_hmm_prot_cache_bits(unsigned long protval)
 {
 #ifdef CONFIG_X86

@@ -54,6 +54,8 @@ int rust_helper_numa_node_id(void);
 bool rust_hmm_resched_killed(void);
 void rust_hmm_vma_set_pfnmap(struct vm_area_struct *vma);
 unsigned long rust_hmm_prot_cache_bits(unsigned long protval);
+unsigned long rust_hmm_pgprot_noncached(unsigned long protval);
+unsigned long rust_hmm_pgprot_writecombine(unsigned long protval);
 bool rust_hmm_prot_dirty(unsigned long protval);
 
 #endif

@@ -29,6 +29,10 @@ use crate::pfn_walk::{
     PfnSource,
     VmaRegistry, //
 };
+use crate::vma_ops::{
+    VmOps,
+    VmOpsTable, //
+};
 use core::sync::atomic::{
     AtomicU64,
     Ordering, //
@@ -38,8 +42,12 @@ use kernel::{
     error::to_result,
     ffi::c_void,
     mm::{
-        virt::VmaRef,
-        MmWithUser, //
+        virt::{
+            VmaNew,
+            VmaRef, //
+        },
+        MmWithUser,
+        MmapReadGuard, //
     },
     page::{
         Page,
@@ -162,6 +170,73 @@ pub(crate) unsafe fn map_file(
     // any, holds its own.
     unsafe { bindings::fput(file) };
     addr
+}
+
+/// What [`map_with`] calls as the file's `mmap`.
+type MmapHook<'a> = &'a dyn Fn(&VmaNew) -> Result;
+
+struct HookFileOps(bindings::file_operations);
+// SAFETY: As for `PfnVmOps`.
+unsafe impl Sync for HookFileOps {}
+static HOOK_FOPS: HookFileOps = HookFileOps(bindings::file_operations {
+    mmap: Some(hook_mmap),
+    // SAFETY: All-zero is a valid `file_operations` (no callbacks).
+    ..unsafe { core::mem::zeroed() }
+});
+
+/// `mmap` of a [`map_with`] file: its hook.
+///
+/// # Safety
+///
+/// Called by the core mm on a file of [`HOOK_FOPS`], within `map_with`,
+/// whose private data points to a live [`MmapHook`].
+unsafe extern "C" fn hook_mmap(
+    file: *mut bindings::file,
+    vma: *mut bindings::vm_area_struct,
+) -> i32 {
+    // SAFETY: Per the contract.
+    let hook = unsafe { *(*file).private_data.cast::<MmapHook<'_>>() };
+    // SAFETY: A VMA in its `mmap` call.
+    match hook(unsafe { VmaNew::from_raw(vma) }) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// Maps `pages` pages of a new anon-inode file, shared and writable, in
+/// the thread's mm, with `mmap` as the file's `mmap`: a driver's, for
+/// the VMA it is given.
+pub(crate) fn map_with(pages: usize, mmap: &dyn Fn(&VmaNew) -> Result) -> Result<usize> {
+    let private: *const MmapHook<'_> = &mmap;
+    // SAFETY: `HOOK_FOPS` read the private data only in `mmap`, which the
+    // file gets only from the `vm_mmap()` inside `map_file`, while `mmap`
+    // lives (nothing else holds the file to map it again).
+    unsafe { map_file(&HOOK_FOPS.0, private.cast(), pages) }
+}
+
+/// Maps one page of `obj` with `table`, reads it through the mapping and,
+/// if `write`, writes it, then unmaps it: the first error of the accesses.
+/// For objects with no registry; `EINVAL` otherwise.
+pub(crate) fn access_once<T: VmOps>(
+    table: &'static VmOpsTable<T>,
+    obj: &Arc<T>,
+    write: bool,
+) -> Result {
+    if obj.vma_registry().is_some() {
+        return Err(EINVAL);
+    }
+    let addr = map_with(1, &|vma| {
+        // SAFETY: The last step of the file's `mmap`, which returns this
+        // result; the object has no registry (checked).
+        unsafe { table.install(vma, obj.clone()) }
+    })?;
+    let mut b = [0u8; 1];
+    let r = read_user(addr, &mut b).and_then(|()| match write {
+        true => write_user(addr, b"w"),
+        false => Ok(()),
+    });
+    munmap(addr, 1)?;
+    r
 }
 
 /// `vm_munmap()` of `pages` pages at `addr` in the thread's mm.
@@ -496,7 +571,7 @@ impl PfnSource for PfnObj {
         (from < to).then_some(from)
     }
 
-    fn populate(&self, vma: &VmaRef, addr: usize, pgoff: usize) -> Result {
+    fn populate(&self, _mm: &MmapReadGuard<'_>, vma: &VmaRef, addr: usize, pgoff: usize) -> Result {
         let pfn = self.pfn(pgoff);
         // SAFETY: The walker checked that `vma` is ours (`VM_PFNMAP`) and
         // holds its mmap lock; the page is ours and outlives the mapping.

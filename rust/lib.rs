@@ -10,7 +10,9 @@
 //! multi-level device page table), [`device_exclusive`] (device-exclusive
 //! access), [`devmem`] (device-private memory pools), [`migrate`] (page
 //! migration), [`pfn_walk`] (the PTEs of every VMA that maps an object of
-//! ours), [`sort`] (an in-place sort for atomic context). `ffi` holds the
+//! ours), [`vma_ops`] (the VMAs of a driver's own file: their callbacks,
+//! the object they keep alive, and the PTEs inserted into them), [`sort`]
+//! (an in-place sort for atomic context). `ffi` holds the
 //! bindings the kernel crate lacks, generated at build time.
 //!
 //! Nothing here knows about any driver. A driver mounts this file as a
@@ -35,6 +37,22 @@ pub mod migrate;
 pub mod mmu_notifier;
 pub mod pfn_walk;
 pub mod sort;
+pub mod vma_ops;
+
+/// The module, for `#[vtable]` impls (`type OwnerModule = crate::LocalModule`)
+/// when rustdoc expands this file as a crate of its own; in the driver's
+/// crate, `module!` defines it.
+#[cfg(any(doc, doctest))]
+struct LocalModule;
+
+#[cfg(any(doc, doctest))]
+impl kernel::ModuleMetadata for LocalModule {
+    const NAME: &'static kernel::str::CStr = c"rust_hmm";
+
+    // SAFETY: Never used: rustdoc only expands and documents this crate.
+    const THIS_MODULE: kernel::ThisModule =
+        unsafe { kernel::ThisModule::from_ptr(core::ptr::null_mut()) };
+}
 
 #[kunit_tests(rust_hmm_helpers)]
 mod tests {

@@ -41,7 +41,9 @@
 //!
 //! [`VmaRegistry::register`] is `unsafe`: the object promises to record
 //! each VMA from `mmap`/`open` and forget it in `close`, before the VMA is
-//! freed; that is what lets a walk dereference a record. Given that, every
+//! freed; that is what lets a walk dereference a record. An object whose
+//! VMAs come from a [`VmOpsTable`](crate::vma_ops::VmOpsTable) leaves
+//! these calls to it ([`VmOps::vma_registry`](crate::vma_ops::VmOps::vma_registry)). Given that, every
 //! [`PfnEntry`] a walk reports was read from a PTE of a VMA that the walk
 //! found in its mm's tree, under that mm's mmap read lock and checked to be
 //! the object's (`vm_ops`, `vm_private_data`), and no page table of any
@@ -70,7 +72,10 @@ use crate::ffi;
 use kernel::{
     bindings,
     ffi::c_void,
-    mm::virt::VmaRef,
+    mm::{
+        virt::VmaRef,
+        MmapReadGuard, //
+    },
     new_mutex,
     prelude::*,
     sync::Mutex, //
@@ -258,7 +263,7 @@ pub struct WalkStats {
 /// those PTEs.
 ///
 /// ```
-/// use kernel::{bindings, ffi::c_void, mm::virt::VmaRef};
+/// use kernel::{bindings, ffi::c_void, mm::{virt::VmaRef, MmapReadGuard}};
 /// use rust_hmm::pfn_walk::{Missing, PfnSource};
 /// # use rust_hmm::kunit_mm::{self, PfnObj};
 ///
@@ -281,8 +286,8 @@ pub struct WalkStats {
 ///         (from..to).contains(&self.mapped).then_some(self.mapped)
 ///     }
 ///
-///     fn populate(&self, vma: &VmaRef, addr: usize, pgoff: usize) -> Result {
-///         self.obj.populate(vma, addr, pgoff)
+///     fn populate(&self, mm: &MmapReadGuard<'_>, vma: &VmaRef, addr: usize, pgoff: usize) -> Result {
+///         self.obj.populate(mm, vma, addr, pgoff)
 ///     }
 /// }
 ///
@@ -312,9 +317,12 @@ pub trait PfnSource {
     fn next_maybe_mapped(&self, from: usize, to: usize) -> Option<usize>;
 
     /// Installs the entry for `pgoff` at `addr` of `vma`, as a read fault
-    /// would. Called with the mmap read lock held (the borrow of `vma`
-    /// proves it).
-    fn populate(&self, vma: &VmaRef, addr: usize, pgoff: usize) -> Result;
+    /// would. Called with the mmap read lock held: `mm` is its guard, and
+    /// `vma` is borrowed from it. An object mapped with a
+    /// [`VmOpsTable`](crate::vma_ops::VmOpsTable) inserts through
+    /// [`VmOpsTable::with_vma`](crate::vma_ops::VmOpsTable::with_vma) on
+    /// `mm`.
+    fn populate(&self, mm: &MmapReadGuard<'_>, vma: &VmaRef, addr: usize, pgoff: usize) -> Result;
 }
 
 impl VmaRegistry {

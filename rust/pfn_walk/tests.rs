@@ -152,7 +152,13 @@ mod suite {
             (from < to).then_some(from)
         }
 
-        fn populate(&self, vma: &VmaRef, addr: usize, pgoff: usize) -> Result {
+        fn populate(
+            &self,
+            _mm: &MmapReadGuard<'_>,
+            vma: &VmaRef,
+            addr: usize,
+            pgoff: usize,
+        ) -> Result {
             self.populated.fetch_add(1, Ordering::Relaxed);
             // SAFETY: The walker checked that `vma` is ours (`VM_PFNMAP`,
             // shared) and holds its mmap lock; the page is ours and outlives

@@ -20,6 +20,7 @@ use kernel::{
         virt::VmaRef,
         Mm,
         MmWithUser, //
+        MmapReadGuard,
     },
     page::PAGE_SIZE,
     prelude::*,
@@ -184,7 +185,7 @@ impl VmaRegistry {
                 continue;
             }
             stats.vmas += 1;
-            stats.entries += walk_vma(vma, pgoff, src, first, end, missing, mm_index, f)?;
+            stats.entries += walk_vma(&guard, vma, pgoff, src, first, end, missing, mm_index, f)?;
         }
         drop(nofault);
         drop(guard);
@@ -213,6 +214,7 @@ fn read_pte(vma: &VmaRef, addr: usize) -> Option<(usize, bindings::pgprotval_t, 
 /// Step 4 for one VMA; returns the number of entries visited.
 #[expect(clippy::too_many_arguments)]
 fn walk_vma<S, F>(
+    guard: &MmapReadGuard<'_>,
     vma: &VmaRef,
     vm_pgoff: usize,
     src: &S,
@@ -234,7 +236,7 @@ where
         let addr = vma.start() + (pgoff - vm_pgoff) * PAGE_SIZE;
         let mut pte = read_pte(vma, addr);
         if pte.is_none() && missing == Missing::Populate {
-            src.populate(vma, addr, pgoff)?;
+            src.populate(guard, vma, addr, pgoff)?;
             pte = read_pte(vma, addr);
         }
         let Some((pfn, prot, writable)) = pte else {

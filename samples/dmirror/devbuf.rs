@@ -82,7 +82,10 @@ mod tests;
 mod vma;
 
 pub(crate) use cache::unload_check;
-use cache::Store;
+use cache::{
+    Pages,
+    Store, //
+};
 pub(crate) use ioctl::ioctl;
 pub(crate) use vma::mmap;
 
@@ -149,6 +152,8 @@ pub(crate) struct DevBuffer {
     offset: u64,
     npages: usize,
     mapping: *mut bindings::address_space,
+    /// The store's pages, which PTEs borrow without its mutex.
+    pages: Arc<Pages>,
     #[pin]
     store: Mutex<Store>,
     dirty: Bits,

@@ -126,8 +126,7 @@ impl MiscDevice for DmirrorFile {
     /// case. `ENOMEM` past [`MMAP_MAX`]. Elsewhere, maps a device buffer
     /// (`devbuf.rs`).
     fn mmap(me: Pin<&DmirrorFile>, _file: &File, vma: &VmaNew) -> Result {
-        // SAFETY: The VMA being set up is valid.
-        if unsafe { (*vma.as_ptr()).vm_pgoff } != 0 {
+        if crate::vma_ops::vm_pgoff(vma) != 0 {
             return devbuf::mmap(&me.buffers, vma);
         }
         let (start, end) = (vma.start(), vma.end());

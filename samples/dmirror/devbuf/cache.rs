@@ -4,6 +4,7 @@
 //! the memory type of each page's linear map, and the module-wide
 //! counters of both.
 
+use crate::ffi;
 use crate::helpers;
 use crate::uapi::*;
 use core::sync::atomic::{
@@ -14,7 +15,11 @@ use core::sync::atomic::{
 use kernel::{
     bindings,
     page::Page,
-    prelude::*, //
+    prelude::*,
+    sync::{
+        Arc,
+        SetOnce, //
+    }, //
 };
 
 /// Buffer pages allocated now, in every buffer of the module.
@@ -94,6 +99,13 @@ pub(crate) fn unload_check() {
     kernel::warn_on!(n != 0);
 }
 
+/// The pages of a buffer: each allocated once, at its first fault, and
+/// freed with the last holder of the table (the buffer and its store),
+/// after the last VMA is gone. A page whose PTE is inserted is borrowed
+/// from here (see `crate::vma_ops::PfnVma::insert_pfn_prot`), which is
+/// why it is not behind the store mutex.
+pub(super) type Pages = KVVec<SetOnce<Page>>;
+
 /// Pages and their cache modes, allocated on first fault.
 ///
 /// # Invariants
@@ -104,7 +116,7 @@ pub(crate) fn unload_check() {
 /// PTE maps page `i` only while `linear[i] == cache[i]`. A page is freed
 /// only with a write-back linear map.
 pub(super) struct Store {
-    pub(super) pages: KVVec<Option<Page>>,
+    pub(super) pages: Arc<Pages>,
     /// The mode of each page's PTEs.
     pub(super) cache: KVVec<u8>,
     pub(super) linear: KVVec<u8>,
@@ -114,10 +126,10 @@ impl Store {
     pub(super) fn new(npages: usize) -> Result<Self> {
         let mut pages = KVVec::with_capacity(npages, GFP_KERNEL)?;
         for _ in 0..npages {
-            pages.push(None, GFP_KERNEL)?;
+            pages.push(SetOnce::new(), GFP_KERNEL)?;
         }
         Ok(Self {
-            pages,
+            pages: Arc::new(pages, GFP_KERNEL)?,
             cache: KVVec::from_elem(WB, npages, GFP_KERNEL)?,
             linear: KVVec::from_elem(WB, npages, GFP_KERNEL)?,
         })
@@ -125,8 +137,10 @@ impl Store {
 
     /// Page `idx`, allocated (zeroed, write-back) if it was not.
     pub(super) fn page(&mut self, idx: usize) -> Result<&Page> {
-        if self.pages[idx].is_none() {
-            self.pages[idx] = Some(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?);
+        if self.pages[idx].as_ref().is_none() {
+            // Only the store fills a slot, and the caller holds it
+            // mutably: this one is still empty.
+            self.pages[idx].populate(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?);
             self.linear[idx] = WB;
             PAGES.fetch_add(1, Ordering::Relaxed);
         }
@@ -149,7 +163,8 @@ impl Store {
     /// user PTE: `sync_linear` picks only pages whose linear map differs
     /// from their mode (type invariants), `drop` runs when no VMA is left.
     fn convert(&mut self, first: usize, end: usize, mode: u8, pick: fn(u8, u8) -> bool) -> Result {
-        let picked = |s: &Self, i: usize| s.pages[i].is_some() && pick(s.linear[i], s.cache[i]);
+        let picked =
+            |s: &Self, i: usize| s.pages[i].as_ref().is_some() && pick(s.linear[i], s.cache[i]);
         let ptr = |s: &Self, i: usize| {
             s.pages[i]
                 .as_ref()
@@ -206,7 +221,9 @@ impl Drop for Store {
     /// allocator clears PAT's record of the type but not the linear map,
     /// so the next owner would get an uncached page. One call for all;
     /// then one per page for any the batch left behind. A page that still
-    /// cannot be restored is leaked, and stays counted.
+    /// cannot be restored is leaked (a reference of ours is never
+    /// dropped), and stays counted; the others are freed with the last
+    /// holder of `pages`.
     fn drop(&mut self) {
         let n = self.pages.len();
         if self.convert(0, n, WB, |lin, _| lin != WB).is_err() {
@@ -215,15 +232,16 @@ impl Drop for Store {
             }
         }
         for i in 0..n {
-            let Some(page) = self.pages[i].take() else {
+            let Some(page) = self.pages[i].as_ref() else {
                 continue;
             };
             if self.linear[i] == WB {
-                drop(page);
                 PAGES.fetch_sub(1, Ordering::Relaxed);
             } else {
                 pr_err!("a device-buffer page could not be made write-back again: leaked\n");
-                core::mem::forget(page);
+                // SAFETY: A live page of ours; the reference is never
+                // dropped, so the page is never freed.
+                unsafe { ffi::rust_hmm_get_pages(ffi::page_to_pfn(page.as_ptr()), 1) };
             }
         }
     }

@@ -51,6 +51,7 @@ fn create(bufs: &Buffers, file: &File, c: &mut HmmDevbufCreate) -> Result {
     }
     let offset = DEVBUF_MMAP_BASE + id * DEVBUF_MMAP_STRIDE;
     let store = Store::new(npages)?;
+    let pages = store.pages.clone();
     // SAFETY: The file is valid during the ioctl.
     let mapping = unsafe { (*file.as_ptr()).f_mapping };
     let (dirty, mapped) = (Bits::new(npages)?, Bits::new(npages)?);
@@ -59,6 +60,7 @@ fn create(bufs: &Buffers, file: &File, c: &mut HmmDevbufCreate) -> Result {
             offset,
             npages,
             mapping,
+            pages,
             store <- new_mutex!(store, "DevBuffer::store"),
             dirty,
             mapped,

@@ -11,6 +11,7 @@ mod suite {
     use crate::devbuf::*;
     use crate::ffi;
     use crate::helpers;
+    use crate::vma_ops::Pgprot;
     use core::sync::atomic::Ordering;
     use kernel::bindings;
 
@@ -48,12 +49,12 @@ mod suite {
     #[test]
     fn protections() {
         let shared_rw = bindings::VM_READ | bindings::VM_WRITE | bindings::VM_SHARED;
-        let bits = |p: bindings::pgprot_t| {
+        let bits = |p: Pgprot| {
             // SAFETY: Pure computations on protection values.
             unsafe {
                 (
-                    ffi::rust_hmm_prot_cache_bits(p.pgprot),
-                    ffi::rust_hmm_prot_dirty(p.pgprot),
+                    ffi::rust_hmm_prot_cache_bits(p.as_raw().pgprot),
+                    ffi::rust_hmm_prot_dirty(p.as_raw().pgprot),
                 )
             }
         };
@@ -66,12 +67,12 @@ mod suite {
         assert!(!bits(wc).1);
         // Read and write protections of one VMA differ, in the write bit.
         assert_ne!(
-            DevBuffer::prot(shared_rw, true, 0).pgprot,
-            DevBuffer::prot(shared_rw, false, 0).pgprot
+            DevBuffer::prot(shared_rw, true, 0),
+            DevBuffer::prot(shared_rw, false, 0)
         );
         assert_eq!(
-            DevBuffer::prot(shared_rw & !bindings::VM_WRITE, true, 0).pgprot,
-            wb.pgprot
+            DevBuffer::prot(shared_rw & !bindings::VM_WRITE, true, 0),
+            wb
         );
     }
 
