@@ -21,7 +21,7 @@ import sys
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB_MODS = ['device_exclusive', 'device_pt', 'devmem', 'folio', 'guarded_page', 'hmm',
-            'kunit_mm', 'migrate', 'mmu_notifier', 'pfn_walk', 'sort']
+            'kunit_mm', 'migrate', 'mmu_notifier', 'pfn_walk', 'sort', 'vma_ops']
 # What the kernel needs built in for each module (the kernel crate is
 # built in, so it may only call what is there).
 GATE = 'all(CONFIG_HMM_MIRROR, CONFIG_DEVICE_PRIVATE, CONFIG_TRANSPARENT_HUGEPAGE)'
@@ -275,6 +275,14 @@ notifier lock, for device atomics on system memory.
     (['pfn_walk'], 'rust: mm: add a walker over the PTEs that map a file', '''
 Add pfn_walk: for every VMA that maps a range of one of the driver's
 files, the PTEs that map it, for dirty tracking and write-protection.
+'''),
+    (['vma_ops'], 'rust: mm: add callbacks for the VMAs of a driver\'s file', '''
+Add vma_ops: a VmOps trait (open, close, fault, pfn_mkwrite) for the
+VM_PFNMAP mappings of a driver's own file, with the object each VMA
+maps owned by the VMA as an Arc, faults as a type valid only during the
+callback, PFN insertion that re-checks what vmf_insert_pfn_prot() would
+BUG() on, and protections built only from vm_get_page_prot() and the
+cache-mode helpers. The VMAs are kept in the object's pfn_walk registry.
 '''),
     (['device_pt'], 'rust: mm: add a software device page table', '''
 Add device_pt: a multi-level page table for devices without a hardware
