@@ -27,7 +27,7 @@
 //!
 //! # Files
 //!
-//! - this file: [`DevmemOps`], [`KernelPfn`], [`DeviceFault`], the pool
+//! - this file: [`DevmemOps`], [`KernelPfn`], `DeviceFault`, the pool
 //!   ([`DevicePrivatePool`]) and its invariants, lookups of its pages;
 //! - `chunk.rs`: one `memremap_pages()` registration, the state and data
 //!   of its pages, the `dev_pagemap_ops`;
@@ -232,187 +232,42 @@ impl KernelPfn for DstPage<'_> {
 }
 
 /// A CPU fault on a device-private page (`struct vm_fault`), valid for the
-/// duration of the pool's `migrate_to_ram` callback.
-///
-/// # Examples
-///
-/// No driver is handed one: the pool handles CPU faults on its pages
-/// itself, and moves the page back with the driver's
-/// [`DevmemOps::copy_to_ram`].
-///
-/// ```
-/// # use rust_hmm::kunit_mm;
-/// # let mm = kunit_mm::attach()?;
-/// # let addr = kunit_mm::mmap_anon(1, true)?;
-/// let pool = kunit_mm::to_device(&mm, addr, 1)?; // its pages read as zeros
-/// let mut word = [1u8; 8];
-/// // The CPU faults on the device page.
-/// kunit_mm::read_user(addr, &mut word)?;
-/// assert_eq!((word, pool.stats().in_use), ([0; 8], 0));
-/// # Ok::<(), Error>(())
-/// ```
-pub struct DeviceFault<'a> {
+/// duration of the pool's `migrate_to_ram` callback. No driver is handed
+/// one: the pool handles CPU faults on its pages itself, and moves the data
+/// back with the driver's [`DevmemOps::copy_to_ram`].
+pub(crate) struct DeviceFault<'a> {
     raw: &'a bindings::vm_fault,
 }
 
 impl DeviceFault<'_> {
     /// Faulting address.
-    ///
-    /// # Examples
-    ///
-    /// The pool's handler moves back the page that holds it, and no other.
-    ///
-    /// ```
-    /// use kernel::page::PAGE_SIZE;
-    /// use rust_hmm::devmem::DeviceFault;
-    /// use rust_hmm::hmm::{Fault, Mode, Range};
-    /// # use rust_hmm::kunit_mm::{self, PAGE};
-    ///
-    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
-    /// fn page_start(fault: &DeviceFault<'_>) -> usize {
-    ///     fault.address() & !(PAGE_SIZE - 1)
-    /// }
-    ///
-    /// # let mm = kunit_mm::attach()?;
-    /// # let addr = kunit_mm::mmap_anon(2, true)?;
-    /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
-    /// let pool = kunit_mm::to_device(&mm, addr, 2)?; // a test pool
-    /// kunit_mm::read_user(addr + PAGE + 8, &mut [0u8; 8])?;
-    /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, Some(pool.owner()))?;
-    /// let snapshot = range.fault(Fault::None, Mode::Locked)?;
-    /// assert!(snapshot.pfns()[0].is_device_private());
-    /// assert!(!snapshot.pfns()[1].is_device_private());
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn address(&self) -> usize {
+    pub(crate) fn address(&self) -> usize {
         self.raw.__bindgen_anon_1.address
     }
 
     /// The VMA, locked by the fault path.
-    ///
-    /// # Examples
-    ///
-    /// The page comes back into the VMA it was in, writable if the VMA is:
-    /// a CPU write through it lands.
-    ///
-    /// ```
-    /// use rust_hmm::devmem::DeviceFault;
-    /// # use rust_hmm::kunit_mm;
-    ///
-    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
-    /// fn in_vma(fault: &DeviceFault<'_>) -> bool {
-    ///     let vma = fault.vma();
-    ///     vma.start() <= fault.address() && fault.address() < vma.end()
-    /// }
-    ///
-    /// # let mm = kunit_mm::attach()?;
-    /// # let addr = kunit_mm::mmap_anon(1, true)?;
-    /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
-    /// kunit_mm::write_user(addr, b"cpu")?;
-    /// let mut back = [0u8; 3];
-    /// kunit_mm::read_user(addr, &mut back)?;
-    /// assert_eq!((&back, pool.stats().in_use), (b"cpu", 0));
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn vma(&self) -> &kernel::mm::virt::VmaRef {
+    pub(crate) fn vma(&self) -> &kernel::mm::virt::VmaRef {
         // SAFETY: The fault handler holds the mmap lock or the VMA lock for
         // the duration of the callback, which bounds `'_`.
         unsafe { kernel::mm::virt::VmaRef::from_raw(self.raw.__bindgen_anon_1.vma) }
     }
 
     /// The order of the folio of the device page the CPU touched.
-    ///
-    /// # Examples
-    ///
-    /// Pages moved in one at a time are folios of order 0: each CPU fault
-    /// moves one page back.
-    ///
-    /// ```
-    /// use rust_hmm::devmem::DeviceFault;
-    /// # use rust_hmm::kunit_mm::{self, PAGE};
-    ///
-    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
-    /// fn pages(fault: &DeviceFault<'_>) -> usize {
-    ///     1 << fault.folio_order()
-    /// }
-    ///
-    /// # let mm = kunit_mm::attach()?;
-    /// # let addr = kunit_mm::mmap_anon(3, true)?;
-    /// let pool = kunit_mm::to_device(&mm, addr, 3)?; // a test pool
-    /// kunit_mm::read_user(addr, &mut [0u8; 8])?;
-    /// assert_eq!(pool.stats().in_use, 2);
-    /// kunit_mm::read_user(addr + 2 * PAGE, &mut [0u8; 8])?;
-    /// assert_eq!(pool.stats().in_use, 1);
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn folio_order(&self) -> u32 {
+    pub(crate) fn folio_order(&self) -> u32 {
         // SAFETY: The fault holds the page locked and referenced.
         unsafe { Folio::from_raw(ffi::page_folio(self.raw.page)) }.order()
     }
 
     /// Whether the fault came through a PTE: the folio may then be mapped
     /// only in part and must be migrated page by page.
-    ///
-    /// # Examples
-    ///
-    /// Small pages are always mapped through PTEs; the pool's handler then
-    /// moves the faulting page alone.
-    ///
-    /// ```
-    /// use rust_hmm::devmem::DeviceFault;
-    /// # use rust_hmm::kunit_mm::{self, PAGE};
-    ///
-    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
-    /// fn order_to_move(fault: &DeviceFault<'_>) -> u32 {
-    ///     if fault.through_pte() {
-    ///         0
-    ///     } else {
-    ///         fault.folio_order()
-    ///     }
-    /// }
-    ///
-    /// # let mm = kunit_mm::attach()?;
-    /// # let addr = kunit_mm::mmap_anon(2, true)?;
-    /// let pool = kunit_mm::to_device(&mm, addr, 2)?; // a test pool
-    /// kunit_mm::read_user(addr + PAGE, &mut [0u8; 8])?;
-    /// assert_eq!(pool.stats().in_use, 1);
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn through_pte(&self) -> bool {
+    pub(crate) fn through_pte(&self) -> bool {
         !self.raw.pte.is_null()
     }
 
     /// A migration of `[start, end)` of the faulting VMA back to system
     /// memory, with the faulting page as `migrate_vma_setup()`'s fault page
     /// (which it must not lock again); `owner` is the pool's.
-    ///
-    /// # Examples
-    ///
-    /// The migration of the faulting page, which the pool's handler fills
-    /// and runs: the page is back in system memory before the CPU access
-    /// completes.
-    ///
-    /// ```
-    /// use kernel::page::PAGE_SIZE;
-    /// use rust_hmm::devmem::DeviceFault;
-    /// use rust_hmm::migrate::PagemapOwner;
-    /// # use rust_hmm::kunit_mm;
-    ///
-    /// #[expect(dead_code)] // Only the pool's handler gets a `DeviceFault`.
-    /// fn collected(fault: &DeviceFault<'_>, owner: PagemapOwner) -> Result<bool> {
-    ///     let start = fault.address() & !(PAGE_SIZE - 1);
-    ///     let m = fault.migration(owner, start, start + PAGE_SIZE, false)?;
-    ///     Ok(m.src(0).migrate())
-    /// }
-    ///
-    /// # let mm = kunit_mm::attach()?;
-    /// # let addr = kunit_mm::mmap_anon(1, true)?;
-    /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
-    /// kunit_mm::read_user(addr, &mut [0u8; 8])?;
-    /// assert_eq!(pool.stats().in_use, 0);
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn migration(
+    pub(crate) fn migration(
         &self,
         owner: PagemapOwner,
         start: usize,
