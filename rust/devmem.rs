@@ -341,7 +341,11 @@ pub struct PoolStats {
 ///
 ///     fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, _data: &[()]) {}
 ///
-///     fn copy_to_ram(_pool: &DevicePrivatePool<Self>, _data: &[()], dst: &mut DstFolio) -> Result {
+///     fn copy_to_ram(
+///         _pool: &DevicePrivatePool<Self>,
+///         _data: &[()],
+///         dst: &mut DstFolio,
+///     ) -> Result {
 ///         dst.zero();
 ///         Ok(())
 ///     }
@@ -599,7 +603,11 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///
     ///     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[AtomicU64]) {}
     ///
-    ///     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[AtomicU64], dst: &mut DstFolio) -> Result {
+    ///     fn copy_to_ram(
+    ///         _: &DevicePrivatePool<Self>,
+    ///         _: &[AtomicU64],
+    ///         dst: &mut DstFolio,
+    ///     ) -> Result {
     ///         dst.zero();
     ///         Ok(())
     ///     }

@@ -336,8 +336,8 @@ u64 rust_hmm_pages_fetch_add_u64(unsigned long pfn, size_t offset, u64 value)
 enum rust_hmm_folio_op { RUST_HMM_DIRTY, RUST_HMM_GET, RUST_HMM_PUT };
 
 /* @op once per folio of the @npages pages from @pfn. */
-static void rust_hmm_for_each_folio(unsigned long pfn, unsigned long npages,
-				    enum rust_hmm_folio_op op)
+static void apply_to_folios(unsigned long pfn, unsigned long npages,
+			    enum rust_hmm_folio_op op)
 {
 	unsigned long end = pfn + npages;
 
@@ -361,19 +361,19 @@ static void rust_hmm_for_each_folio(unsigned long pfn, unsigned long npages,
 /* set_page_dirty() for @npages pages from @pfn: once per folio. */
 void rust_hmm_set_pages_dirty(unsigned long pfn, unsigned long npages)
 {
-	rust_hmm_for_each_folio(pfn, npages, RUST_HMM_DIRTY);
+	apply_to_folios(pfn, npages, RUST_HMM_DIRTY);
 }
 
 /* A reference on each folio of @npages pages from @pfn. */
 void rust_hmm_get_pages(unsigned long pfn, unsigned long npages)
 {
-	rust_hmm_for_each_folio(pfn, npages, RUST_HMM_GET);
+	apply_to_folios(pfn, npages, RUST_HMM_GET);
 }
 
 /* Drops the references rust_hmm_get_pages() took. */
 void rust_hmm_put_pages(unsigned long pfn, unsigned long npages)
 {
-	rust_hmm_for_each_folio(pfn, npages, RUST_HMM_PUT);
+	apply_to_folios(pfn, npages, RUST_HMM_PUT);
 }
 
 /* ---- Lock checking and KUnit support (mmu_notifier.rs, pfn_walk.rs) ---- */

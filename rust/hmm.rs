@@ -11,7 +11,7 @@
 //! # Safety contract
 //!
 //! A range must lie inside its notifier's interval
-//! ([`IntervalNotifier::covers`](crate::mmu_notifier::IntervalNotifier::covers)), or [`Range::new`] refuses it with
+//! ([`IntervalNotifier::covers`]), or [`Range::new`] refuses it with
 //! `EINVAL`: outside it no invalidation reaches the notifier, the sequence
 //! never moves, and a validated answer could be stale. Inside it, the PFNs
 //! of a [`Faulted`] were current when the lock was taken and stay so while
@@ -23,9 +23,12 @@
 //! it), waits for running invalidations, and then takes the notifier lock.
 //! So it must not be called with the mmap lock of the mm held, nor with the
 //! notifier lock held (a [`Faulted`] of another range of the same notifier,
-//! or a guard of [`IntervalNotifier::lock`](crate::mmu_notifier::IntervalNotifier::lock); lockdep kernels warn). A
+//! or a guard of [`IntervalNotifier::lock`]; lockdep kernels warn). A
 //! [`Faulted`] holds the notifier lock: the rules of
 //! [`crate::mmu_notifier`] apply while it lives.
+//!
+//! [`IntervalNotifier::covers`]: crate::mmu_notifier::IntervalNotifier::covers
+//! [`IntervalNotifier::lock`]: crate::mmu_notifier::IntervalNotifier::lock
 
 use crate::ffi;
 use kernel::{

@@ -163,7 +163,8 @@ pub use range::{
 /// # let addr = kunit_mm::mmap_anon(2, true)?;
 /// let device = Device { flushed: AtomicUsize::new(0) };
 /// // As if the device had mapped both pages.
-/// let notifier = KBox::pin_init(IntervalNotifier::new(&mm, addr, 2 * PAGE, device, 2), GFP_KERNEL)?;
+/// let notifier = IntervalNotifier::new(&mm, addr, 2 * PAGE, device, 2);
+/// let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
 /// kunit_mm::munmap(addr, 2)?;
 /// assert_eq!(*notifier.lock(), 0);
 /// assert_eq!(notifier.ops().flushed.load(Ordering::Relaxed), 2);
@@ -323,11 +324,13 @@ impl<'a, T: IntervalNotifierOps> ReadSeq<'a, T> {
 /// and read back under [`IntervalNotifier::lock`] until an unmap drops it.
 ///
 /// ```
+/// # use rust_hmm::mmu_notifier::NotifierRange;
 /// # use rust_hmm::kunit_mm::{self, PAGE};
 /// # let mm = kunit_mm::attach()?;
 /// # let addr = kunit_mm::mmap_anon(1, true)?;
 /// // The state is the PFN the device maps, if any; any invalidation drops it.
-/// let notifier = kunit_mm::notifier_with(&mm, addr, PAGE, |pfn: &mut Option<u64>, _| *pfn = None)?;
+/// let forget = |pfn: &mut Option<u64>, _: &NotifierRange<'_>| *pfn = None;
+/// let notifier = kunit_mm::notifier_with(&mm, addr, PAGE, forget)?;
 /// let seq = notifier.read_begin();
 /// *notifier.lock_valid(seq).ok_or(EAGAIN)? = Some(42);
 /// let state = notifier.lock();
@@ -387,7 +390,8 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     /// let wraps = IntervalNotifier::new(&mm, usize::MAX - PAGE + 1, 2 * PAGE, Nothing, ());
     /// assert_eq!(KBox::pin_init(wraps, GFP_KERNEL).err(), Some(EOVERFLOW));
     ///
-    /// let notifier = KBox::pin_init(IntervalNotifier::new(&mm, addr, PAGE, Nothing, ()), GFP_KERNEL)?;
+    /// let notifier = IntervalNotifier::new(&mm, addr, PAGE, Nothing, ());
+    /// let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
     /// assert_eq!(notifier.interval(), (addr, addr + PAGE - 1));
     /// # Ok::<(), Error>(())
     /// ```
@@ -518,7 +522,8 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(3, true)?;
     /// let ops = Counting(AtomicU64::new(0));
-    /// let notifier = KBox::pin_init(IntervalNotifier::new(&mm, addr, 2 * PAGE, ops, ()), GFP_KERNEL)?;
+    /// let notifier = IntervalNotifier::new(&mm, addr, 2 * PAGE, ops, ());
+    /// let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
     /// kunit_mm::munmap(addr + 2 * PAGE, 1)?; // outside the interval
     /// assert_eq!(notifier.ops().0.load(Ordering::Relaxed), 0);
     /// kunit_mm::munmap(addr + PAGE, 1)?;

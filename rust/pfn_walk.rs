@@ -43,7 +43,9 @@
 //! each VMA from `mmap`/`open` and forget it in `close`, before the VMA is
 //! freed; that is what lets a walk dereference a record. An object whose
 //! VMAs come from a [`VmOpsTable`](crate::vma_ops::VmOpsTable) leaves
-//! these calls to it ([`VmOps::vma_registry`](crate::vma_ops::VmOps::vma_registry)). Given that, every
+//! these calls to it
+//! ([`VmOps::vma_registry`](crate::vma_ops::VmOps::vma_registry)). Given
+//! that, every
 //! [`PfnEntry`] a walk reports was read from a PTE of a VMA that the walk
 //! found in its mm's tree, under that mm's mmap read lock and checked to be
 //! the object's (`vm_ops`, `vm_private_data`), and no page table of any
@@ -166,7 +168,10 @@ struct Tracked {
 /// # use rust_hmm::kunit_mm;
 /// # let _mm = kunit_mm::attach()?;
 /// let obj = kunit_mm::pfn_mapping(4)?;
-/// let entries = |missing| Ok::<_, Error>(obj.vmas.walk(&*obj, 0, 4, missing, |_| Ok(()))?.entries);
+/// let entries = |missing| {
+///     let stats = obj.vmas.walk(&*obj, 0, 4, missing, |_| Ok(()))?;
+///     Ok::<_, Error>(stats.entries)
+/// };
 /// assert_eq!(entries(Missing::Skip)?, 0);
 /// assert_eq!(entries(Missing::Populate)?, 4);
 /// assert_eq!(entries(Missing::Skip)?, 4);
@@ -286,7 +291,13 @@ pub struct WalkStats {
 ///         (from..to).contains(&self.mapped).then_some(self.mapped)
 ///     }
 ///
-///     fn populate(&self, mm: &MmapReadGuard<'_>, vma: &VmaRef, addr: usize, pgoff: usize) -> Result {
+///     fn populate(
+///         &self,
+///         mm: &MmapReadGuard<'_>,
+///         vma: &VmaRef,
+///         addr: usize,
+///         pgoff: usize,
+///     ) -> Result {
 ///         self.obj.populate(mm, vma, addr, pgoff)
 ///     }
 /// }
@@ -424,7 +435,10 @@ impl VmaRegistry {
     /// /// # Safety
     /// ///
     /// /// Called by the core mm on a file whose registry outlives its mappings.
-    /// unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> i32 {
+    /// unsafe extern "C" fn mmap(
+    ///     file: *mut bindings::file,
+    ///     vma: *mut bindings::vm_area_struct,
+    /// ) -> i32 {
     ///     // SAFETY: Per the contract.
     ///     let vmas = unsafe { (*file).private_data.cast::<VmaRegistry>() };
     ///     // SAFETY: `vma` is in its `mmap` call, after which nothing fails,
@@ -502,7 +516,10 @@ impl VmaRegistry {
     /// # /// # Safety
     /// # ///
     /// # /// Called by the core mm on a file whose registry outlives its mappings.
-    /// # unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> i32 {
+    /// # unsafe extern "C" fn mmap(
+    /// #     file: *mut bindings::file,
+    /// #     vma: *mut bindings::vm_area_struct,
+    /// # ) -> i32 {
     /// #     // SAFETY: Per the contract.
     /// #     let vmas = unsafe { (*file).private_data.cast::<VmaRegistry>() };
     /// #     // SAFETY: `vma` is in its `mmap` call, after which nothing fails,
@@ -593,7 +610,10 @@ impl VmaRegistry {
     /// # /// # Safety
     /// # ///
     /// # /// Called by the core mm on a file whose registry outlives its mappings.
-    /// # unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> i32 {
+    /// # unsafe extern "C" fn mmap(
+    /// #     file: *mut bindings::file,
+    /// #     vma: *mut bindings::vm_area_struct,
+    /// # ) -> i32 {
     /// #     // SAFETY: Per the contract.
     /// #     let vmas = unsafe { (*file).private_data.cast::<VmaRegistry>() };
     /// #     // SAFETY: `vma` is in its `mmap` call, after which nothing fails,

@@ -120,7 +120,8 @@ mod tests;
 ///
 /// static PAGES_VM_OPS: VmOpsTable<Pages> = VmOpsTable::new();
 ///
-/// let obj = Arc::new(Pages { pages: [SetOnce::new(), SetOnce::new()], writes: AtomicUsize::new(0) }, GFP_KERNEL)?;
+/// let pages = [SetOnce::new(), SetOnce::new()];
+/// let obj = Arc::new(Pages { pages, writes: AtomicUsize::new(0) }, GFP_KERNEL)?;
 /// # let _mm = kunit_mm::attach()?;
 /// let o = obj.clone();
 /// // The driver's `mmap`; here, that of a test file.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # bindgen.sh OBJTREE HEADER OUT ALLOWLIST...: generates OUT (Rust) from
 # HEADER with the bindgen options and clang flags the kernel in OBJTREE used
 # for its own `rust/bindings` (saved by kbuild in

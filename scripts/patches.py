@@ -168,15 +168,24 @@ class Tree:
                 if f.endswith('.rs'):
                     write(self.path('rust/kernel/mm/%s/%s' % (name, f)),
                           lib_rs(read(os.path.join(sub, f))))
+        rustfmt(self.ksrc, [self.path('rust/kernel/mm/%s.rs' % name)])
         self.mods.append(name)
         base = read(os.path.join(self.ksrc, 'rust/kernel/mm.rs'))
         decl = ''
         for m in sorted(self.mods):
-            decl += ('#[cfg(%s)]\n' % CFG[m] if CFG[m] else '')
+            if CFG[m]:
+                conds = CFG[m][len('all('):-1].split(', ')
+                decl += '#[cfg(all(\n' + ''.join('    %s,\n' % c for c in conds) + '))]\n'
             decl += '#[doc(hidden)]\n' if m == 'kunit_mm' else ''
             decl += 'pub mod %s;\n' % m
         write(self.path('rust/kernel/mm.rs'),
               base.replace('pub mod virt;\n', 'pub mod virt;\n' + decl, 1))
+
+
+def rustfmt(ksrc, paths):
+    """The renames change line lengths: format as the kernel's tree is."""
+    subprocess.run([os.environ.get('RUSTFMT', '/usr/bin/rustfmt'), '--edition', '2021',
+                    '--config-path', os.path.join(ksrc, '.rustfmt.toml')] + paths, check=True)
 
 
 def kver(ksrc):
@@ -351,6 +360,7 @@ def sample_patch(t):
             if rel == 'bindings_helper.h':
                 text = text.replace('#include <linux/rmap.h>\n\n', '')
             write(t.path(os.path.join(dst, rel)), text)
+    rustfmt(t.ksrc, [t.path(dst + '/rust_dmirror_main.rs')])
     shutil.copy(os.path.join(TOP, 'scripts/bindgen.sh'), t.path(dst + '/bindgen.sh'))
     write(t.path(dst + '/Makefile'), SAMPLE_MAKEFILE)
     t.edit('samples/rust/Kconfig', lambda s: s.replace('config SAMPLE_RUST_PRINT\n', KCONFIG + 'config SAMPLE_RUST_PRINT\n', 1))

@@ -11,7 +11,7 @@ flock 8
 need_apt=()
 for p in clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev \
 	cpio rsync busybox-static kmod xz-utils python3 gcc make patch git \
-	util-linux; do
+	util-linux perl; do
 	dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 dpkg -s qemu-system-x86 >/dev/null 2>&1 || need_apt+=(qemu-system-x86)

@@ -182,7 +182,11 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///
     ///     fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, _data: &[AtomicU32]) {}
     ///
-    ///     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[AtomicU32], dst: &mut DstFolio) -> Result {
+    ///     fn copy_to_ram(
+    ///         _: &DevicePrivatePool<Self>,
+    ///         _: &[AtomicU32],
+    ///         dst: &mut DstFolio,
+    ///     ) -> Result {
     ///         dst.zero();
     ///         Ok(())
     ///     }

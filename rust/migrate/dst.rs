@@ -13,7 +13,8 @@ use kernel::{
 ///
 /// A folio of system memory from [`DstFolio::alloc_system`] starts out
 /// holding whatever the allocator left in it, and the migration maps it
-/// into the process as it is: [`Migration::set_dst`](super::Migration::set_dst) takes it only once it
+/// into the process as it is:
+/// [`Migration::set_dst`](super::Migration::set_dst) takes it only once it
 /// is *filled* ([`DstFolio::zero`], or [`DstFolio::assume_filled`] after
 /// the driver's own copy). Device-private destinations cannot be read by
 /// the CPU and are filled from the start.

@@ -158,14 +158,16 @@ impl NotifierRange<'_> {
     /// notifier's interval on either side.
     ///
     /// ```
+    /// # use rust_hmm::mmu_notifier::NotifierRange;
     /// # use rust_hmm::kunit_mm::{self, PAGE};
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(4, true)?;
     /// // The state is the last invalidation's range; the interval is the
     /// // middle two pages.
-    /// let notifier = kunit_mm::notifier_with(&mm, addr + PAGE, 2 * PAGE, |r: &mut (usize, usize), range| {
+    /// let record = |r: &mut (usize, usize), range: &NotifierRange<'_>| {
     ///     *r = (range.start(), range.end());
-    /// })?;
+    /// };
+    /// let notifier = kunit_mm::notifier_with(&mm, addr + PAGE, 2 * PAGE, record)?;
     /// kunit_mm::munmap(addr, 4)?;
     /// assert_eq!(*notifier.lock(), (addr, addr + 4 * PAGE));
     /// # Ok::<(), Error>(())
