@@ -39,10 +39,7 @@
 
 use crate::ffi;
 use crate::pfn_walk::VmaRegistry;
-use core::{
-    marker::PhantomData,
-    ptr::NonNull, //
-};
+use core::marker::PhantomData;
 use kernel::{
     bindings,
     error::VTABLE_DEFAULT_ERROR,
@@ -646,14 +643,10 @@ fn vm_fault_result(r: Result) -> bindings::vm_fault_t {
 unsafe extern "C" fn fault_callback<T: VmOps>(
     vmf: *mut bindings::vm_fault,
 ) -> bindings::vm_fault_t {
-    // INVARIANT: A fault on a VMA of ours, in the tree; without
-    // `map_pages` the core calls `fault` with the mmap lock held (see
+    // SAFETY: A fault on a VMA of ours, in the tree; without `map_pages`
+    // the core calls `fault` with the mmap lock held (see
     // `vmf_can_call_fault()`), until we return.
-    let vmf = VmFault {
-        // SAFETY: The core passes a valid fault.
-        vmf: unsafe { NonNull::new_unchecked(vmf) },
-        _p: PhantomData,
-    };
+    let vmf = unsafe { VmFault::from_raw(vmf) };
     vm_fault_result(T::fault(&vmf))
 }
 
@@ -665,13 +658,9 @@ unsafe extern "C" fn fault_callback<T: VmOps>(
 unsafe extern "C" fn pfn_mkwrite_callback<T: VmOps>(
     vmf: *mut bindings::vm_fault,
 ) -> bindings::vm_fault_t {
-    // INVARIANT: As in `fault_callback`: `wp_pfn_shared()` calls this
-    // after `vmf_can_call_fault()`, with the mmap lock held and the PTE
-    // lock dropped.
-    let vmf = VmFault {
-        // SAFETY: The core passes a valid fault.
-        vmf: unsafe { NonNull::new_unchecked(vmf) },
-        _p: PhantomData,
-    };
+    // SAFETY: As in `fault_callback`: `wp_pfn_shared()` calls this after
+    // `vmf_can_call_fault()`, with the mmap lock held and the PTE lock
+    // dropped.
+    let vmf = unsafe { VmFault::from_raw(vmf) };
     vm_fault_result(T::pfn_mkwrite(&vmf))
 }

@@ -268,11 +268,24 @@ pub fn vm_pgoff(vma: &VmaRef) -> usize {
 /// # Ok::<(), Error>(())
 /// ```
 pub struct VmFault<'a, T> {
-    pub(super) vmf: NonNull<bindings::vm_fault>,
-    pub(super) _p: PhantomData<(Invariant<'a>, *const T)>,
+    vmf: NonNull<bindings::vm_fault>,
+    _p: PhantomData<(Invariant<'a>, *const T)>,
 }
 
 impl<'a, T: VmOps> VmFault<'a, T> {
+    /// # Safety
+    ///
+    /// `vmf` is a fault on a VMA of `T`'s table, in its mm's tree, whose
+    /// lock the core holds for `'a`, until the callback returns.
+    pub(super) unsafe fn from_raw(vmf: *mut bindings::vm_fault) -> Self {
+        // INVARIANT: As the caller promises.
+        Self {
+            // SAFETY: The core passes a valid fault.
+            vmf: unsafe { NonNull::new_unchecked(vmf) },
+            _p: PhantomData,
+        }
+    }
+
     fn raw(&self) -> &bindings::vm_fault {
         // SAFETY: The fault is valid during the callback (type invariants),
         // which `self` does not outlive; the core does not change the
