@@ -427,12 +427,7 @@ unsigned long rust_hmm_vm_mmap(struct file *file, unsigned long len,
 	return vm_mmap(file, 0, len, prot, flags, pgoff << PAGE_SHIFT);
 }
 
-/* The reference count and dirty bit of the folio of @pfn, for KUnit. */
-int rust_hmm_page_refcount(unsigned long pfn)
-{
-	return folio_ref_count(page_folio(pfn_to_page(pfn)));
-}
-
+/* The dirty bit of the folio of @pfn, for KUnit. */
 bool rust_hmm_page_dirty(unsigned long pfn)
 {
 	return folio_test_dirty(page_folio(pfn_to_page(pfn)));

@@ -76,7 +76,6 @@ unsigned long rust_hmm_vm_mmap(struct file *file, unsigned long len,
 			       bool writable, unsigned long pgoff);
 struct file *rust_hmm_anon_file(const struct file_operations *fops,
 				void *priv);
-int rust_hmm_page_refcount(unsigned long pfn);
 bool rust_hmm_page_dirty(unsigned long pfn);
 
 #endif

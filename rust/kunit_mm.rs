@@ -13,6 +13,7 @@ use crate::devmem::{
     DevmemOps, //
 };
 use crate::ffi;
+use crate::folio::Folio;
 use crate::migrate::{
     DstFolio,
     DstPage,
@@ -435,8 +436,9 @@ pub(crate) unsafe fn page_dirty(pfn: u64) -> bool {
 ///
 /// `pfn` is a page that stays allocated during the call.
 pub(crate) unsafe fn page_refcount(pfn: u64) -> i32 {
-    // SAFETY: The caller keeps the page alive.
-    unsafe { ffi::rust_hmm_page_refcount(pfn as usize) }
+    // SAFETY: The caller keeps the page, and so a reference to its folio,
+    // alive for the call.
+    unsafe { Folio::from_raw(ffi::page_folio(ffi::pfn_to_page(pfn as usize))) }.ref_count()
 }
 
 /// Notifier callbacks whose `invalidate` is one function of the state and

@@ -35,12 +35,7 @@ mod suite {
     /// The folio reference count and dirty bit of page `pfn`.
     fn page_state(pfn: u64) -> (i32, bool) {
         // SAFETY: The tests only ask about pages they keep allocated.
-        unsafe {
-            (
-                ffi::rust_hmm_page_refcount(pfn as usize),
-                ffi::rust_hmm_page_dirty(pfn as usize),
-            )
-        }
+        unsafe { (kunit_mm::page_refcount(pfn), kunit_mm::page_dirty(pfn)) }
     }
 
     /// Data in and out of a page of our own, bounds, permissions, the
@@ -48,8 +43,7 @@ mod suite {
     #[test]
     fn guarded_pages() -> Result {
         let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
-        // SAFETY: `page` is a live page.
-        let pfn = unsafe { ffi::page_to_pfn(page.as_ptr()) } as u64;
+        let pfn = kunit_mm::page_pfn(&page);
         let tie = 0u64;
         // SAFETY: `page` is ours and outlives every use below; writable.
         let p =
