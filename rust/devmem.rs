@@ -53,9 +53,9 @@ use core::sync::atomic::{
 use kernel::{
     alloc::VVec,
     bindings,
-    new_mutex,
-    new_spinlock,
     prelude::*,
+    static_lock_class,
+    str::CStr,
     sync::{
         Mutex,
         SpinLock, //
@@ -68,6 +68,12 @@ mod migration_tests;
 mod tests;
 mod to_device;
 mod to_ram;
+
+/// The pool's lock names, as `static`s: as for the notifier lock (see
+/// `mmu_notifier`), one name pointer per class key, whichever crates
+/// instantiate the generic `new`.
+static CHUNKS_NAME: &CStr = c"DevicePrivatePool::chunks";
+static FREE_NAME: &CStr = c"DevicePrivatePool::free";
 
 use allocator::FreeLists;
 use chunk::{
@@ -427,10 +433,11 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
             ops,
             chunk_bytes,
             max_chunks,
-            chunks <- new_mutex!(KVec::new(), "DevicePrivatePool::chunks"),
-            free <- new_spinlock!(
+            chunks <- Mutex::new(KVec::new(), CHUNKS_NAME, static_lock_class!()),
+            free <- SpinLock::new(
                 FreeLists { small: VVec::new(), large: VVec::new() },
-                "DevicePrivatePool::free"
+                FREE_NAME,
+                static_lock_class!()
             ),
             in_use: AtomicUsize::new(0),
             pages: AtomicUsize::new(0),

@@ -10,6 +10,7 @@
  * Rust is open (issue 19).
  */
 #include <linux/build_bug.h>
+#include <linux/cacheflush.h>
 #include <linux/highmem.h>
 #include <linux/hmm.h>
 #include <linux/huge_mm.h>
@@ -439,3 +440,106 @@ struct file *rust_hmm_anon_file(const struct file_operations *fops,
 {
 	return anon_inode_getfile("[rust_hmm_kunit]", fops, priv, O_RDWR);
 }
+
+#ifndef MODULE
+/*
+ * Built in only (vma_ops/mapping_walk.rs): a walk_page_mapping() that
+ * cleans and write-protects PTEs as page_vma_mkclean_one() does.
+ */
+void rust_helper_i_mmap_lock_read(struct address_space *mapping)
+{
+	i_mmap_lock_read(mapping);
+}
+
+void rust_helper_i_mmap_unlock_read(struct address_space *mapping)
+{
+	i_mmap_unlock_read(mapping);
+}
+
+pte_t rust_helper_ptep_get(pte_t *ptep)
+{
+	return ptep_get(ptep);
+}
+
+int rust_helper_pte_present(pte_t pte)
+{
+	return pte_present(pte);
+}
+
+int rust_helper_pte_dirty(pte_t pte)
+{
+	return pte_dirty(pte);
+}
+
+int rust_helper_pte_write(pte_t pte)
+{
+	return pte_write(pte);
+}
+
+unsigned long rust_helper_pte_pfn(pte_t pte)
+{
+	return pte_pfn(pte);
+}
+
+pte_t rust_helper_pte_mkclean(pte_t pte)
+{
+	return pte_mkclean(pte);
+}
+
+pte_t rust_helper_pte_wrprotect(pte_t pte)
+{
+	return pte_wrprotect(pte);
+}
+
+void rust_helper_set_pte_at(struct mm_struct *mm, unsigned long addr,
+			    pte_t *ptep, pte_t pte)
+{
+	set_pte_at(mm, addr, ptep, pte);
+}
+
+void rust_helper_flush_cache_page(struct vm_area_struct *vma,
+				  unsigned long addr, unsigned long pfn)
+{
+	flush_cache_page(vma, addr, pfn);
+}
+
+pmd_t rust_helper_pmdp_get_lockless(pmd_t *pmdp)
+{
+	return pmdp_get_lockless(pmdp);
+}
+
+bool rust_helper_pmd_leaf(pmd_t pmd)
+{
+	return pmd_leaf(pmd);
+}
+
+pud_t rust_helper_pudp_get(pud_t *pudp)
+{
+	return pudp_get(pudp);
+}
+
+bool rust_helper_pud_leaf(pud_t pud)
+{
+	return pud_leaf(pud);
+}
+
+void rust_helper_mmu_notifier_range_init(struct mmu_notifier_range *range,
+					 enum mmu_notifier_event event,
+					 unsigned int flags,
+					 struct mm_struct *mm,
+					 unsigned long start,
+					 unsigned long end)
+{
+	mmu_notifier_range_init(range, event, flags, mm, start, end);
+}
+
+void rust_helper_mmu_notifier_invalidate_range_start(struct mmu_notifier_range *range)
+{
+	mmu_notifier_invalidate_range_start(range);
+}
+
+void rust_helper_mmu_notifier_invalidate_range_end(struct mmu_notifier_range *range)
+{
+	mmu_notifier_invalidate_range_end(range);
+}
+#endif /* !MODULE */

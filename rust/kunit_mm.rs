@@ -636,3 +636,106 @@ pub(crate) fn pfn_mapping(pages: usize) -> Result<PfnMapping> {
         pages,
     })
 }
+
+/// Built in: an object for the examples of
+/// [`VmOpsTable::walk_mapping`](crate::vma_ops::VmOpsTable::walk_mapping).
+#[cfg(not(MODULE))]
+mod pages {
+    use super::*;
+    use crate::vma_ops::{
+        PfnVma,
+        Pgprot,
+        VmFault, //
+    };
+    use kernel::{
+        fs::File,
+        mm::virt::flags, //
+    };
+
+    /// Zeroed pages that a file maps, page offset `i` to page `i`,
+    /// read-only until written: a write through a read-only PTE reaches
+    /// `pfn_mkwrite`, as in a driver that tracks writes.
+    pub(crate) struct Pages(KVec<Page>);
+
+    /// The table of [`Pages`]' VMAs.
+    pub(crate) static PAGES_VM_OPS: VmOpsTable<Pages> = VmOpsTable::new();
+
+    impl Pages {
+        /// The PFN of page `pgoff`.
+        pub(crate) fn pfn(&self, pgoff: usize) -> usize {
+            page_pfn(&self.0[pgoff]) as usize
+        }
+
+        fn insert(vma: &PfnVma<'_, Self>, addr: usize, pgoff: usize, write: bool) -> Result {
+            let mut f = vma.flags();
+            if !write {
+                f &= !flags::WRITE;
+            }
+            let page = vma.data().0.get(pgoff).ok_or(EFAULT)?;
+            vma.insert_pfn_prot(addr, page, Pgprot::from_vm_flags(f))
+        }
+    }
+
+    /// What owns [`Pages`]' callbacks: the kernel itself. (`#[vtable]`
+    /// would name the crate's `LocalModule`, which the kernel crate keeps
+    /// private, and `Pages` is public for the examples.)
+    pub(crate) struct BuiltIn;
+
+    impl kernel::ModuleMetadata for BuiltIn {
+        const NAME: &'static kernel::str::CStr = c"rust_kernel";
+        // SAFETY: A null module is the kernel's own, which
+        // `try_module_get()` and `module_put()` accept.
+        const THIS_MODULE: kernel::ThisModule =
+            unsafe { kernel::ThisModule::from_ptr(core::ptr::null_mut()) };
+    }
+
+    #[vtable]
+    impl VmOps for Pages {
+        type OwnerModule = BuiltIn;
+
+        fn fault(vmf: &VmFault<'_, Self>) -> Result {
+            Self::insert(vmf.vma(), vmf.address(), vmf.pgoff(), vmf.is_write())
+        }
+
+        fn pfn_mkwrite(vmf: &VmFault<'_, Self>) -> Result {
+            vmf.vma().zap_vma_range(vmf.address(), PAGE);
+            Self::insert(vmf.vma(), vmf.address(), vmf.pgoff(), true)
+        }
+    }
+
+    /// `n` new [`Pages`], mapped shared and writable in the thread's mm:
+    /// the object, the address and the file.
+    pub(crate) fn map_pages(mm: &MmWithUser, n: usize) -> Result<(Arc<Pages>, usize, ARef<File>)> {
+        let mut v = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            v.push(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?, GFP_KERNEL)?;
+        }
+        let obj = Arc::new(Pages(v), GFP_KERNEL)?;
+        // SAFETY: The last step of the test file's `mmap`; no registry.
+        let addr = map_with(n, &|vma| unsafe { PAGES_VM_OPS.install(vma, obj.clone()) })?;
+        let file = file_at(mm, addr)?;
+        Ok((obj, addr, file))
+    }
+
+    /// The file mapped at `addr` in `mm`; `EFAULT` if none is.
+    pub(crate) fn file_at(mm: &MmWithUser, addr: usize) -> Result<ARef<File>> {
+        let lock = mm.mmap_read_lock();
+        let vma = lock.vma_lookup(addr).ok_or(EFAULT)?;
+        // SAFETY: The VMA is in the tree of the mm whose lock is held, so
+        // is the file it holds, if any.
+        let file = unsafe { (*vma.as_ptr()).vm_file };
+        if file.is_null() {
+            return Err(EFAULT);
+        }
+        // SAFETY: A live file (above); `ARef` takes a reference of its own.
+        Ok(unsafe { File::from_raw_file(file) }.into())
+    }
+}
+
+#[cfg(not(MODULE))]
+pub(crate) use pages::{
+    file_at,
+    map_pages,
+    Pages,
+    PAGES_VM_OPS, //
+};

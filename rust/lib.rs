@@ -11,7 +11,9 @@
 //! access), [`devmem`] (device-private memory pools), [`migrate`] (page
 //! migration), [`pfn_walk`] (the PTEs of every VMA that maps an object of
 //! ours), [`vma_ops`] (the VMAs of a driver's own file: their callbacks,
-//! the object they keep alive, and the PTEs inserted into them), [`sort`]
+//! the object they keep alive, and the PTEs inserted into them; built in,
+//! also a walk of a file's mapping that cleans and write-protects PTEs),
+//! [`sort`]
 //! (an in-place sort for atomic context). `ffi` holds the
 //! bindings the kernel crate lacks, generated at build time.
 //!

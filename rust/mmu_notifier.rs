@@ -97,8 +97,9 @@ use kernel::{
         Mm,
         MmWithUser, //
     },
-    new_mutex,
     prelude::*,
+    static_lock_class,
+    str::CStr,
     sync::{
         aref::ARef,
         lock::{
@@ -113,6 +114,13 @@ use kernel::{
 mod callbacks;
 mod range;
 mod tests;
+
+/// The notifier lock's name, as a `static`: one class key (a `static` of
+/// `new`) serves every `T`, and lockdep WARNs when it comes with two name
+/// pointers, which a literal would give once `new` (generic, and its
+/// initialiser runs where it is used) is built into two crates (a driver
+/// and the kernel crate's tests, in tree).
+static STATE_NAME: &CStr = c"IntervalNotifier::state";
 
 use callbacks::OpsTable;
 pub use range::{
@@ -409,7 +417,7 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
         // Inside the initialiser, `start` names the field being initialised.
         let raw_start = start;
         try_pin_init!(&this in Self {
-            state <- new_mutex!(state, "IntervalNotifier::state"),
+            state <- Mutex::new(state, STATE_NAME, static_lock_class!()),
             ops,
             mm,
             start,

@@ -9,7 +9,9 @@
 //! itself into processes tracks its own VMAs here, from its
 //! `vm_operations_struct`: [`VmaRegistry::register`] in `mmap` and `open`,
 //! [`VmaRegistry::unregister`] in `close`. [`VmaRegistry::walk`] then
-//! visits them one address space at a time:
+//! visits them one address space at a time. (Built into the kernel,
+//! `VmOpsTable::walk_mapping()` walks `i_mmap` instead, and may change
+//! the PTEs.)
 //!
 //! 1. Under the registry mutex, pin (`mmgrab`) every `mm` that has a VMA of
 //!    ours. Nothing else is read from the records here.
@@ -78,10 +80,17 @@ use kernel::{
         virt::VmaRef,
         MmapReadGuard, //
     },
-    new_mutex,
     prelude::*,
+    static_lock_class,
+    str::CStr,
     sync::Mutex, //
 };
+
+/// The registry lock's name, as a `static`: the initialiser `new` returns
+/// runs in the crate that uses it, and lockdep WARNs when one class key
+/// comes with two name pointers, which a literal copied into each crate
+/// would give (see `mmu_notifier`).
+static VMAS_NAME: &CStr = c"VmaRegistry::vmas";
 
 mod tests;
 mod walk;
@@ -365,12 +374,13 @@ impl VmaRegistry {
     /// ```
     pub fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            vmas <- new_mutex!(
+            vmas <- Mutex::new(
                 Tracked {
                     records: KVVec::new(),
                     lost: false,
                 },
-                "VmaRegistry::vmas"
+                VMAS_NAME,
+                static_lock_class!()
             ),
         })
     }

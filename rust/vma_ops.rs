@@ -577,9 +577,13 @@ impl<T: VmOps> VmOpsTable<T> {
     }
 }
 
+#[cfg(not(MODULE))]
+mod mapping_walk;
 mod pgprot;
 mod vma;
 
+#[cfg(not(MODULE))]
+pub use mapping_walk::MappedPte;
 pub use pgprot::Pgprot;
 pub use vma::{
     vm_pgoff,

@@ -113,6 +113,9 @@ def helpers_c(text):
     """rust/helpers.c as rust/helpers/hmm.c: every function a helper."""
     text = re.sub(r'/\*\n \* The kernel functions.*?\*/\n', '', text, count=1, flags=re.S)
     text = text.replace('#include "helpers.h"\n\n', '')
+    # The kernel crate is built in: what only built-in code may call needs
+    # no guard there.
+    text = text.replace('#ifndef MODULE\n', '').replace('#endif /* !MODULE */\n', '')
     # One-line wrappers are inlined into Rust like the kernel's own; the
     # loops (rust_hmm_*) stay functions.
     text = re.sub(r'^(?!static|#|\s|/|\*|\{|\})([a-z][\w \*]*\brust_helper_\w+\()',
@@ -292,6 +295,12 @@ maps owned by the VMA as an Arc, faults as a type valid only during the
 callback, PFN insertion that re-checks what vmf_insert_pfn_prot() would
 BUG() on, and protections built only from vm_get_page_prot() and the
 cache-mode helpers. The VMAs are kept in the object's pfn_walk registry.
+
+VmOpsTable::walk_mapping() walks the PTEs of a file range in every VMA of
+the table with walk_page_mapping(), calling a closure per PTE under the
+PTE lock that may clean and write-protect it, bracketed by an mmu
+notifier range and a TLB flush per VMA as mm/mapping_dirty_helpers.c
+does: dirty tracking in one walk.
 '''),
     (['device_pt'], 'rust: mm: add a software device page table', '''
 Add device_pt: a multi-level page table for devices without a hardware

@@ -16,6 +16,7 @@
 #include <linux/memremap.h>
 #include <linux/migrate.h>
 #include <linux/mmu_notifier.h>
+#include <linux/pagewalk.h>
 #include <linux/rmap.h>
 
 #include "../helpers.h"

@@ -276,6 +276,71 @@ mod suite {
         Ok(())
     }
 
+    /// Built in: one walk of the file's mapping sees the PTEs of every VMA
+    /// of the table, across objects, and cleans and write-protects them:
+    /// the next write reaches `pfn_mkwrite` and is seen dirty again.
+    #[cfg(not(MODULE))]
+    #[test]
+    fn mapping_walk_cleans_and_wrprotects() -> Result {
+        let drops = Arc::new(AtomicUsize::new(0), GFP_KERNEL)?;
+        let (obj, other) = (TestObj::new(&drops)?, TestObj::new(&drops)?);
+        let mm = kunit_mm::attach()?;
+        let (addr, addr2) = (obj.map()?, other.map()?);
+        kunit_mm::write_user(addr, b"zero")?;
+        kunit_mm::read_user(addr + PAGE, &mut [0u8; 1])?;
+        kunit_mm::write_user(addr + 2 * PAGE, b"two")?;
+        kunit_mm::write_user(addr2 + 3 * PAGE, b"three")?;
+        let file = kunit_mm::file_at(&mm, addr)?;
+        // Per page offset: (present, dirty, writable) bits, ours and other's.
+        // The closure runs under a spinlock, where a failed assertion would
+        // leave the lock held: it counts what is wrong, checked after.
+        let scan = |clean: bool, first: usize, nr: usize| -> Result<([u8; 3], [u8; 3], usize)> {
+            let (mut mine, mut theirs, mut wrong) = ([0u8; 3], [0u8; 3], 0);
+            let n = TEST_VM_OPS.walk_mapping(&file, first, nr, |pte| {
+                let ours = core::ptr::eq(pte.data(), &*obj);
+                let bits = if ours { &mut mine } else { &mut theirs };
+                let (data, base) = if ours { (&obj, addr) } else { (&other, addr2) };
+                wrong += usize::from(Some(pte.pfn()) != data.pfn(pte.pgoff()));
+                wrong += usize::from(pte.address() != base + pte.pgoff() * PAGE);
+                let bit = 1 << pte.pgoff();
+                bits[0] |= bit;
+                bits[1] |= if pte.is_dirty() { bit } else { 0 };
+                bits[2] |= if pte.is_writable() { bit } else { 0 };
+                if clean {
+                    wrong += usize::from(pte.clean_wrprotect() != (bits[1] & bit != 0));
+                    wrong += usize::from(pte.is_dirty() || pte.is_writable());
+                }
+            })?;
+            assert_eq!(wrong, 0);
+            Ok((mine, theirs, n))
+        };
+        assert_eq!(
+            scan(false, 0, NPAGES)?,
+            ([0b111, 0b101, 0b101], [0b1000; 3], 0)
+        );
+        // The range limits the walk; a clean changes the written PTEs only.
+        assert_eq!(scan(true, 2, 2)?, ([0b100; 3], [0b1000; 3], 2));
+        assert_eq!(
+            scan(true, 0, NPAGES)?,
+            ([0b111, 0b1, 0b1], [0b1000, 0, 0], 1)
+        );
+        assert_eq!(scan(false, 0, NPAGES)?, ([0b111, 0, 0], [0b1000, 0, 0], 0));
+        // Write-protected: the next write goes through `pfn_mkwrite`.
+        kunit_mm::write_user(addr + 2 * PAGE, b"again")?;
+        assert_eq!(obj.mkwrites.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            scan(false, 0, NPAGES)?,
+            ([0b111, 0b100, 0b100], [0b1000, 0, 0], 0)
+        );
+        assert_eq!(scan(false, 0, 0), Err(EINVAL));
+        assert_eq!(scan(false, usize::MAX, 2), Err(EINVAL));
+        kunit_mm::munmap(addr, NPAGES)?;
+        kunit_mm::munmap(addr2, NPAGES)?;
+        // Unmapped: nothing left to see.
+        assert_eq!(scan(false, 0, NPAGES)?, ([0; 3], [0; 3], 0));
+        Ok(())
+    }
+
     /// `install` refuses a `VM_MIXEDMAP` VMA, and leaves it alone.
     #[test]
     fn install_refuses_mixedmap() -> Result {
