@@ -14,6 +14,7 @@ use crate::devmem::{
 };
 use crate::ffi;
 use crate::folio::Folio;
+use crate::hmm_dma::DmaMap;
 use crate::migrate::{
     DstFolio,
     DstPage,
@@ -55,6 +56,7 @@ use kernel::{
         PAGE_SIZE, //
     },
     prelude::*,
+    str::CString,
     sync::{
         aref::ARef,
         Arc, //
@@ -739,3 +741,79 @@ pub(crate) use pages::{
     Pages,
     PAGES_VM_OPS, //
 };
+
+/// A faux device that can DMA to all of memory, for the suites and
+/// examples of `hmm_dma`; unregistered when dropped.
+pub(crate) struct DmaDevice(kernel::faux::Registration);
+
+impl DmaDevice {
+    /// The device, bound.
+    pub(crate) fn device(&self) -> &kernel::device::Device<kernel::device::Bound> {
+        let faux: &kernel::faux::Device<kernel::device::Bound> = self.0.as_ref();
+        faux.as_ref()
+    }
+}
+
+/// A [`DmaDevice`] that reaches all of memory (a 64-bit mask).
+pub(crate) fn dma_device() -> Result<DmaDevice> {
+    // A name of its own: a case that failed an assertion leaves its device.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = CString::try_from_fmt(fmt!(
+        "rust_hmm_kunit_dma{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))?;
+    let reg = kernel::faux::Registration::new(&name, None)?;
+    let dev = DmaDevice(reg);
+    let raw: *mut bindings::device = core::ptr::from_ref(dev.device()).cast_mut().cast();
+    // SAFETY: A device just registered (`Device` wraps `struct device`
+    // transparently), that nothing maps for yet. The faux bus gives it no
+    // storage for a streaming mask: it uses its coherent mask's, as
+    // platform devices do.
+    to_result(unsafe {
+        (*raw).dma_mask = &raw mut (*raw).coherent_dma_mask;
+        bindings::dma_set_mask_and_coherent(raw, u64::MAX)
+    })?;
+    Ok(dev)
+}
+
+/// Notifier callbacks for a state that is a [`DmaMap`], as a DMA device
+/// has it: every invalidation unmaps the range (the device's DMA to it
+/// being over), release unmaps everything.
+pub(crate) struct DmaOps;
+
+impl IntervalNotifierOps for DmaOps {
+    type State = Option<DmaMap>;
+    type Finish = ();
+
+    fn invalidate(&self, map: &mut Option<DmaMap>, range: &NotifierRange<'_>) {
+        if let Some(map) = map {
+            map.unmap_range(range.start(), range.end());
+        }
+    }
+
+    fn release(&self, map: &mut Option<DmaMap>) {
+        if let Some(map) = map {
+            map.unmap_range(0, usize::MAX);
+        }
+    }
+}
+
+/// A notifier over `[start, start + npages pages)` of `mm` whose state is
+/// a [`DmaMap`] of that window for `dev`.
+pub(crate) fn dma_notifier(
+    mm: &MmWithUser,
+    dev: &DmaDevice,
+    start: usize,
+    npages: usize,
+) -> Result<Pin<KBox<IntervalNotifier<DmaOps>>>> {
+    let notifier = KBox::pin_init(
+        IntervalNotifier::new(mm, start, npages * PAGE, DmaOps, None),
+        GFP_KERNEL,
+    )?;
+    // SAFETY: The map goes into the state of a notifier over its window
+    // whose ops unmap every invalidated range and everything on release.
+    let map = unsafe { DmaMap::new(dev.device(), start, npages)? };
+    let seq = notifier.read_begin();
+    *notifier.lock_valid(seq).ok_or(EAGAIN)? = Some(map);
+    Ok(notifier)
+}

@@ -5,6 +5,7 @@
 //!
 //! The safe abstractions a driver builds on: [`mmu_notifier`] (interval
 //! notifiers and the sequence protocol), [`hmm`] (`hmm_range_fault()`),
+//! [`hmm_dma`] (DMA mappings of mirrored pages, `hmm_dma_map`),
 //! [`folio`] (reference-counted folios and their lock),
 //! [`guarded_page`] (pages read under the notifier lock), [`device_pt`] (a
 //! multi-level device page table), [`device_exclusive`] (device-exclusive
@@ -33,6 +34,7 @@ pub(crate) mod ffi;
 pub mod folio;
 pub mod guarded_page;
 pub mod hmm;
+pub mod hmm_dma;
 #[cfg(CONFIG_KUNIT = "y")]
 pub(crate) mod kunit_mm;
 pub mod migrate;

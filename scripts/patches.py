@@ -21,7 +21,7 @@ import sys
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB_MODS = ['device_exclusive', 'device_pt', 'devmem', 'folio', 'guarded_page', 'hmm',
-            'kunit_mm', 'migrate', 'mmu_notifier', 'pfn_walk', 'sort', 'vma_ops']
+            'hmm_dma', 'kunit_mm', 'migrate', 'mmu_notifier', 'pfn_walk', 'sort', 'vma_ops']
 # What the kernel needs built in for each module (the kernel crate is
 # built in, so it may only call what is there).
 GATE = 'all(CONFIG_HMM_MIRROR, CONFIG_DEVICE_PRIVATE, CONFIG_TRANSPARENT_HUGEPAGE)'
@@ -227,10 +227,11 @@ def bindings_patch(t):
            lambda s: s.replace('#include "interrupt.c"\n', '#include "hmm.c"\n#include "interrupt.c"\n', 1))
     t.commit(msg('rust: bindings: add HMM, migration and device-memory headers',
                  '''
-Generate bindings for linux/hmm.h, linux/migrate.h, linux/memremap.h,
-linux/rmap.h and linux/huge_mm.h, and add the helpers the abstractions
-over them need: one-line wrappers of static inlines, and a few loops over
-the pages of a range that would otherwise cost one call per page.
+Generate bindings for linux/hmm.h, linux/hmm-dma.h, linux/migrate.h,
+linux/memremap.h, linux/rmap.h, linux/huge_mm.h and linux/pagewalk.h,
+and add the helpers the abstractions over them need: one-line wrappers
+of static inlines, and a few loops over the pages of a range that would
+otherwise cost one call per page.
 
 Macros bindgen cannot evaluate (values with bit 63 set, enum values used
 as flags) are given a type with RUST_CONST_HELPER_*.
@@ -265,6 +266,15 @@ hmm_range_fault() (with the mmap lock held, or with
 hmm_range_fault_unlocked_timeout()), and returns the PFNs with a
 sequence number that must be validated under the notifier lock.
 guarded_page gives access to the pages only while that lock is held.
+'''),
+    (['hmm_dma'], 'rust: mm: add hmm_dma_map abstraction', '''
+Add hmm_dma::DmaMap over hmm_dma_map_alloc(), hmm_dma_map_pfn() and
+hmm_dma_unmap_pfn(): the DMA mappings of a window of a notifier's
+interval for one device, kept in the notifier state, so that a page is
+mapped only under the lock that validated it and unmapped by the
+invalidation that ends its validity, which behind an IOMMU flushes the
+IOTLB before it returns. The DMA address borrows the validated pages, so
+software cannot keep it past the notifier lock.
 '''),
     (['migrate'], 'rust: mm: add migrate_vma abstraction', '''
 Add migrate::Migration over migrate_vma_setup(), migrate_vma_pages() and

@@ -21,6 +21,10 @@ SPLATS = [
         r"^watchdog: BUG: soft lockup",
         r"^kmemleak: \d+ new suspected memory leaks",
         r"^unreferenced object 0x",
+        # A device used a DMA address the IOMMU no longer maps: the ordering
+        # bug an invalidation must rule out (intel-iommu, virtio-iommu).
+        r"^DMAR: \[DMA (Read|Write|PTE)",
+        r"^virtio_iommu .*fault from EP",
     )
 ]
 EXIT = re.compile(r"@@VM-EXIT-STATUS=(\d+)@@")

@@ -12,6 +12,7 @@
  * names and types come from the kernel's own bindings in tree.
  */
 #include <linux/hmm.h>
+#include <linux/hmm-dma.h>
 #include <linux/huge_mm.h>
 #include <linux/memremap.h>
 #include <linux/migrate.h>
@@ -38,3 +39,5 @@ const u64 RUST_CONST_HELPER_HMM_PFN_WRITE = HMM_PFN_WRITE;
 const u64 RUST_CONST_HELPER_HMM_PFN_ERROR = HMM_PFN_ERROR;
 const u32 RUST_CONST_HELPER_HMM_PFN_ORDER_SHIFT = HMM_PFN_ORDER_SHIFT;
 const u64 RUST_CONST_HELPER_HMM_PFN_REQ_WRITE = HMM_PFN_REQ_WRITE;
+const u64 RUST_CONST_HELPER_HMM_PFN_DMA_MAPPED = HMM_PFN_DMA_MAPPED;
+const u64 RUST_CONST_HELPER_HMM_PFN_P2PDMA = HMM_PFN_P2PDMA;

@@ -38,6 +38,11 @@ class Judge(unittest.TestCase):
                      "INFO: task hmm-tests:99 blocked for more than 120 seconds.",
                      "watchdog: BUG: soft lockup - CPU#0 stuck for 22s!",
                      "kmemleak: 3 new suspected memory leaks (see /sys/kernel/debug/kmemleak)",
+                     "DMAR: [DMA Read NO_PASID] Request device [0000:00:05.0] fault addr "
+                     "0xfffff000 [fault reason 0x06] PTE Read access is not set",
+                     "DMAR: [DMA Write NO_PASID] Request device [0000:00:05.0] fault addr "
+                     "0xffffe000 [fault reason 0x05] PTE Write access is not set",
+                     "virtio_iommu virtio0: page fault from EP 40 at 0xfffff000 []",
                      "unreferenced object 0xffff888003a4c000 (size 64):"):
             with self.subTest(line=line):
                 self.assertEqual(vmlog.splat_lines(f"[    3.141592] {line}\n"), [line])
