@@ -91,6 +91,7 @@ setup_mm
 # KUnit suites of the module run while it loads.
 section insmod:rust_hmm load_rust
 use_driver rust
+section user:edu edu_selftest
 JOB
 # make fuzz-debug runs only the fuzzer and the unload tests.
 [ -n "${FUZZ_ONLY:-}" ] || cat >>"$job" <<'JOB'

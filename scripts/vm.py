@@ -203,6 +203,9 @@ def run(args):
            + args.append]
     cmd += ["-enable-kvm", "-cpu", "host"] if kvm else ["-cpu", args.cpu]
     cmd += numa_args(args.mem, args.smp, min(args.nodes, args.smp))
+    # QEMU's edu DMA engine for the DMA mirror (samples/dmirror/edu.rs),
+    # able to address all of memory (its default mask is 28 bits).
+    cmd += ["-device", "edu,dma_mask=0xffffffffffffffff"]
     if not kvm and args.icount is None:
         # One host thread per vCPU, so the guest's CPUs really run in
         # parallel (the default for x86 guests, spelled out). -icount

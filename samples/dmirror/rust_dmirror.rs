@@ -24,6 +24,7 @@ mod doctests {
 
 mod bounce;
 mod devbuf;
+mod edu;
 mod helpers;
 mod memory;
 mod mirror;
@@ -32,6 +33,7 @@ pub(crate) mod uapi;
 use kernel::transmute::AsBytes;
 use kernel::{
     alloc::flags::__GFP_ZERO,
+    driver,
     fs::File,
     miscdevice::{
         MiscDevice,
@@ -43,6 +45,7 @@ use kernel::{
         Page,
         PAGE_SIZE, //
     },
+    pci,
     prelude::*,
     uaccess::{
         UserPtr,
@@ -219,11 +222,14 @@ module! {
 }
 
 struct RustHmm {
+    /// The `edu` PCI driver; dropped first, so a bound device unbinds
+    /// before the mirror devices go.
+    _edu: Pin<KBox<driver::Registration<pci::Adapter<edu::EduDriver>>>>,
     _devices: KVec<Pin<KBox<DmirrorDevice>>>,
 }
 
 impl kernel::Module for RustHmm {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
+    fn init(module: &'static ThisModule) -> Result<Self> {
         let mut devices = KVec::with_capacity(NDEVICES, GFP_KERNEL)?;
         for i in 0..NDEVICES {
             devices.push(
@@ -232,7 +238,14 @@ impl kernel::Module for RustHmm {
             )?;
         }
         pr_info!("rust_hmm: {} mirror devices ready\n", NDEVICES);
-        Ok(Self { _devices: devices })
+        let edu = KBox::pin_init(
+            driver::Registration::new(c"rust_hmm_edu", module),
+            GFP_KERNEL,
+        )?;
+        Ok(Self {
+            _edu: edu,
+            _devices: devices,
+        })
     }
 }
 
