@@ -323,14 +323,14 @@ the kernel crate so that it can be shared by samples and tests.
 
 KCONFIG = '''config SAMPLE_RUST_DMIRROR
 	tristate "HMM mirror device"
-	depends on DEVICE_PRIVATE && MIGRATION && TRANSPARENT_HUGEPAGE
+	depends on DEVICE_PRIVATE && MIGRATION && TRANSPARENT_HUGEPAGE && PCI
 	select HMM_MIRROR
 	help
 	  This option builds the Rust HMM mirror sample: misc devices
 	  /dev/rust_hmm_dmirror0 and 1 that mirror the address space of the
 	  process that opens them, speaking the ioctl ABI of
 	  lib/test_hmm_uapi.h, so that tools/testing/selftests/mm/hmm-tests
-	  runs against them.
+	  runs against them, and a driver for QEMU's edu PCI DMA engine.
 
 	  To compile this as a module, choose M here:
 	  the module will be called rust_dmirror.
@@ -392,6 +392,8 @@ opens it through kernel::mm::{mmu_notifier, hmm, device_exclusive,
 migrate, devmem}, speaking the ioctl ABI of lib/test_hmm_uapi.h so that
 the hmm-tests selftest runs against it beside test_hmm: a Rust
 counterpart of lib/test_hmm.c, and an example of every abstraction.
+The module also drives QEMU's edu PCI device, a DMA engine, for a mirror
+that reaches process memory by DMA.
 '''))
 
 

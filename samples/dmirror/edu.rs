@@ -41,7 +41,7 @@ use kernel::{
 mod regs {
     /// Identification: `0xRRrr00ed`.
     pub(super) const ID: usize = 0x00;
-    /// Interrupt status, and its acknowledgement (write to clear).
+    /// Interrupt status, and its acknowledgment (write to clear).
     pub(super) const IRQ_ACK: usize = 0x64;
     /// DMA source, destination and byte count. 64-bit registers, written
     /// 32 bits at a time (the kernel's BAR accessors are 32-bit aligned):
