@@ -370,8 +370,11 @@ impl DmaMap {
         if cur & ffi::HMM_PFN_DMA_MAPPED != 0 && cur & !HMM_PFN_FLAGS != page.pfn() {
             return Err(EINVAL);
         }
-        // Keep the DMA state bits; the page and its access come from `page`.
-        *self.entry(i) = want | (cur & (ffi::HMM_PFN_DMA_MAPPED | ffi::HMM_PFN_P2PDMA));
+        // Keep the DMA state bits (`HMM_PFN_INOUT_FLAGS` in `mm/hmm.c`): a
+        // peer-to-peer page mapped by bus address must not be taken for
+        // an IOVA; the page and its access come from `page`.
+        let dma_bits = ffi::HMM_PFN_DMA_MAPPED | ffi::HMM_PFN_P2PDMA | ffi::HMM_PFN_P2PDMA_BUS;
+        *self.entry(i) = want | (cur & dma_bits);
         let mut p2p: bindings::pci_p2pdma_map_state = pin_init::zeroed();
         // SAFETY: `i < npages` and entry `i` names a page that stays
         // allocated while `page` is borrowed (the notifier lock), and that
