@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the test kernel (tinyconfig + .config.fragment) into the cache,
 # keyed by kernel version and fragment hash.  Prints the build dir.
-#   VARIANT=debug adds .config.fragment.debug on top.
+#   VARIANT=debug adds .config.fragment.debug on top; VM_IOMMU=1 adds
+#   .config.fragment.iommu (before the debug one), a flavour of its own.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 "$TOP/scripts/setup-toolchain.sh"
@@ -13,20 +14,27 @@ exec 9>"$CACHE/build-${VARIANT:-normal}.lock"
 flock 9
 
 frags=("$TOP/.config.fragment")
+flavour=${VARIANT:-normal}
+if [ -n "${VM_IOMMU:-}" ]; then
+	frags+=("$TOP/.config.fragment.iommu")
+	flavour=$flavour-iommu
+fi
 [ "${VARIANT:-}" = debug ] && frags+=("$TOP/.config.fragment.debug")
 key=$(cat "${frags[@]}" | sha256sum | cut -c1-12)
 kver=$(make -s -C "$KSRC" kernelversion)
-out=$CACHE/build-$kver-${VARIANT:-normal}-$key
+out=$CACHE/build-$kver-$flavour-$key
 if [ -f "$out/.built" ]; then
 	log "reusing kernel build $out"
 	echo "$out"
 	exit 0
 fi
 # Builds of older fragments are dead weight (about 0.5 GB each).
-for old in "$CACHE"/build-"$kver"-"${VARIANT:-normal}"-*; do
+# (Only this flavour's: the key is 12 hex digits, so "normal-" does not
+# take "normal-iommu-".)
+for old in "$CACHE"/build-"$kver"-"$flavour"-????????????; do
 	[ -d "$old" ] && [ "$old" != "$out" ] && rm -rf "$old"
 done
-log "building kernel $kver (${VARIANT:-normal}, $key) in $out"
+log "building kernel $kver ($flavour, $key) in $out"
 mkdir -p "$out"
 km() { make -s -C "$KSRC" O="$out" "${KMAKE_VARS[@]}" "$@"; }
 km tinyconfig >/dev/null

@@ -203,6 +203,12 @@ def run(args):
            + args.append]
     cmd += ["-enable-kvm", "-cpu", "host"] if kvm else ["-cpu", args.cpu]
     cmd += numa_args(args.mem, args.smp, min(args.nodes, args.smp))
+    if os.environ.get("VM_IOMMU"):
+        # q35 with an emulated Intel IOMMU (DMA and interrupt remapping,
+        # strict flushes), for a kernel built with VM_IOMMU=1 too. It must
+        # come before the devices it translates for.
+        cmd += ["-machine", "q35", "-device", "intel-iommu,intremap=on"]
+        cmd[cmd.index("-append") + 1] += " intel_iommu=on iommu.strict=1"
     # QEMU's edu DMA engine for the DMA mirror (samples/dmirror/edu.rs),
     # able to address all of memory (its default mask is 28 bits).
     cmd += ["-device", "edu,dma_mask=0xffffffffffffffff"]
