@@ -43,9 +43,9 @@ const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
 
 // The `HMM_PFN_*` values with bit 63 set, built from what bindgen gives: it
 // makes no constant of such a value.
-const HMM_PFN_VALID: u64 = 1 << ffi::HMM_PFN_VALID_BIT;
+pub(crate) const HMM_PFN_VALID: u64 = 1 << ffi::HMM_PFN_VALID_BIT;
 const HMM_PFN_REQ_FAULT: u64 = 1 << ffi::HMM_PFN_REQ_FAULT_BIT;
-const HMM_PFN_FLAGS: u64 = !ffi::HMM_PFN_NOT_FLAGS;
+pub(crate) const HMM_PFN_FLAGS: u64 = !ffi::HMM_PFN_NOT_FLAGS;
 
 /// Pages one [`Range`] covers at most, so that its PFN array stays small.
 ///

@@ -41,6 +41,10 @@ use crate::guarded_page::{
     GuardedPages,
     Kind, //
 };
+use crate::hmm::{
+    HMM_PFN_FLAGS,
+    HMM_PFN_VALID, //
+};
 use core::marker::PhantomData;
 use kernel::{
     bindings,
@@ -55,15 +59,12 @@ use kernel::{
 
 mod tests;
 
-/// The flags of an HMM PFN (the bits that are not the frame number).
-const HMM_PFN_FLAGS: u64 = !ffi::HMM_PFN_NOT_FLAGS;
-
 /// `DMA_MAPPING_ERROR` (`linux/dma-mapping.h`), which bindgen makes no
 /// constant of (bit 63 is set).
 const DMA_MAPPING_ERROR: bindings::dma_addr_t = !0;
 
 /// The C device of `dev`.
-fn raw_dev(dev: &Device) -> *mut bindings::device {
+pub(crate) fn raw_dev(dev: &Device) -> *mut bindings::device {
     // `Device` is a transparent wrapper of `struct device` (its `as_raw()`
     // is not public outside the kernel crate).
     core::ptr::from_ref(dev).cast_mut().cast()
@@ -358,7 +359,7 @@ impl DmaMap {
         {
             return Err(EINVAL);
         }
-        let want = page.pfn() | (1 << ffi::HMM_PFN_VALID_BIT);
+        let want = page.pfn() | HMM_PFN_VALID;
         let want = if page.is_writable() {
             want | ffi::HMM_PFN_WRITE
         } else {

@@ -764,9 +764,8 @@ pub(crate) fn dma_device() -> Result<DmaDevice> {
     ))?;
     let reg = kernel::faux::Registration::new(&name, None)?;
     let dev = DmaDevice(reg);
-    let raw: *mut bindings::device = core::ptr::from_ref(dev.device()).cast_mut().cast();
-    // SAFETY: A device just registered (`Device` wraps `struct device`
-    // transparently), that nothing maps for yet. The faux bus gives it no
+    let raw = crate::hmm_dma::raw_dev(dev.device());
+    // SAFETY: A device just registered, that nothing maps for yet. The faux bus gives it no
     // storage for a streaming mask: it uses its coherent mask's, as
     // platform devices do.
     to_result(unsafe {
