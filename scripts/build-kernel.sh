@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Build the test kernel (tinyconfig + .config.fragment) into the cache,
 # keyed by kernel version and fragment hash.  Prints the build dir.
-#   VARIANT=debug adds .config.fragment.debug on top; VM_IOMMU=1 adds
-#   .config.fragment.iommu (before the debug one), a flavour of its own.
+#   VARIANT=debug adds .config.fragment.debug on top.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 "$TOP/scripts/setup-toolchain.sh"
@@ -15,10 +14,6 @@ flock 9
 
 frags=("$TOP/.config.fragment")
 flavour=${VARIANT:-normal}
-if [ -n "${VM_IOMMU:-}" ]; then
-	frags+=("$TOP/.config.fragment.iommu")
-	flavour=$flavour-iommu
-fi
 [ "${VARIANT:-}" = debug ] && frags+=("$TOP/.config.fragment.debug")
 key=$(cat "${frags[@]}" | sha256sum | cut -c1-12)
 kver=$(make -s -C "$KSRC" kernelversion)
@@ -28,9 +23,8 @@ if [ -f "$out/.built" ]; then
 	echo "$out"
 	exit 0
 fi
-# Builds of older fragments are dead weight (about 0.5 GB each).
-# (Only this flavour's: the key is 12 hex digits, so "normal-" does not
-# take "normal-iommu-".)
+# Builds of older fragments are dead weight (about 0.5 GB each). Only
+# this flavour's: the key is exactly 12 hex digits.
 for old in "$CACHE"/build-"$kver"-"$flavour"-????????????; do
 	[ -d "$old" ] && [ "$old" != "$out" ] && rm -rf "$old"
 done
