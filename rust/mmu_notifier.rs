@@ -199,6 +199,54 @@ pub trait IntervalNotifierOps: Send + Sync + Sized {
     /// false (the OOM reaper), this must not sleep either.
     fn invalidate_finish(&self, _finish: Self::Finish, _blockable: bool) {}
 
+    /// Whether invalidating `range` would have to sleep for the device,
+    /// for example for DMA to the range that is still in flight. Asked,
+    /// with the lock held, only of an invalidation that must not sleep (the
+    /// OOM reaper's): if true, that one fails with `EAGAIN` and changes
+    /// nothing, and the reaper comes back later. A driver whose
+    /// [`Self::invalidate`] waits for its device must say so here.
+    ///
+    /// # Examples
+    ///
+    /// A device that waits in `invalidate` for work in flight; an munmap
+    /// may sleep, so it is not asked and waits.
+    ///
+    /// ```
+    /// use core::sync::atomic::{AtomicBool, Ordering};
+    /// use rust_hmm::mmu_notifier::{IntervalNotifier, IntervalNotifierOps, NotifierRange};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    ///
+    /// struct Device {
+    ///     in_flight: AtomicBool,
+    /// }
+    ///
+    /// impl IntervalNotifierOps for Device {
+    ///     type State = ();
+    ///     type Finish = ();
+    ///
+    ///     fn invalidate(&self, _state: &mut (), _range: &NotifierRange<'_>) {
+    ///         // A real device would wait for its DMA to the range here.
+    ///         self.in_flight.store(false, Ordering::Relaxed);
+    ///     }
+    ///
+    ///     fn busy(&self, _state: &(), _range: &NotifierRange<'_>) -> bool {
+    ///         self.in_flight.load(Ordering::Relaxed)
+    ///     }
+    /// }
+    ///
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let device = Device { in_flight: AtomicBool::new(true) };
+    /// let notifier = IntervalNotifier::new(&mm, addr, PAGE, device, ());
+    /// let notifier = KBox::pin_init(notifier, GFP_KERNEL)?;
+    /// kunit_mm::munmap(addr, 1)?;
+    /// assert!(!notifier.ops().in_flight.load(Ordering::Relaxed));
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn busy(&self, _state: &Self::State, _range: &NotifierRange<'_>) -> bool {
+        false
+    }
+
     /// Called once when the notifier is dropped, with the lock held and the
     /// notifier still inserted: the last moment at which what the state
     /// learned under the sequence protocol (PFNs) is still current, so the
@@ -723,7 +771,8 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     }
 
     /// First half of both callback forms: filter, lock, bump the sequence,
-    /// invalidate. `None` means the lock could not be had without sleeping.
+    /// invalidate. `None` means that could not be done without sleeping:
+    /// the lock is taken, or the ops are [`busy`](IntervalNotifierOps::busy).
     fn start(&self, range: &NotifierRange<'_>, cur_seq: u64) -> Option<Option<T::Finish>> {
         // Our own device-exclusive conversion: the caller is about to
         // install the entry under a sequence this must not invalidate.
@@ -733,7 +782,11 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
         let mut guard = if range.blockable() {
             self.state.lock()
         } else {
-            self.state.try_lock()?
+            let guard = self.state.try_lock()?;
+            if self.ops.busy(&guard, range) {
+                return None;
+            }
+            guard
         };
         // `mmu_interval_set_seq()`, a `WRITE_ONCE()`: called on every
         // invalidation, so not through a helper call.
