@@ -28,6 +28,7 @@ SIZES="$sizes"
 WORKLOADS="$(echo $workloads)"
 THP_BENCH=${BENCH_THP:-1}
 WALK_MIB=${BENCH_WALK_MIB:-1024}  # 0: no device-buffer walks
+DMA_BENCH=${BENCH_DMA:-1}  # 0: no DMA mirror workloads
 JOB
 cat >>"$job" <<'JOB'
 insmod /mod/test_hmm.ko
@@ -71,6 +72,19 @@ bench_devbuf() {
 	done
 }
 section info:bench bench
+# The DMA mirror (rust_hmm only, with QEMU's edu device): sizes in pages,
+# every transfer taking 100 ms of virtual time.
+bench_dma() {
+	[ -e /dev/rust_hmm_dmirror_dma ] || { echo "no edu device"; return 0; }
+	for w in dma_read dma_write dma_munmap dma_munmap_idle; do
+		i=0
+		while [ $i -lt $REPS ]; do
+			hmm-bench $w 16 /dev/rust_hmm_dmirror_dma | sed "s/^/rust /"
+			i=$((i + 1))
+		done
+	done
+}
+[ "$DMA_BENCH" = 0 ] || section info:bench-dma bench_dma
 # The upstream suite's own THP migration benchmark, for both drivers.
 thp_bench() {
 	for d in rust c; do

@@ -32,6 +32,11 @@ def parse(path):
     return runs, notifier, leaves, thp
 
 
+def size(w, s):
+    """A workload's size label: the DMA workloads count pages."""
+    return f"{s}pages" if w.startswith("dma_") else f"{s}MiB"
+
+
 def better(u, ours, theirs):
     """Ratio > 1 when ours is better."""
     if not ours or not theirs:
@@ -48,7 +53,7 @@ def report(clock, path):
         rust = runs.get((w, s, u, "rust"))
         c = runs.get((w, s, u, "c"))
         if rust and not c:
-            print(f"bench: {w}_{s}MiB rust={statistics.median(rust):.4g} unit={u} "
+            print(f"bench: {w}_{size(w, s)} rust={statistics.median(rust):.4g} unit={u} "
                   f"{tag} (rust only, no C counterpart)")
             continue
         if not rust or not c:
@@ -60,7 +65,7 @@ def report(clock, path):
         print(f"bench: {name} rust={r:.4g} c={cc:.4g} unit={u} ratio={ratio:.2f} {tag}")
     for (w, s, d), v in sorted(notifier.items()):
         if d == "rust":
-            print(f"bench: {w}_{s}MiB_notifier_time rust={statistics.median(v):.4g} "
+            print(f"bench: {w}_{size(w, s)}_notifier_time rust={statistics.median(v):.4g} "
                   f"unit=us {tag} (time in our invalidate callback; no C counterpart)")
     # Huge leaves: each NAME_thp workload against NAME on small pages, per
     # driver (test_hmm keeps 4 KiB entries whatever the CPU maps), with the

@@ -101,6 +101,7 @@ section user:exclusive-tests:rust exclusive-tests
 section user:race-tests:rust race-tests
 section user:migrate-tests:rust migrate-tests
 section user:walker-tests:rust walker-tests
+section user:dma-tests:rust dma-tests
 section hmm-tests:rust hmm-tests $HMM_TESTS_ARGS
 JOB
 cat >>"$job" <<'JOB'

@@ -330,7 +330,9 @@ KCONFIG = '''config SAMPLE_RUST_DMIRROR
 	  /dev/rust_hmm_dmirror0 and 1 that mirror the address space of the
 	  process that opens them, speaking the ioctl ABI of
 	  lib/test_hmm_uapi.h, so that tools/testing/selftests/mm/hmm-tests
-	  runs against them, and a driver for QEMU's edu PCI DMA engine.
+	  runs against them; and a driver for QEMU's edu PCI DMA engine,
+	  with /dev/rust_hmm_dmirror_dma, whose reads and writes move
+	  process memory by DMA.
 
 	  To compile this as a module, choose M here:
 	  the module will be called rust_dmirror.
@@ -393,7 +395,8 @@ migrate, devmem}, speaking the ioctl ABI of lib/test_hmm_uapi.h so that
 the hmm-tests selftest runs against it beside test_hmm: a Rust
 counterpart of lib/test_hmm.c, and an example of every abstraction.
 The module also drives QEMU's edu PCI device, a DMA engine, for a mirror
-that reaches process memory by DMA.
+that reaches process memory by DMA through kernel::mm::hmm_dma, and whose
+invalidations wait for the device before they unmap.
 '''))
 
 

@@ -24,6 +24,7 @@ mod doctests {
 
 mod bounce;
 mod devbuf;
+mod dma_mirror;
 mod edu;
 mod helpers;
 mod memory;
@@ -186,30 +187,23 @@ impl MiscDevice for DmirrorFile {
         if !known {
             return Err(ENOTTY);
         }
-        let (mut reader, mut writer) = UserSlice::new(
-            UserPtr::from_addr(arg),
-            core::mem::size_of::<HmmDmirrorCmd>(),
-        )
-        .reader_writer();
-        let mut c: HmmDmirrorCmd = reader.read()?;
-        c.cpages = 0;
-        c.faults = 0;
         let m = &me.mirror;
-        match cmd {
-            HMM_DMIRROR_READ => m.read(&mut c, false)?,
-            HMM_DMIRROR_READ_UNLOCKED => m.read(&mut c, true)?,
-            HMM_DMIRROR_WRITE => m.write(&mut c)?,
-            HMM_DMIRROR_SNAPSHOT => m.snapshot(&mut c)?,
-            HMM_DMIRROR_EXCLUSIVE => m.exclusive(&mut c)?,
-            HMM_DMIRROR_CHECK_EXCLUSIVE => m.check_exclusive(&c)?,
-            HMM_DMIRROR_MIGRATE_TO_DEV => m.migrate_to_device(&mut c)?,
-            HMM_DMIRROR_MIGRATE_TO_SYS => m.migrate_to_system(&mut c)?,
-            HMM_DMIRROR_RELEASE => m.release()?,
-            HMM_DMIRROR_FLAGS => m.set_flags(c.npages),
-            _ => return Err(ENOTTY),
-        }
-        writer.write(&c)?;
-        Ok(0)
+        with_cmd(arg, |c| {
+            match cmd {
+                HMM_DMIRROR_READ => m.read(c, false)?,
+                HMM_DMIRROR_READ_UNLOCKED => m.read(c, true)?,
+                HMM_DMIRROR_WRITE => m.write(c)?,
+                HMM_DMIRROR_SNAPSHOT => m.snapshot(c)?,
+                HMM_DMIRROR_EXCLUSIVE => m.exclusive(c)?,
+                HMM_DMIRROR_CHECK_EXCLUSIVE => m.check_exclusive(c)?,
+                HMM_DMIRROR_MIGRATE_TO_DEV => m.migrate_to_device(c)?,
+                HMM_DMIRROR_MIGRATE_TO_SYS => m.migrate_to_system(c)?,
+                HMM_DMIRROR_RELEASE => m.release()?,
+                HMM_DMIRROR_FLAGS => m.set_flags(c.npages),
+                _ => return Err(ENOTTY),
+            }
+            Ok(())
+        })
     }
 }
 

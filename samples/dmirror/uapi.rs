@@ -6,9 +6,14 @@ use kernel::ioctl::{
     _IOR,
     _IOWR, //
 };
+use kernel::prelude::*;
 use kernel::transmute::{
     AsBytes,
     FromBytes, //
+};
+use kernel::uaccess::{
+    UserPtr,
+    UserSlice, //
 };
 
 /// Defines a `#[repr(C)]` struct of the ABI and implements [`FromBytes`] and
@@ -58,6 +63,20 @@ uapi_struct! {
         /// (out) device page faults taken.
         pub(crate) faults: u64,
     }
+}
+
+/// Runs `f` on the command struct at user address `arg`, with its outputs
+/// zeroed, and writes the struct back if `f` succeeds (on error nothing is
+/// written, as in test_hmm).
+pub(crate) fn with_cmd(arg: usize, f: impl FnOnce(&mut HmmDmirrorCmd) -> Result) -> Result<isize> {
+    let size = core::mem::size_of::<HmmDmirrorCmd>();
+    let (mut reader, mut writer) = UserSlice::new(UserPtr::from_addr(arg), size).reader_writer();
+    let mut c: HmmDmirrorCmd = reader.read()?;
+    c.cpages = 0;
+    c.faults = 0;
+    f(&mut c)?;
+    writer.write(&c)?;
+    Ok(0)
 }
 
 const fn cmd(nr: u32) -> u32 {
@@ -261,3 +280,26 @@ pub(crate) const HMM_DEVBUF_STATS_PAT: u64 = 1;
 pub(crate) fn user_addr(addr: u64) -> kernel::error::Result<usize> {
     usize::try_from(addr).map_err(|_| kernel::error::code::EFAULT)
 }
+
+uapi_struct! {
+    /// Our own: counters of one open DMA mirror file.
+    pub(crate) struct HmmDmaStats {
+        /// Transfers from process memory into the device buffer.
+        pub(crate) to_device: u64,
+        /// Transfers from the device buffer into process memory.
+        pub(crate) to_ram: u64,
+        /// Invalidations of the file's windows.
+        pub(crate) invalidations: u64,
+        /// Of those, how many waited for a transfer in flight.
+        pub(crate) invalidate_waits: u64,
+        /// Nanoseconds spent in them (lock held, waits included).
+        pub(crate) invalidate_ns: u64,
+        /// DMA mappings the invalidations removed.
+        pub(crate) unmapped: u64,
+        /// 1 if the last window was one IOVA range (an IOMMU), else 0.
+        pub(crate) iova: u64,
+    }
+}
+
+/// Reads the DMA mirror file's counters.
+pub(crate) const HMM_DMA_STATS: u32 = _IOR::<HmmDmaStats>('H' as u32, 0x60);

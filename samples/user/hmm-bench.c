@@ -4,7 +4,8 @@
  * one driver, through the test_hmm ioctl ABI both drivers speak. Prints
  * "result WORKLOAD MIB VALUE UNIT". scripts/bench.sh runs it for both
  * drivers in one boot, repeats, and compares medians. The devbuf_*
- * workloads use rust_hmm's own device buffers and have no C counterpart.
+ * workloads use rust_hmm's own device buffers, the dma_* workloads its
+ * DMA mirror (sized in pages); neither has a C counterpart.
  *
  * read_fault, warm_read, munmap and mprotect also come as NAME_thp: the
  * same on 2 MiB aligned MADV_HUGEPAGE memory, backed by transparent huge
@@ -202,6 +203,67 @@ static int devbuf_bench(int fd, const char *w, unsigned long mib, unsigned long 
 	return 0;
 }
 
+/*
+ * dma_read, dma_write, dma_munmap[_idle] (rust_hmm's DMA mirror, QEMU's edu
+ * device; no C counterpart). Every edu transfer takes 100 ms of virtual
+ * time, so these take PAGES pages, not MiB. dma_read and dma_write: one
+ * command over PAGES pages, in pages/s (of the engine's clock, above all).
+ * dma_munmap: the cost of an invalidation that meets DMA: a READ of PAGES
+ * pages runs in a child while the parent, half way through, unmaps the
+ * range (shared with the child) while a page of it is being read in: how
+ * long munmap() takes, which includes the wait for that transfer (up to
+ * 100 ms) and the unmapping of the window's DMA mappings, and how long
+ * the window notifiers spent in their invalidations ("notifier" line).
+ * dma_munmap_idle: the same at the moment page n/2 is in and goes out to
+ * the child's buffer: no transfer on the range, only its mappings to drop.
+ */
+static int dma_bench(int fd, const char *w, unsigned long n)
+{
+	struct hmm_dma_stats s0 = { 0 }, s1 = { 0 };
+	char *mem = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	char *buf = map_anon(n);
+	pid_t pid;
+	double t;
+
+	if (mem == MAP_FAILED || !buf || !n)
+		return die("mmap");
+	memset(mem, 9, n * PAGE);
+	memset(buf, 1, n * PAGE);
+	if (!strcmp(w, "dma_read") || !strcmp(w, "dma_write")) {
+		unsigned long req = w[4] == 'r' ? HMM_DMIRROR_READ : HMM_DMIRROR_WRITE;
+
+		settle();
+		result(w, n, n / timed(fd, req, mem, buf, n, w), "pages/s");
+		return 0;
+	}
+	if (strcmp(w, "dma_munmap") && strcmp(w, "dma_munmap_idle"))
+		return fprintf(stderr, "unknown workload %s\n", w), 2;
+	ioctl(fd, HMM_DMA_STATS, &s0);
+	pid = fork();
+	if (pid < 0)
+		return die("fork");
+	if (!pid)	/* The file mirrors the parent: the child reads its pages. */
+		_exit(dcmd(fd, HMM_DMIRROR_READ, mem, buf, n, NULL) != -EFAULT);
+	/* A page goes in (100 ms), then out (100 ms): once page n/2 is in,
+	 * 150 ms later page n/2 + 1 is half way in, and its window mapped. */
+	do {
+		usleep(1000);
+		ioctl(fd, HMM_DMA_STATS, &s1);
+	} while (s1.to_device - s0.to_device < n / 2);
+	if (!strcmp(w, "dma_munmap"))
+		usleep(150000);
+	t = now();
+	if (munmap(mem, n * PAGE))
+		return die("munmap");
+	t = now() - t;
+	result(w, n, t * 1e6, "us");
+	waitpid(pid, NULL, 0);
+	ioctl(fd, HMM_DMA_STATS, &s1);
+	printf("notifier %s %lu %.3f us\n", w, n, (s1.invalidate_ns - s0.invalidate_ns) / 1e3);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned long pct;
@@ -227,6 +289,8 @@ int main(int argc, char **argv)
 		return die("open");
 	if (sscanf(w, "devbuf_%lupct", &pct) == 1)
 		return devbuf_bench(fd, w, mib, pct);
+	if (!strncmp(w, "dma_", 4))
+		return dma_bench(fd, w, mib);
 	mem = thp ? map_thp(n) : map_anon(n);
 	/*
 	 * The destination starts one page past a 2 MiB boundary, the same for

@@ -142,4 +142,21 @@ struct hmm_devbuf_stats {
 /* Read the module-wide counters (any open file). */
 #define HMM_DEVBUF_STATS	_IOR('H', 0x55, struct hmm_devbuf_stats)
 
+/*
+ * The DMA mirror, /dev/rust_hmm_dmirror_dma (while QEMU's edu device is
+ * bound): HMM_DMIRROR_READ and HMM_DMIRROR_WRITE move the data by the
+ * device's DMA engine; these are the counters of one open file.
+ */
+struct hmm_dma_stats {
+	__u64 to_device;	/* transfers from process memory to the device */
+	__u64 to_ram;		/* transfers from the device to process memory */
+	__u64 invalidations;	/* invalidations of the file's windows */
+	__u64 invalidate_waits;	/* of which waited for a transfer in flight */
+	__u64 invalidate_ns;	/* time spent in them, waits included */
+	__u64 unmapped;		/* DMA mappings they removed */
+	__u64 iova;		/* 1 if the last window was one IOVA range */
+};
+
+#define HMM_DMA_STATS		_IOR('H', 0x60, struct hmm_dma_stats)
+
 #endif
