@@ -83,6 +83,13 @@ use window::{
 const WINDOW_PAGES: usize = 64;
 
 /// The bound device, for a request holding [`Shared::engine`].
+///
+/// # Invariants
+///
+/// Made in probe and moved straight into [`Shared::engine`], where it is
+/// reached only under the lock; [`DmaDevice::unbind`] takes it out, under
+/// the lock, while the driver unbinds `dev`: so whoever finds it there
+/// finds `dev` bound, until they drop the lock.
 struct Engine {
     dev: ARef<Device>,
     bar: pci::DevresBar<{ edu::BAR_SIZE }>,
@@ -93,11 +100,9 @@ struct Engine {
 impl Engine {
     /// The device, bound.
     fn bound(&self) -> &Device<Bound> {
-        // SAFETY: An `Engine` is reached only through `Shared::engine`,
-        // which `DmaDevice::unbind` empties, with the lock held, while the
-        // driver unbinds the device: whoever holds the lock and finds the
-        // engine finds a bound device, and it stays bound until they drop
-        // the lock. The reference borrows that guard.
+        // SAFETY: `self` is borrowed from the guard of `Shared::engine`
+        // (type invariants), so `dev` is bound until that guard drops, and
+        // the reference cannot outlive the borrow of `self`.
         unsafe { self.dev.as_bound() }
     }
 

@@ -304,12 +304,16 @@ static void *read_mutator(void *p)
 
 		usleep(rand_r(&t->seed) % 150000);
 		if (rand_r(&t->seed) % 3) {
-			rgone[s] = rgen[s];
+			unsigned long old = rgen[s];
+
 			if (mmap(slot, PAGE, PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != slot) {
 				fail(t, "mmap");
 				break;
 			}
+			/* Only now is it unmapped: a read that began before
+			 * may still see it. */
+			rgone[s] = old;
 			g++;
 			for (unsigned long i = 0; i < WORDS; i++)
 				slot[i] = g << 32 | i;
