@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make soak: race-tests, the fuzzer (a new seed each round), hmm-tests and
-# migrate-tests' eviction race, round after round, on the multi-CPU test
+# make soak: race-tests, the fuzzer (a new seed each round), hmm-tests,
+# migrate-tests' eviction race and dma-tests' ordering stress (the DMA
+# mirror), round after round, on the multi-CPU test
 # kernel for SOAK_MIN minutes (default 30; VARIANT=debug for the debug
 # kernel). Reports rounds, hangs and splats; fails on any failed test,
 # hang or splat.
@@ -48,6 +49,8 @@ while [ "$(cut -d. -f1 /proc/uptime)" -lt "$SOAK_END" ]; do
 	# Eviction racing migrations (the memcg WARN of 2026-12-06).
 	watched 300 soak:$round:migrate-release \
 		migrate-tests -t release_races_migration
+	# Device DMA against munmap, mprotect, fork and migration (30 s).
+	watched 300 soak:$round:dma-stress dma-tests -f stress
 	round=$((round + 1))
 done
 section rmmod:rust_hmm rmmod rust_hmm
@@ -57,13 +60,13 @@ JOB
 log "soaking for $minutes min on the ${VARIANT:-normal} kernel, seeds from $seed"
 vm_ok=1
 # The host's bound: the soak, one more round, and boot.
-VM_TIMEOUT=$(( minutes * 60 + 900 + fuzz_s + 120 + tests_s + 300 ))
+VM_TIMEOUT=$(( minutes * 60 + 900 + fuzz_s + 120 + tests_s + 300 + 300 ))
 python3 "$TOP/scripts/vm.py" --bzimage "$KDIR/arch/x86/boot/bzImage" \
 	--job "$job" --file "${MODULE:-$TOP/rust_hmm.ko}:/mod/rust_hmm.ko" \
 	--file "$TOP/scripts/vm-lib.sh:/lib/vm-lib.sh" \
 	--file "$TOP/out/hmm-tests:/bin/hmm-tests" \
 	--file "$TOP/out/race-tests" --file "$TOP/out/ioctl-fuzz" \
-	--file "$TOP/out/migrate-tests" \
+	--file "$TOP/out/migrate-tests" --file "$TOP/out/dma-tests" \
 	--log "$TOP/out/$name/console.log" --cache "$CACHE" \
 	--timeout "$VM_TIMEOUT" ${VM_CLOCK:+--clock "$VM_CLOCK"} \
 	--gdb "${VM_GDB:-$(( 20000 + RANDOM % 10000 ))}" \
