@@ -1,19 +1,30 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Device-private memory (`MEMORY_DEVICE_PRIVATE`, `include/linux/memremap.h`).
+//! Device memory (`include/linux/memremap.h`): device-private
+//! (`MEMORY_DEVICE_PRIVATE`) and device-coherent (`MEMORY_DEVICE_COHERENT`).
 //!
-//! A [`DevicePrivatePool`] gives a device `struct page`s for memory the CPU
-//! cannot address: chunks of physical address space that no RAM uses
-//! (`request_free_mem_region()`), registered with `memremap_pages()`, and
-//! a free-page allocator over them that hands out single pages and
-//! PMD-sized folios. The pool is the `dev_pagemap` owner: its address is
-//! the cookie for `hmm_range::dev_private_owner` and
-//! `migrate_vma::pgmap_owner`, so HMM reports and migrates only its pages.
+//! A [`DevicePool`] gives a device `struct page`s for its memory, in chunks
+//! registered with `memremap_pages()`, and a free-page allocator over them.
+//! Its [`MemoryType`] says which memory, and so which operations it has:
+//!
+//! - [`Private`]: memory the CPU cannot address, over physical address
+//!   space that no RAM uses (`request_free_mem_region()`). The CPU faults
+//!   on its pages (`migrate_to_ram`) and the pool moves them back. Pages
+//!   and PMD-sized folios. [`DevicePool::new`].
+//! - [`Coherent`]: memory the CPU maps like RAM (CXL or xGMI-attached
+//!   accelerator memory), over a [`SoftReserved`] range the firmware set
+//!   aside. A CPU access does not move a page; COW, a long-term pin
+//!   (`FOLL_LONGTERM`) or reclaim do, and the core does those itself.
+//!   Single pages only (see `coherent.rs`). [`DevicePool::new_coherent`].
+//!
+//! The pool is the `dev_pagemap` owner: its address is the cookie for
+//! `hmm_range::dev_private_owner` and `migrate_vma::pgmap_owner`, so HMM
+//! reports and migrates only its pages.
 //!
 //! The driver implements [`DevmemOps`], as drm_pagemap's devmem ops: what
 //! to release when a folio is freed, and how to copy a folio's data to a
 //! system folio. The pool does the migrations back itself: on a CPU fault
-//! (`migrate_to_ram`), on [`DevicePrivatePool::evict`], and for every page
+//! (`migrate_to_ram`), on [`DevicePool::evict`], and for every page
 //! still in use before the memory is unregistered, so no driver can leave a
 //! page behind and hang the unload. Per page the pool keeps a
 //! driver-defined [`DevmemOps::PageData`].
@@ -28,9 +39,11 @@
 //! # Files
 //!
 //! - this file: [`DevmemOps`], [`KernelPfn`], `DeviceFault`, the pool
-//!   ([`DevicePrivatePool`]) and its invariants, lookups of its pages;
+//!   ([`DevicePool`]) and its invariants, lookups of its pages;
 //! - `chunk.rs`: one `memremap_pages()` registration, the state and data
 //!   of its pages, the `dev_pagemap_ops`;
+//! - `memory_type.rs`: [`MemoryType`], [`Private`] and [`Coherent`];
+//! - `coherent.rs`: [`SoftReserved`] ranges and coherent pools;
 //! - `allocator.rs`: the free lists, folios handed out and freed, growth;
 //! - `to_device.rs`, `to_ram.rs`: migrations into and out of the pool;
 //! - `tests.rs`: the KUnit suite `rust_hmm_devmem`;
@@ -64,6 +77,8 @@ use kernel::{
 
 mod allocator;
 mod chunk;
+mod coherent;
+mod memory_type;
 mod migration_tests;
 mod tests;
 mod to_device;
@@ -72,13 +87,19 @@ mod to_ram;
 /// The pool's lock names, as `static`s: as for the notifier lock (see
 /// `mmu_notifier`), one name pointer per class key, whichever crates
 /// instantiate the generic `new`.
-static CHUNKS_NAME: &CStr = c"DevicePrivatePool::chunks";
-static FREE_NAME: &CStr = c"DevicePrivatePool::free";
+static CHUNKS_NAME: &CStr = c"DevicePool::chunks";
+static FREE_NAME: &CStr = c"DevicePool::free";
 
 use allocator::FreeLists;
 use chunk::{
     Chunk,
     PageState, //
+};
+pub use coherent::SoftReserved;
+pub use memory_type::{
+    Coherent,
+    MemoryType,
+    Private, //
 };
 
 pub use crate::migrate::PMD_ORDER;
@@ -93,7 +114,7 @@ const PMD_PAGES: u64 = 1 << PMD_ORDER;
 ///
 /// ```
 /// use core::sync::atomic::{AtomicU64, Ordering};
-/// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+/// use rust_hmm::devmem::{DevicePool, DevmemOps, Private};
 /// use rust_hmm::migrate::DstFolio;
 /// # use rust_hmm::kunit_mm;
 ///
@@ -103,22 +124,28 @@ const PMD_PAGES: u64 = 1 << PMD_ORDER;
 ///
 /// impl DevmemOps for Device {
 ///     type PageData = AtomicU64;
+///     type Memory = Private;
 ///
-///     fn folio_free(pool: &DevicePrivatePool<Self>, _pfn: u64, data: &[AtomicU64]) {
+///     fn folio_free(pool: &DevicePool<Self>, _pfn: u64, data: &[AtomicU64]) {
 ///         if let Some(word) = data.first() {
 ///             let word = word.swap(0, Ordering::Relaxed);
 ///             pool.ops().last_freed.store(word, Ordering::Relaxed);
 ///         }
 ///     }
 ///
-///     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[AtomicU64], dst: &mut DstFolio) -> Result {
+///     fn copy_to_ram(
+///         _: &DevicePool<Self>,
+///         _pfn: u64,
+///         _: &[AtomicU64],
+///         dst: &mut DstFolio,
+///     ) -> Result {
 ///         dst.zero();
 ///         Ok(())
 ///     }
 /// }
 ///
 /// let device = Device { last_freed: AtomicU64::new(0) };
-/// let pool = KBox::pin_init(DevicePrivatePool::new(device, 2 << 20, 1), GFP_KERNEL)?;
+/// let pool = KBox::pin_init(DevicePool::new(device, 2 << 20, 1), GFP_KERNEL)?;
 /// # let mm = kunit_mm::attach()?;
 /// # let addr = kunit_mm::mmap_anon(1, true)?;
 /// // Move an untouched page in, giving its device page the word 42.
@@ -138,19 +165,24 @@ pub trait DevmemOps: Send + Sync + Sized + 'static {
     /// Kept for every device page, from pool creation to unload.
     type PageData: Default + Send + Sync;
 
+    /// The kind of memory: [`Private`] or [`Coherent`].
+    type Memory: MemoryType;
+
     /// The folio at `pfn` was freed: release what the driver holds for it.
     /// `data` is that of each of its pages, in order (one for a small
     /// folio). May run in atomic context.
-    fn folio_free(pool: &DevicePrivatePool<Self>, pfn: u64, data: &[Self::PageData]);
+    fn folio_free(pool: &DevicePool<Self>, pfn: u64, data: &[Self::PageData]);
 
-    /// Copies the data of a device folio into `dst`, a system folio of the
-    /// same size, and marks `dst` filled ([`DstFolio::assume_filled`], or
-    /// [`DstFolio::zero`] for a page that holds nothing). `data` is that of
-    /// each page of the source, in order. An error, or `dst` left unfilled,
-    /// leaves the source in device memory for now. Runs with the source
-    /// locked by a migration; see the module's "Deadlocks".
+    /// Copies the data of the device folio at `pfn` into `dst`, a system
+    /// folio of the same size, and marks `dst` filled
+    /// ([`DstFolio::assume_filled`], or [`DstFolio::zero`] for a page that
+    /// holds nothing). `data` is that of each page of the source, in order.
+    /// An error, or `dst` left unfilled, leaves the source in device memory
+    /// for now. Runs with the source locked by a migration; see the
+    /// module's "Deadlocks".
     fn copy_to_ram(
-        pool: &DevicePrivatePool<Self>,
+        pool: &DevicePool<Self>,
+        pfn: u64,
         data: &[Self::PageData],
         dst: &mut DstFolio,
     ) -> Result;
@@ -312,6 +344,7 @@ impl DeviceFault<'_> {
 /// let pool = kunit_mm::to_device(&mm, addr, 2)?; // a test pool of one chunk
 /// let stats = pool.stats();
 /// assert_eq!((stats.pages, stats.in_use), ((2 << 20) / PAGE as u64, 2));
+/// assert_eq!(stats.max_pages, stats.pages); // It may have one chunk only.
 /// # Ok::<(), Error>(())
 /// ```
 #[derive(Clone, Copy, Default, Debug)]
@@ -320,14 +353,17 @@ pub struct PoolStats {
     pub pages: u64,
     /// Pages handed out and not yet freed.
     pub in_use: u64,
+    /// Pages the pool may register at most.
+    pub max_pages: u64,
 }
 
-/// Device-private memory of one device; see the module documentation.
+/// The memory of one device; see the module documentation.
 ///
 /// # Invariants
 ///
 /// Every chunk's `pool` points to this pool, which is pinned; free lists
-/// hold only free pages of its chunks, each once.
+/// hold only free pages of its chunks, each once. `range` is `Some`
+/// exactly for [`Coherent`] memory, and its chunks lie inside it.
 ///
 /// # Examples
 ///
@@ -336,7 +372,7 @@ pub struct PoolStats {
 /// brings one back, and dropping the pool brings back the other.
 ///
 /// ```
-/// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+/// use rust_hmm::devmem::{DevicePool, DevmemOps, Private};
 /// use rust_hmm::migrate::{DstFolio, Migration, Select};
 /// # use rust_hmm::kunit_mm::{self, PAGE};
 ///
@@ -344,11 +380,13 @@ pub struct PoolStats {
 ///
 /// impl DevmemOps for ZeroDevice {
 ///     type PageData = ();
+///     type Memory = Private;
 ///
-///     fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, _data: &[()]) {}
+///     fn folio_free(_pool: &DevicePool<Self>, _pfn: u64, _data: &[()]) {}
 ///
 ///     fn copy_to_ram(
-///         _pool: &DevicePrivatePool<Self>,
+///         _pool: &DevicePool<Self>,
+///         _pfn: u64,
 ///         _data: &[()],
 ///         dst: &mut DstFolio,
 ///     ) -> Result {
@@ -358,7 +396,7 @@ pub struct PoolStats {
 /// }
 ///
 /// // At most one chunk of 2 MiB, registered on first use.
-/// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+/// let pool = KBox::pin_init(DevicePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
 /// # let mm = kunit_mm::attach()?;
 /// # let addr = kunit_mm::mmap_anon(2, true)?;
 /// {
@@ -387,10 +425,12 @@ pub struct PoolStats {
 /// # Ok::<(), Error>(())
 /// ```
 #[pin_data(PinnedDrop)]
-pub struct DevicePrivatePool<T: DevmemOps> {
+pub struct DevicePool<T: DevmemOps> {
     ops: T,
     chunk_bytes: u64,
     max_chunks: usize,
+    /// Where coherent memory lies: chunk `n` starts `n * chunk_bytes` in.
+    range: Option<SoftReserved>,
     /// Chunks, only ever appended to until drop. Growth is serialised here.
     #[pin]
     chunks: Mutex<KVec<Pin<KBox<Chunk<T>>>>>,
@@ -404,9 +444,9 @@ pub struct DevicePrivatePool<T: DevmemOps> {
     _pin: PhantomPinned,
 }
 
-impl<T: DevmemOps> DevicePrivatePool<T> {
-    /// A pool of up to `max_chunks` chunks of `chunk_bytes` (a multiple of
-    /// 2 MiB), registered on first use.
+impl<T: DevmemOps<Memory = Private>> DevicePool<T> {
+    /// A pool of device-private memory: up to `max_chunks` chunks of
+    /// `chunk_bytes` (a multiple of 2 MiB), registered on first use.
     ///
     /// # Examples
     ///
@@ -414,25 +454,38 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     /// chunk takes no page.
     ///
     /// ```
-    /// use rust_hmm::devmem::DevicePrivatePool;
+    /// use rust_hmm::devmem::DevicePool;
     /// # use rust_hmm::kunit_mm::{self, PAGE, ZeroDevice};
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(1, true)?;
     /// // `ZeroDevice`: a test device whose pages read as zeros.
-    /// let none = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 0), GFP_KERNEL)?;
+    /// let none = KBox::pin_init(DevicePool::new(ZeroDevice, 2 << 20, 0), GFP_KERNEL)?;
     /// assert_eq!(kunit_mm::move_to(&mm, &none, addr, 1, |_| Ok(()))?, 0);
     ///
-    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// let pool = KBox::pin_init(DevicePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
     /// assert_eq!(pool.stats().pages, 0);
     /// assert_eq!(kunit_mm::move_to(&mm, &pool, addr, 1, |_| Ok(()))?, 1);
     /// assert_eq!(pool.stats().pages, (2 << 20) / PAGE as u64);
     /// # Ok::<(), Error>(())
     /// ```
     pub fn new(ops: T, chunk_bytes: u64, max_chunks: usize) -> impl PinInit<Self, Error> {
+        Self::init(ops, chunk_bytes, max_chunks, None)
+    }
+}
+
+impl<T: DevmemOps> DevicePool<T> {
+    fn init(
+        ops: T,
+        chunk_bytes: u64,
+        max_chunks: usize,
+        range: Option<SoftReserved>,
+    ) -> impl PinInit<Self, Error> {
+        // INVARIANT: `range` is given by `new_coherent` only.
         try_pin_init!(Self {
             ops,
             chunk_bytes,
             max_chunks,
+            range,
             chunks <- Mutex::new(KVec::new(), CHUNKS_NAME, static_lock_class!()),
             free <- SpinLock::new(
                 FreeLists { small: VVec::new(), large: VVec::new() },
@@ -455,7 +508,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///
     /// ```
     /// use core::sync::atomic::{AtomicU64, Ordering};
-    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::devmem::{DevicePool, DevmemOps, Private};
     /// use rust_hmm::migrate::DstFolio;
     /// # use rust_hmm::kunit_mm;
     ///
@@ -465,19 +518,20 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///
     /// impl DevmemOps for Device {
     ///     type PageData = ();
+    ///     type Memory = Private;
     ///
-    ///     fn folio_free(pool: &DevicePrivatePool<Self>, _pfn: u64, data: &[()]) {
+    ///     fn folio_free(pool: &DevicePool<Self>, _pfn: u64, data: &[()]) {
     ///         pool.ops().freed.fetch_add(data.len() as u64, Ordering::Relaxed);
     ///     }
     ///
-    ///     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+    ///     fn copy_to_ram(_: &DevicePool<Self>, _: u64, _: &[()], dst: &mut DstFolio) -> Result {
     ///         dst.zero();
     ///         Ok(())
     ///     }
     /// }
     ///
     /// let device = Device { freed: AtomicU64::new(0) };
-    /// let pool = KBox::pin_init(DevicePrivatePool::new(device, 2 << 20, 1), GFP_KERNEL)?;
+    /// let pool = KBox::pin_init(DevicePool::new(device, 2 << 20, 1), GFP_KERNEL)?;
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(2, true)?;
     /// assert_eq!(kunit_mm::move_to(&mm, &pool, addr, 2, |_| Ok(()))?, 2);
@@ -497,14 +551,14 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     /// are: `hmm_range_fault()` brings them back to system memory.
     ///
     /// ```
-    /// use rust_hmm::devmem::DevicePrivatePool;
+    /// use rust_hmm::devmem::DevicePool;
     /// use rust_hmm::hmm::{Fault, Mode, Range};
     /// # use rust_hmm::kunit_mm::{self, PAGE, ZeroDevice};
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(1, true)?;
     /// # let notifier = kunit_mm::notifier(&mm, addr, PAGE)?;
     /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
-    /// let other = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// let other = KBox::pin_init(DevicePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
     /// assert_ne!(pool.owner().as_ptr(), other.owner().as_ptr());
     /// let mut range = Range::new(&notifier, addr, addr + PAGE, Some(other.owner()))?;
     /// assert!(!range.fault(Fault::Read, Mode::Locked)?.pfns()[0].is_device_private());
@@ -535,20 +589,25 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn stats(&self) -> PoolStats {
+        let max_bytes = match &self.range {
+            Some(r) => r.size(),
+            None => self.chunk_bytes.saturating_mul(self.max_chunks as u64),
+        };
         PoolStats {
             pages: self.pages.load(Ordering::Relaxed) as u64,
             in_use: self.in_use.load(Ordering::Relaxed) as u64,
+            max_pages: max_bytes >> kernel::page::PAGE_SHIFT,
         }
     }
 
-    /// The chunk holding `pfn`, if it is a device-private page of this pool.
+    /// The chunk holding `pfn`, if it is a device page of this pool.
     /// `pfn` comes from a [`KernelPfn`] (or from a chunk), so it has a
     /// `struct page`.
     fn chunk_of(&self, pfn: u64) -> Option<&Chunk<T>> {
         // SAFETY: Only reads the page's flags and pgmap (and checks the PFN
         // has a `struct page` first). One call for both: helper calls are
         // what this path costs.
-        let pgmap = unsafe { ffi::rust_hmm_device_private_pgmap(pfn as usize) };
+        let pgmap = unsafe { ffi::rust_hmm_device_pgmap(pfn as usize, T::Memory::TYPE) };
         if pgmap.is_null() {
             return None;
         }
@@ -562,19 +621,19 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         Some(unsafe { &*pgmap.cast::<Chunk<T>>() })
     }
 
-    /// Whether `page` is a device-private page of this pool.
+    /// Whether `page` is a device page of this pool.
     ///
     /// # Examples
     ///
     /// ```
-    /// use rust_hmm::devmem::DevicePrivatePool;
+    /// use rust_hmm::devmem::DevicePool;
     /// use rust_hmm::hmm::{Fault, Mode, Range};
     /// # use rust_hmm::kunit_mm::{self, PAGE, ZeroDevice};
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(2, true)?;
     /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
     /// let pool = kunit_mm::to_device(&mm, addr, 1)?; // a test pool
-    /// let other = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// let other = KBox::pin_init(DevicePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
     /// kunit_mm::write_user(addr + PAGE, b"cpu")?; // a system page
     /// let mut range = Range::new(&notifier, addr, addr + 2 * PAGE, Some(pool.owner()))?;
     /// let snapshot = range.fault(Fault::None, Mode::Locked)?;
@@ -598,7 +657,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///
     /// ```
     /// use core::sync::atomic::{AtomicU64, Ordering};
-    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::devmem::{DevicePool, DevmemOps, Private};
     /// use rust_hmm::hmm::{Fault, Mode, Range};
     /// use rust_hmm::migrate::DstFolio;
     /// # use rust_hmm::kunit_mm::{self, PAGE};
@@ -607,11 +666,13 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///
     /// impl DevmemOps for Device {
     ///     type PageData = AtomicU64;
+    ///     type Memory = Private;
     ///
-    ///     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[AtomicU64]) {}
+    ///     fn folio_free(_: &DevicePool<Self>, _: u64, _: &[AtomicU64]) {}
     ///
     ///     fn copy_to_ram(
-    ///         _: &DevicePrivatePool<Self>,
+    ///         _: &DevicePool<Self>,
+    ///         _pfn: u64,
     ///         _: &[AtomicU64],
     ///         dst: &mut DstFolio,
     ///     ) -> Result {
@@ -620,7 +681,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///     }
     /// }
     ///
-    /// let pool = KBox::pin_init(DevicePrivatePool::new(Device, 2 << 20, 1), GFP_KERNEL)?;
+    /// let pool = KBox::pin_init(DevicePool::new(Device, 2 << 20, 1), GFP_KERNEL)?;
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(2, true)?;
     /// # let notifier = kunit_mm::notifier(&mm, addr, 2 * PAGE)?;
@@ -652,7 +713,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
 }
 
 #[pinned_drop]
-impl<T: DevmemOps> PinnedDrop for DevicePrivatePool<T> {
+impl<T: DevmemOps> PinnedDrop for DevicePool<T> {
     fn drop(self: Pin<&mut Self>) {
         // Unregistering a chunk waits until every page of it is free, so
         // every page in use goes back to system memory first: the driver

@@ -63,13 +63,30 @@ struct dev_pagemap *rust_hmm_device_private_pgmap(unsigned long pfn)
 }
 
 /*
+ * The pagemap of a ZONE_DEVICE page of @type (enum memory_type), NULL for
+ * any other page, or for a PFN without a struct page.
+ */
+struct dev_pagemap *rust_hmm_device_pgmap(unsigned long pfn, unsigned int type)
+{
+	struct page *page;
+
+	if (!pfn_valid(pfn))
+		return NULL;
+	page = pfn_to_page(pfn);
+	if (!is_zone_device_page(page) || page_pgmap(page)->type != type)
+		return NULL;
+	return page_pgmap(page);
+}
+
+/*
  * One call for a whole hmm_range_fault() answer: two helper calls per page
  * cost more than the tests they wrap. kinds[i] becomes @zero for the zero
  * page, @device_private for a device-private page, 0 for any other entry:
  * the caller names the values, so that they have one definition.
  */
 void rust_hmm_pfn_kinds(const unsigned long *hmm_pfns, u8 *kinds,
-			unsigned long n, u8 zero, u8 device_private)
+			unsigned long n, u8 zero, u8 device_private,
+			u8 device_coherent)
 {
 	unsigned long i;
 
@@ -84,6 +101,8 @@ void rust_hmm_pfn_kinds(const unsigned long *hmm_pfns, u8 *kinds,
 				k = zero;
 			else if (is_device_private_page(page))
 				k = device_private;
+			else if (is_device_coherent_page(page))
+				k = device_coherent;
 		}
 		kinds[i] = k;
 	}

@@ -9,7 +9,7 @@
 //! faults, invalidations and notifiers behave as for a user process.
 
 use crate::devmem::{
-    DevicePrivatePool,
+    DevicePool,
     DevmemOps, //
 };
 use crate::ffi;
@@ -359,10 +359,16 @@ pub(crate) struct ZeroDevice;
 
 impl DevmemOps for ZeroDevice {
     type PageData = ();
+    type Memory = crate::devmem::Private;
 
-    fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, _data: &[()]) {}
+    fn folio_free(_pool: &DevicePool<Self>, _pfn: u64, _data: &[()]) {}
 
-    fn copy_to_ram(_pool: &DevicePrivatePool<Self>, _data: &[()], dst: &mut DstFolio) -> Result {
+    fn copy_to_ram(
+        _pool: &DevicePool<Self>,
+        _pfn: u64,
+        _data: &[()],
+        dst: &mut DstFolio,
+    ) -> Result {
         dst.zero();
         Ok(())
     }
@@ -374,7 +380,7 @@ impl DevmemOps for ZeroDevice {
 /// nothing here copies it.
 pub(crate) fn move_to<T: DevmemOps>(
     mm: &MmWithUser,
-    pool: &DevicePrivatePool<T>,
+    pool: &DevicePool<T>,
     addr: usize,
     pages: usize,
     mut fill: impl FnMut(DstPage<'_>) -> Result,
@@ -389,7 +395,13 @@ pub(crate) fn move_to<T: DevmemOps>(
         |_order| true,
         |dst, src, _first| match src.pfn() {
             Some(_) => Err(EINVAL),
-            None => fill(dst.subpage(0).ok_or(EINVAL)?),
+            None => {
+                // Coherent memory comes as it is: the CPU will map it.
+                if !dst.is_filled() {
+                    dst.zero();
+                }
+                fill(dst.subpage(0).ok_or(EINVAL)?)
+            }
         },
     ))
 }
@@ -402,8 +414,8 @@ pub(crate) fn to_device(
     mm: &MmWithUser,
     addr: usize,
     pages: usize,
-) -> Result<Pin<KBox<DevicePrivatePool<ZeroDevice>>>> {
-    let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+) -> Result<Pin<KBox<DevicePool<ZeroDevice>>>> {
+    let pool = KBox::pin_init(DevicePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
     if move_to(mm, &pool, addr, pages, |_| Ok(()))? != pages as u64 {
         return Err(EBUSY);
     }

@@ -161,11 +161,15 @@ pub enum Select {
     /// System memory, to move it into the device.
     System,
     /// The caller's device-private pages (matched by owner), to move them
-    /// back to system memory. Those of a `devmem::DevicePrivatePool` go
+    /// back to system memory. Those of a `devmem::DevicePool` go
     /// through its `migrate_to_ram()`, which records that they no longer
     /// hold data; moved without it, eviction may take one again before it
     /// is freed.
     DevicePrivate,
+    /// The caller's device-coherent pages (matched by owner), to move them
+    /// back to system memory; as for [`Select::DevicePrivate`], those of a
+    /// pool go through its `migrate_to_ram()`.
+    DeviceCoherent,
 }
 
 mod dst;

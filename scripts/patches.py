@@ -282,10 +282,13 @@ migrate_vma_finalize() (and the migrate_device_* calls for memory that
 is not mapped): sources are typed, destinations are allocated folios
 that are handed over, and a Migration dropped early restores every page.
 '''),
-    (['devmem'], 'rust: mm: add device-private memory pools', '''
-Add devmem: a pool of MEMORY_DEVICE_PRIVATE pages over memremap_pages(),
-grown in chunks, with PMD-sized folios, migration to and from system
-memory, and eviction. Every migration of the pool's pages commits
+    (['devmem'], 'rust: mm: add device memory pools', '''
+Add devmem: a pool of device pages over memremap_pages(), grown in
+chunks, with migration to and from system memory, and eviction. The
+driver's ops name the kind of memory as a type: MEMORY_DEVICE_PRIVATE
+(address space no RAM uses, PMD-sized folios, CPU faults moved back by
+the pool) or MEMORY_DEVICE_COHERENT (soft-reserved memory the CPU maps
+directly, single pages). Every migration of the pool's pages commits
 through the pool, which keeps the state of each page, so that eviction
 never moves a page whose data is already moving.
 '''),
@@ -392,7 +395,8 @@ def sample_patch(t):
 Add a misc device that mirrors the address space of the process that
 opens it through kernel::mm::{mmu_notifier, hmm, device_exclusive,
 migrate, devmem}, speaking the ioctl ABI of lib/test_hmm_uapi.h so that
-the hmm-tests selftest runs against it beside test_hmm: a Rust
+the hmm-tests selftest runs against it beside test_hmm (device-private
+and, over soft-reserved memory, device-coherent devices): a Rust
 counterpart of lib/test_hmm.c, and an example of every abstraction.
 The module also drives QEMU's edu PCI device, a DMA engine, for a mirror
 that reaches process memory by DMA through kernel::mm::hmm_dma, and whose

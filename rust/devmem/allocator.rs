@@ -9,8 +9,9 @@ use super::chunk::{
     VTable, //
 };
 use super::{
-    DevicePrivatePool,
+    DevicePool,
     DevmemOps,
+    MemoryType,
     PMD_ORDER,
     PMD_PAGES, //
 };
@@ -67,16 +68,18 @@ impl FreeLists {
     }
 }
 
-impl<T: DevmemOps> DevicePrivatePool<T> {
-    /// A free folio of `order` (0 or [`PMD_ORDER`]), initialised as the
-    /// migration core wants a destination: locked, one reference. Registers
-    /// a chunk when none is free; `ENOMEM` at the limit.
+impl<T: DevmemOps> DevicePool<T> {
+    /// A free folio of `order` (0, or [`PMD_ORDER`] for memory that has
+    /// large folios), initialised as the migration core wants a
+    /// destination: locked, one reference. Registers a chunk when none is
+    /// free; `ENOMEM` at the limit. Coherent memory comes unfilled: the CPU
+    /// maps it as it is, and it holds what its last user left.
     ///
     /// Not public: a migration into the pool must commit through
     /// [`Self::migrate_to_device`], which records the pages that then hold
     /// data (eviction moves only those). Only tests take folios here.
     pub(crate) fn alloc(&self, order: u32) -> Result<crate::migrate::DstFolio> {
-        if order != 0 && order != PMD_ORDER {
+        if order != 0 && (order != PMD_ORDER || !T::Memory::LARGE) {
             return Err(EINVAL);
         }
         loop {
@@ -91,8 +94,12 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                 unsafe { ffi::rust_hmm_zone_device_folio_init(page, chunk.pagemap.get(), order) };
                 chunk.set_state(pfn, 1 << order, PageState::Held);
                 self.in_use.fetch_add(1 << order, Ordering::Relaxed);
-                // SAFETY: Just initialised: locked, one reference, ours.
-                return Ok(unsafe { crate::migrate::DstFolio::from_raw(page, order) });
+                // SAFETY: Just initialised: locked, one reference, ours. The
+                // CPU cannot read device-private memory, so it may be mapped
+                // as it is; coherent memory is marked unfilled.
+                return Ok(unsafe {
+                    crate::migrate::DstFolio::from_device(page, order, T::Memory::CPU_FAULTS)
+                });
             }
             self.grow(seen)?;
         }
@@ -143,7 +150,14 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         }
         // Room for the new chunk first: once registered it must be kept.
         chunks.reserve(1, GFP_KERNEL)?;
-        let npages = self.chunk_bytes >> kernel::page::PAGE_SHIFT;
+        let (at, bytes) = match &self.range {
+            Some(r) => {
+                let (at, bytes) = r.chunk(chunks.len(), self.chunk_bytes).ok_or(ENOMEM)?;
+                (Some(at), bytes)
+            }
+            None => (None, self.chunk_bytes),
+        };
+        let npages = bytes >> kernel::page::PAGE_SHIFT;
         let total = self.pages.load(Ordering::Relaxed) + npages as usize;
         // New lists with room for every page, filled outside the spinlock.
         let mut small = VVec::with_capacity(total, GFP_KERNEL)?;
@@ -154,10 +168,15 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
             data.push(T::PageData::default(), GFP_KERNEL)?;
             state.push(AtomicU8::new(PageState::Free as u8), GFP_KERNEL)?;
         }
-        let chunk = self.register(npages, data, state)?;
+        let chunk = self.register(at, npages, data, state)?;
         let first = chunk.first_pfn;
-        let aligned = first.next_multiple_of(PMD_PAGES);
         let end = first + npages;
+        // Memory without large folios keeps every page on the small list.
+        let aligned = if T::Memory::LARGE {
+            first.next_multiple_of(PMD_PAGES)
+        } else {
+            end
+        };
         {
             let mut free = self.free.lock();
             // Room was reserved above, so these copy without allocating.

@@ -6,8 +6,9 @@
 
 use super::{
     DeviceFault,
-    DevicePrivatePool,
-    DevmemOps, //
+    DevicePool,
+    DevmemOps,
+    MemoryType, //
 };
 use crate::ffi;
 use core::marker::PhantomData;
@@ -26,13 +27,14 @@ use kernel::{
 ///
 /// # Invariants
 ///
-/// `res` is a region reserved for this chunk until drop, and if
+/// `res` is a region reserved for this chunk until drop (address space no
+/// RAM uses, or soft-reserved memory of the pool's range), and if
 /// `registered`, `pagemap` is registered over it; `pool` outlives the chunk.
 #[repr(C)]
 pub(super) struct Chunk<T: DevmemOps> {
     /// First, so that a `dev_pagemap` pointer is a `Chunk` pointer.
     pub(super) pagemap: Opaque<bindings::dev_pagemap>,
-    pool: *const DevicePrivatePool<T>,
+    pool: *const DevicePool<T>,
     res: *mut bindings::resource,
     pub(super) first_pfn: u64,
     pub(super) npages: u64,
@@ -110,7 +112,12 @@ pub(super) struct VTable<T>(PhantomData<T>);
 impl<T: DevmemOps> VTable<T> {
     const OPS: bindings::dev_pagemap_ops = bindings::dev_pagemap_ops {
         folio_free: Some(Self::folio_free),
-        migrate_to_ram: Some(Self::migrate_to_ram),
+        // Coherent pages are mapped by the CPU, which never faults on them.
+        migrate_to_ram: if T::Memory::CPU_FAULTS {
+            Some(Self::migrate_to_ram)
+        } else {
+            None
+        },
         memory_failure: None,
         // The core's default split (copy `pgmap` and `mapping` to the new
         // folio) is right: per-page data is kept by PFN, not in the folio.
@@ -161,27 +168,37 @@ impl<T: DevmemOps> VTable<T> {
     }
 }
 
-impl<T: DevmemOps> DevicePrivatePool<T> {
-    /// Reserves address space and registers `npages` device pages there.
+impl<T: DevmemOps> DevicePool<T> {
+    /// Reserves address space, at `at` (soft-reserved memory of this
+    /// coherent pool) or wherever no RAM is (device-private memory), and
+    /// registers `npages` device pages there.
     pub(super) fn register(
         &self,
+        at: Option<u64>,
         npages: u64,
         data: VVec<T::PageData>,
         state: VVec<AtomicU8>,
     ) -> Result<Pin<KBox<Chunk<T>>>> {
         let bytes = npages << kernel::page::PAGE_SHIFT;
-        // SAFETY: Searches the resource tree under its own lock; the name
-        // is static.
-        let res = unsafe {
-            bindings::request_free_mem_region(
-                &raw mut bindings::iomem_resource,
-                bytes as usize,
-                c"rust_hmm".as_char_ptr(),
-            )
+        let name = c"rust_hmm".as_char_ptr();
+        let res = match at {
+            // SAFETY: Claims the range in the resource tree, under its own
+            // lock; the name is static.
+            Some(at) => unsafe { bindings::request_mem_region(at, bytes, name) },
+            // SAFETY: Searches the resource tree under its own lock; the
+            // name is static.
+            None => unsafe {
+                bindings::request_free_mem_region(
+                    &raw mut bindings::iomem_resource,
+                    bytes as usize,
+                    name,
+                )
+            },
         };
         let res = kernel::error::from_err_ptr(res)?;
         if res.is_null() {
-            return Err(ENOMEM);
+            // Claimed already: by another pool, or a driver.
+            return Err(if at.is_some() { EBUSY } else { ENOMEM });
         }
         // SAFETY: A region just reserved for us, of at least `bytes`.
         let (start, res_end) = unsafe { ((*res).start, (*res).end) };
@@ -212,7 +229,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         // SAFETY: `pgmap` is ours and not yet registered; the chunk is boxed
         // and never moves, as `memremap_pages()` requires.
         let ret = unsafe {
-            (*pgmap).type_ = bindings::memory_type_MEMORY_DEVICE_PRIVATE;
+            (*pgmap).type_ = T::Memory::TYPE;
             (*pgmap).nr_range = 1;
             let range = (*pgmap).__bindgen_anon_1.range.as_mut();
             range.start = start;

@@ -7,7 +7,7 @@
 #[kernel::macros::kunit_tests(rust_hmm_migrate)]
 mod suite {
     use crate::devmem::{
-        DevicePrivatePool,
+        DevicePool,
         DevmemOps, //
     };
     use crate::ffi;
@@ -45,15 +45,17 @@ mod suite {
 
     impl DevmemOps for WordDevice {
         type PageData = Word;
+        type Memory = crate::devmem::Private;
 
-        fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, data: &[Word]) {
+        fn folio_free(_pool: &DevicePool<Self>, _pfn: u64, data: &[Word]) {
             for d in data {
                 d.tag.store(0, Ordering::Relaxed);
             }
         }
 
         fn copy_to_ram(
-            _pool: &DevicePrivatePool<Self>,
+            _pool: &DevicePool<Self>,
+            _pfn: u64,
             data: &[Word],
             dst: &mut DstFolio,
         ) -> Result {
@@ -73,11 +75,11 @@ mod suite {
         }
     }
 
-    type Pool = DevicePrivatePool<WordDevice>;
+    type Pool = DevicePool<WordDevice>;
 
     /// A pool of one chunk of 2 MiB.
     fn pool() -> Result<Pin<KBox<Pool>>> {
-        KBox::pin_init(DevicePrivatePool::new(WordDevice, 2 << 20, 1), GFP_KERNEL)
+        KBox::pin_init(DevicePool::new(WordDevice, 2 << 20, 1), GFP_KERNEL)
     }
 
     /// Writes `v + i` as the first word of each of the `n` pages at `addr`.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Migrations into a [`DevicePrivatePool`], and the record of which of its
+//! Migrations into a [`DevicePool`], and the record of which of its
 //! pages hold data. The pool allocates each destination and commits the
 //! migration; the driver only fills the destinations. Because every
 //! migration into or out of the pool commits here, the pool knows which
@@ -11,8 +11,9 @@
 //! cgroup charge, into a second folio.
 
 use super::{
-    DevicePrivatePool,
+    DevicePool,
     DevmemOps,
+    MemoryType,
     PageState,
     PMD_PAGES, //
 };
@@ -24,16 +25,23 @@ use crate::migrate::{
 };
 use kernel::prelude::*;
 
-impl<T: DevmemOps> DevicePrivatePool<T> {
+impl<T: DevmemOps> DevicePool<T> {
     /// Moves the collected system pages of `m` into this pool and runs the
     /// migration; returns how many pages moved.
     ///
-    /// A PMD-sized source gets a device folio, or small pages when that is
-    /// refused or fails; a page that gets no memory stays in system memory.
-    /// `may_alloc(order)` is asked before each allocation (a driver's limit,
-    /// or an injected failure). `fill(dst, src, first)` gives each page of
-    /// `dst` the data of the pages of `src` from page `first` on (zeros
-    /// where the source has none); an error leaves that source where it is.
+    /// A PMD-sized source gets a device folio (device-private memory only),
+    /// or small pages when that is refused or fails; a page that gets no
+    /// memory stays in system memory. `may_alloc(order)` is asked before
+    /// each allocation (a driver's limit, or an injected failure), for a
+    /// PMD-sized source first with [`PMD_ORDER`] even where the memory
+    /// has no large folios, as a driver that tried one would.
+    ///
+    /// `fill(dst, src, first)` gives each page of `dst` the data of the
+    /// pages of `src` from page `first` on (zeros where the source has
+    /// none); an error leaves that source where it is. Device-coherent
+    /// destinations come unfilled, as the CPU will map them as they are:
+    /// `fill` must fill them ([`DstFolio::zero`], or
+    /// [`DstFolio::assume_filled`] after a copy).
     ///
     /// # Examples
     ///
@@ -43,19 +51,20 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     /// fails), and the last gets no room.
     ///
     /// ```
-    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::devmem::{DevicePool, DevmemOps, Private};
     /// use rust_hmm::migrate::{DstFolio, Migration, Select};
     /// # use rust_hmm::kunit_mm::{self, PAGE};
     /// # struct ZeroDevice;
     /// # impl DevmemOps for ZeroDevice {
     /// #     type PageData = ();
-    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
-    /// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+    /// #     type Memory = Private;
+    /// #     fn folio_free(_: &DevicePool<Self>, _: u64, _: &[()]) {}
+    /// #     fn copy_to_ram(_: &DevicePool<Self>, _: u64, _: &[()], dst: &mut DstFolio) -> Result {
     /// #         dst.zero();
     /// #         Ok(())
     /// #     }
     /// # }
-    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// let pool = KBox::pin_init(DevicePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(4, true)?;
     /// kunit_mm::write_user(addr + 2 * PAGE, b"data")?;
@@ -81,7 +90,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         &self,
         m: &mut Migration<'_>,
         mut may_alloc: impl FnMut(u32) -> bool,
-        mut fill: impl FnMut(&DstFolio, SrcPfn<'_>, usize) -> Result,
+        mut fill: impl FnMut(&mut DstFolio, SrcPfn<'_>, usize) -> Result,
     ) -> u64 {
         let mut i = 0;
         while i < m.npages() {
@@ -92,15 +101,18 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
             }
             let (compound, write) = (s.compound(), s.write());
             let nr = if compound { PMD_PAGES as usize } else { 1 };
-            let large = if compound && may_alloc(PMD_ORDER) {
+            // Asked for every PMD-sized source, so that an injected failure
+            // meets the large allocation whatever the memory: without large
+            // folios it is refused in any case.
+            let large = if compound && may_alloc(PMD_ORDER) && T::Memory::LARGE {
                 self.alloc(PMD_ORDER).ok()
             } else {
                 None
             };
             // `m.src(i)` is taken again for each fill: a source borrows the
             // migration, which `set_dst()` changes.
-            if let Some(f) = large {
-                if fill(&f, m.src(i), 0).is_ok() {
+            if let Some(mut f) = large {
+                if fill(&mut f, m.src(i), 0).is_ok() {
                     let _ = m.set_dst(i, f, write);
                 }
             } else {
@@ -108,8 +120,8 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                     if !may_alloc(0) {
                         break;
                     }
-                    let Ok(f) = self.alloc(0) else { break };
-                    if fill(&f, m.src(i), j).is_ok() {
+                    let Ok(mut f) = self.alloc(0) else { break };
+                    if fill(&mut f, m.src(i), j).is_ok() {
                         let _ = m.set_dst(i + j, f, write);
                     }
                 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Migrations out of a [`DevicePrivatePool`] back to system memory: the
+//! Migrations out of a [`DevicePool`] back to system memory: the
 //! CPU fault (`migrate_to_ram`), eviction, and the last eviction before
 //! the memory is unregistered. The driver only copies
 //! ([`DevmemOps::copy_to_ram`]); choosing and allocating destinations and
@@ -9,7 +9,7 @@
 
 use super::{
     DeviceFault,
-    DevicePrivatePool,
+    DevicePool,
     DevmemOps,
     PageState,
     PMD_PAGES, //
@@ -30,7 +30,7 @@ use kernel::{
 /// Attempts of the last eviction before it stops waiting for busy pages.
 const EVICT_ALL_TRIES: u32 = 1000;
 
-impl<T: DevmemOps> DevicePrivatePool<T> {
+impl<T: DevmemOps> DevicePool<T> {
     /// The `migrate_to_ram` callback: moves the faulting page (or, for a
     /// fault through a PMD, its whole folio) back to system memory. A page
     /// the core collected but would not move (another migration held a
@@ -73,19 +73,20 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     /// page of its own.
     ///
     /// ```
-    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::devmem::{DevicePool, DevmemOps, Private};
     /// use rust_hmm::migrate::{DstFolio, Migration, Select};
     /// # use rust_hmm::kunit_mm::{self, PAGE};
     /// # struct ZeroDevice;
     /// # impl DevmemOps for ZeroDevice {
     /// #     type PageData = ();
-    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
-    /// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+    /// #     type Memory = Private;
+    /// #     fn folio_free(_: &DevicePool<Self>, _: u64, _: &[()]) {}
+    /// #     fn copy_to_ram(_: &DevicePool<Self>, _: u64, _: &[()], dst: &mut DstFolio) -> Result {
     /// #         dst.zero();
     /// #         Ok(())
     /// #     }
     /// # }
-    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// let pool = KBox::pin_init(DevicePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(2, true)?;
     /// let (end, owner) = (addr + 2 * PAGE, pool.owner());
@@ -123,15 +124,15 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
             let data = s
                 .pfn()
                 .filter(|_| s.migrate())
-                .and_then(|pfn| self.pages_data(pfn, nr));
-            let Some(data) = data else {
+                .and_then(|pfn| Some((pfn, self.pages_data(pfn, nr)?)));
+            let Some((pfn, data)) = data else {
                 i += 1;
                 continue;
             };
             let addr = m.start() + i * PAGE_SIZE;
             match alloc(vma, addr, order) {
                 Some(mut f) => {
-                    T::copy_to_ram(self, data, &mut f)?;
+                    T::copy_to_ram(self, pfn, data, &mut f)?;
                     m.set_dst(i, f, write)?;
                 }
                 // The core splits a device folio for small destinations,
@@ -140,7 +141,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                     for (j, d) in data.chunks(1).enumerate() {
                         let page_addr = addr + j * PAGE_SIZE;
                         let mut f = alloc(vma, page_addr, 0).ok_or(ENOMEM)?;
-                        T::copy_to_ram(self, d, &mut f)?;
+                        T::copy_to_ram(self, pfn + j as u64, d, &mut f)?;
                         m.set_dst(i + j, f, write)?;
                     }
                 }
@@ -170,7 +171,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///
     /// ```
     /// use core::sync::atomic::{AtomicU32, Ordering};
-    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::devmem::{DevicePool, DevmemOps, Private};
     /// use rust_hmm::migrate::{DstFolio, Migration, Select};
     /// # use rust_hmm::kunit_mm::{self, PAGE};
     ///
@@ -179,11 +180,13 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     /// impl DevmemOps for Device {
     ///     /// The client that moved the page in; its data is all zeros.
     ///     type PageData = AtomicU32;
+    ///     type Memory = Private;
     ///
-    ///     fn folio_free(_pool: &DevicePrivatePool<Self>, _pfn: u64, _data: &[AtomicU32]) {}
+    ///     fn folio_free(_pool: &DevicePool<Self>, _pfn: u64, _data: &[AtomicU32]) {}
     ///
     ///     fn copy_to_ram(
-    ///         _: &DevicePrivatePool<Self>,
+    ///         _: &DevicePool<Self>,
+    ///         _pfn: u64,
     ///         _: &[AtomicU32],
     ///         dst: &mut DstFolio,
     ///     ) -> Result {
@@ -192,7 +195,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     ///     }
     /// }
     ///
-    /// let pool = KBox::pin_init(DevicePrivatePool::new(Device, 2 << 20, 1), GFP_KERNEL)?;
+    /// let pool = KBox::pin_init(DevicePool::new(Device, 2 << 20, 1), GFP_KERNEL)?;
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(3, true)?;
     /// // Untouched pages `addr` (client 1) and the next two (client 2).
@@ -216,13 +219,13 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn evict(&self, select: impl Fn(&T::PageData) -> bool) -> Result<u64> {
-        self.evict_with(&select, |data, f| T::copy_to_ram(self, data, f))
+        self.evict_with(&select, |pfn, data, f| T::copy_to_ram(self, pfn, data, f))
     }
 
     fn evict_with(
         &self,
         select: &dyn Fn(&T::PageData) -> bool,
-        copy: impl Fn(&[T::PageData], &mut DstFolio) -> Result,
+        copy: impl Fn(u64, &[T::PageData], &mut DstFolio) -> Result,
     ) -> Result<u64> {
         if self.stats().in_use == 0 {
             return Ok(0);
@@ -267,12 +270,12 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
                 let data = s
                     .pfn()
                     .filter(|_| s.migrate())
-                    .and_then(|pfn| self.resident_data(pfn, nr))
-                    .filter(|d| d.first().is_some_and(select));
-                if let Some(data) = data {
+                    .and_then(|pfn| Some((pfn, self.resident_data(pfn, nr)?)))
+                    .filter(|(_, d)| d.first().is_some_and(select));
+                if let Some((pfn, data)) = data {
                     // Best effort: a page left without a destination stays.
                     if let Some(mut f) = DstFolio::alloc_system(None, 0, order) {
-                        if copy(data, &mut f).is_ok() {
+                        if copy(pfn, data, &mut f).is_ok() {
                             let _ = m.set_dst(i, f, write);
                         }
                     }
@@ -306,7 +309,7 @@ impl<T: DevmemOps> DevicePrivatePool<T> {
         kernel::warn_on!(true);
         pr_warn!("rust_hmm: device pages the driver would not copy back go back zeroed\n");
         while !matches!(
-            self.evict_with(&|_| true, |_, f| {
+            self.evict_with(&|_| true, |_, _, f| {
                 f.zero();
                 Ok(())
             }),

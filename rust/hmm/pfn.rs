@@ -251,6 +251,9 @@ pub enum PageKind {
     Zero = 1,
     /// Device-private memory.
     DevicePrivate = 2,
+    /// Device-coherent memory: any device's, since HMM reports such pages
+    /// as the ordinary pages the CPU maps them as, whatever the owner.
+    DeviceCoherent = 3,
 }
 
 /// Tells for every entry of `pfns` what [`PageKind`] it is, with one
@@ -297,10 +300,11 @@ pub fn page_kinds<'a>(
             pfns.len(),
             PageKind::Zero as u8,
             PageKind::DevicePrivate as u8,
+            PageKind::DeviceCoherent as u8,
         )
     };
     // SAFETY: The helper wrote every byte of `kinds`, each 0 (`Other`) or
-    // one of the two discriminants it was given; `MaybeUninit<PageKind>`
+    // one of the three discriminants it was given; `MaybeUninit<PageKind>`
     // has the layout of `PageKind`.
     Ok(unsafe { &*(core::ptr::from_ref(kinds) as *const [PageKind]) })
 }

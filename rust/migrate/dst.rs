@@ -99,6 +99,17 @@ impl DstFolio {
         unsafe { Self::new(page, order, true) }
     }
 
+    /// A device folio from a pool's allocator, `filled` if the CPU cannot
+    /// read it (device-private memory).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::new`].
+    pub(crate) unsafe fn from_device(page: *mut bindings::page, order: u32, filled: bool) -> Self {
+        // SAFETY: As the caller promises.
+        unsafe { Self::new(page, order, filled) }
+    }
+
     /// # Safety
     ///
     /// `page` is the head of a locked folio of `order` whose lock and one
@@ -360,19 +371,20 @@ impl DstFolio {
 /// pool allocated is its own, a system folio is not.
 ///
 /// ```
-/// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+/// use rust_hmm::devmem::{DevicePool, DevmemOps, Private};
 /// use rust_hmm::migrate::{DstFolio, Migration, Select};
 /// # use rust_hmm::kunit_mm::{self, PAGE};
 /// # struct ZeroDevice;
 /// # impl DevmemOps for ZeroDevice {
 /// #     type PageData = ();
-/// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
-/// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+/// #     type Memory = Private;
+/// #     fn folio_free(_: &DevicePool<Self>, _: u64, _: &[()]) {}
+/// #     fn copy_to_ram(_: &DevicePool<Self>, _pfn: u64, _: &[()], dst: &mut DstFolio) -> Result {
 /// #         dst.zero();
 /// #         Ok(())
 /// #     }
 /// # }
-/// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+/// let pool = KBox::pin_init(DevicePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
 /// # let mm = kunit_mm::attach()?;
 /// # let addr = kunit_mm::mmap_anon(1, true)?;
 /// let lock = mm.mmap_read_lock();

@@ -193,6 +193,7 @@ impl<'a> Migration<'a> {
         let mut flags = match select {
             Select::System => ffi::MIGRATE_VMA_SELECT_SYSTEM,
             Select::DevicePrivate => ffi::MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+            Select::DeviceCoherent => ffi::MIGRATE_VMA_SELECT_DEVICE_COHERENT,
         };
         if compound {
             flags |= ffi::MIGRATE_VMA_SELECT_COMPOUND;
@@ -235,24 +236,25 @@ impl<'a> Migration<'a> {
     ///
     /// A page of a pool moved back to system memory by its device PFN, without
     /// knowing where it is mapped, as eviction does
-    /// ([`DevicePrivatePool::evict`] does this for a driver).
+    /// ([`DevicePool::evict`] does this for a driver).
     ///
-    /// [`DevicePrivatePool::evict`]: crate::devmem::DevicePrivatePool::evict
+    /// [`DevicePool::evict`]: crate::devmem::DevicePool::evict
     ///
     /// ```
-    /// use rust_hmm::devmem::{DevicePrivatePool, DevmemOps};
+    /// use rust_hmm::devmem::{DevicePool, DevmemOps, Private};
     /// use rust_hmm::migrate::{DstFolio, Migration, Select};
     /// # use rust_hmm::kunit_mm::{self, PAGE};
     /// # struct ZeroDevice;
     /// # impl DevmemOps for ZeroDevice {
     /// #     type PageData = ();
-    /// #     fn folio_free(_: &DevicePrivatePool<Self>, _: u64, _: &[()]) {}
-    /// #     fn copy_to_ram(_: &DevicePrivatePool<Self>, _: &[()], dst: &mut DstFolio) -> Result {
+    /// #     type Memory = Private;
+    /// #     fn folio_free(_: &DevicePool<Self>, _: u64, _: &[()]) {}
+    /// #     fn copy_to_ram(_: &DevicePool<Self>, _: u64, _: &[()], dst: &mut DstFolio) -> Result {
     /// #         dst.zero();
     /// #         Ok(())
     /// #     }
     /// # }
-    /// let pool = KBox::pin_init(DevicePrivatePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
+    /// let pool = KBox::pin_init(DevicePool::new(ZeroDevice, 2 << 20, 1), GFP_KERNEL)?;
     /// # let mm = kunit_mm::attach()?;
     /// # let addr = kunit_mm::mmap_anon(1, true)?;
     /// let device_pfn = {

@@ -1,23 +1,32 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The sample device's memory: device-private pages whose contents live in
-//! ordinary pages the module allocates ("data pages"), as in
-//! `lib/test_hmm.c`. A real device keeps them in its own memory and copies
-//! with DMA; the migration steps are the same.
+//! The sample device's memory, of either kind, as in `lib/test_hmm.c`:
 //!
-//! Each device page records its data page and which open file moved it
-//! there, so that closing the file moves back only that file's pages.
+//! - device-private pages whose contents live in ordinary pages the
+//!   module allocates ("data pages"): a real device keeps them in its own
+//!   memory and copies with DMA; the migration steps are the same;
+//! - device-coherent pages over soft-reserved memory, which hold their
+//!   contents themselves: the CPU maps them, and copies in and out of them
+//!   are CPU copies.
+//!
+//! Each device page records which open file moved it there, so that
+//! closing the file moves back only that file's pages.
 
 use crate::devmem::{
-    DevicePrivatePool,
+    Coherent,
+    DevicePool,
     DevmemOps,
-    KernelPfn, //
+    KernelPfn,
+    Private,
+    SoftReserved, //
 };
 use crate::ffi;
 use crate::helpers;
 use crate::migrate::{
     DstFolio,
     Migration,
+    PagemapOwner,
+    Select,
     SrcPfn, //
 };
 use core::sync::atomic::{
@@ -30,15 +39,19 @@ use kernel::{
     prelude::*, //
 };
 
-/// Device memory is registered in chunks of this size, as test_hmm does.
+/// Device-private memory is registered in chunks of this size, as test_hmm
+/// does.
 const CHUNK_BYTES: u64 = 256 << 20;
 /// At most this many chunks per device (4 GiB).
 const MAX_CHUNKS: usize = 16;
+/// Coherent memory is registered in chunks of this size, on first use.
+const COHERENT_CHUNK_BYTES: u64 = 64 << 20;
 
 /// What the device keeps per page of its memory.
 #[derive(Default)]
 pub(crate) struct PageData {
-    /// PFN of the data page, 0 while the device page is free.
+    /// PFN of the data page, 0 while the device page is free, and always 0
+    /// for coherent memory (a coherent page holds its own data).
     data: AtomicU64,
     /// The file that migrated the page here (see `Mirror::id`), 0 if free.
     owner: AtomicU64,
@@ -52,26 +65,153 @@ impl PageData {
     }
 }
 
-/// The [`DevmemOps`] of the sample device.
+/// The [`DevmemOps`] of the sample's device-private memory.
 pub(crate) struct SimDevmem;
 
+/// The [`DevmemOps`] of the sample's device-coherent memory.
+pub(crate) struct SimCoherent;
+
 /// Device memory of one sample device.
-pub(crate) type Devmem = DevicePrivatePool<SimDevmem>;
-
-/// A new, empty pool.
-pub(crate) fn new_pool() -> impl PinInit<Devmem, Error> {
-    DevicePrivatePool::new(SimDevmem, CHUNK_BYTES, MAX_CHUNKS)
+pub(crate) enum Memory {
+    Private(Pin<KBox<DevicePool<SimDevmem>>>),
+    Coherent(Pin<KBox<DevicePool<SimCoherent>>>),
 }
 
-/// The data page of device page `page` of `pool`, if it has one.
-pub(crate) fn data_pfn(pool: &Devmem, page: impl KernelPfn) -> Option<u64> {
-    pool.page_data(page)?.data_pfn()
+/// Runs `$body` with `$pool` bound to the pool of either kind.
+macro_rules! with_pool {
+    ($mem:expr, $pool:ident => $body:expr) => {
+        match $mem {
+            Memory::Private($pool) => $body,
+            Memory::Coherent($pool) => $body,
+        }
+    };
 }
 
-/// Gives each page of the device folio `dst` a data page filled from the
-/// pages of the source `s` from page `first` on (zeros where it has none),
-/// owned by `id`.
-fn fill_device(pool: &Devmem, dst: &DstFolio, s: SrcPfn<'_>, first: usize, id: u64) -> Result {
+impl Memory {
+    /// Empty device-private memory.
+    pub(crate) fn private() -> Result<Self> {
+        let pool = DevicePool::new(SimDevmem, CHUNK_BYTES, MAX_CHUNKS);
+        Ok(Self::Private(KBox::pin_init(pool, GFP_KERNEL)?))
+    }
+
+    /// Device-coherent memory over `range`.
+    pub(crate) fn coherent(range: SoftReserved) -> Result<Self> {
+        let pool = DevicePool::new_coherent(SimCoherent, range, COHERENT_CHUNK_BYTES)?;
+        Ok(Self::Coherent(KBox::pin_init(pool, GFP_KERNEL)?))
+    }
+
+    /// The owner cookie of its pages.
+    pub(crate) fn owner(&self) -> PagemapOwner {
+        with_pool!(self, p => p.owner())
+    }
+
+    /// What a migration selects to collect its pages.
+    pub(crate) fn select(&self) -> Select {
+        match self {
+            Self::Private(_) => Select::DevicePrivate,
+            Self::Coherent(_) => Select::DeviceCoherent,
+        }
+    }
+
+    /// Counters.
+    pub(crate) fn stats(&self) -> crate::devmem::PoolStats {
+        with_pool!(self, p => p.stats())
+    }
+
+    /// Whether `page` is a page of this memory.
+    pub(crate) fn owns(&self, page: impl KernelPfn) -> bool {
+        with_pool!(self, p => p.owns(page))
+    }
+
+    /// The data page of device-private page `page`, if it has one.
+    pub(crate) fn data_pfn(&self, page: impl KernelPfn) -> Option<u64> {
+        match self {
+            Self::Private(p) => p.page_data(page)?.data_pfn(),
+            Self::Coherent(_) => None,
+        }
+    }
+
+    /// Moves the system pages of `m` into the device, each filled from its
+    /// source and owned by `id`; returns how many moved. A PMD-sized
+    /// source gets a device folio where the memory has them, or 512 small
+    /// pages; pages that get no memory simply stay in system memory.
+    pub(crate) fn migrate_to_device(
+        &self,
+        m: &mut Migration<'_>,
+        id: u64,
+        fail: &AtomicU32,
+    ) -> u64 {
+        let may_alloc = |_| !fail_now(fail);
+        match self {
+            Self::Private(p) => p.migrate_to_device(m, may_alloc, |dst, src, first| {
+                fill_private(p, dst, src, first, id)
+            }),
+            Self::Coherent(p) => p.migrate_to_device(m, may_alloc, |dst, src, first| {
+                fill_coherent(p, dst, src, first, id)
+            }),
+        }
+    }
+
+    /// Moves this device's pages of `m` (a migration by address) back to
+    /// system memory, counting destination allocations against `fail`;
+    /// returns how many moved. `ENOMEM`, with nothing moved, if a page got
+    /// no memory.
+    ///
+    /// Coherent memory holds single pages only: what an injected failure
+    /// stands for, the failed allocation of a THP that then moves as small
+    /// pages, has no counterpart on its way out, so it does not count here
+    /// (a THP moving in meets it, see [`Self::migrate_to_device`]).
+    pub(crate) fn migrate_to_system(
+        &self,
+        m: &mut Migration<'_>,
+        vma: &VmaRef,
+        fail: &AtomicU32,
+    ) -> Result<u64> {
+        let counts = matches!(self, Self::Private(_));
+        let alloc = |vma: Option<&VmaRef>, addr, order| {
+            if counts && fail_now(fail) {
+                None
+            } else {
+                DstFolio::alloc_system(vma, addr, order)
+            }
+        };
+        with_pool!(self, p => p.migrate_to_ram(m, Some(vma), alloc))
+    }
+
+    /// Moves the device pages that `owner` migrated (all pages if `None`)
+    /// back to system memory. Returns how many are still in device memory
+    /// afterwards for that owner: pages the core could not move this time.
+    pub(crate) fn evict(&self, owner: Option<u64>) -> Result<u64> {
+        let select = |d: &PageData| {
+            let o = d.owner.load(Ordering::Relaxed);
+            o != 0 && owner.is_none_or(|w| w == o)
+        };
+        with_pool!(self, p => p.evict(select))
+    }
+}
+
+/// Copies the page of `s` at `i` into `to`, or clears `to` if `s` has none
+/// there.
+fn copy_from_source(to: *mut kernel::bindings::page, s: &SrcPfn<'_>, i: usize) {
+    match s.subpage(i).and_then(|p| p.pfn()) {
+        // SAFETY: `to` is a page of a locked destination; the source page
+        // is locked by the migration that `s` borrows.
+        Some(from) => unsafe { helpers::dmirror_copy_from_pfn(to, from as usize) },
+        // SAFETY: `to` is a page of a locked destination.
+        None => unsafe { ffi::clear_highpage(to) },
+    }
+}
+
+/// Gives each page of the device-private folio `dst` a data page filled
+/// from the pages of the source `s` from page `first` on (zeros where it
+/// has none), owned by `id`.
+fn fill_private(
+    pool: &DevicePool<SimDevmem>,
+    dst: &DstFolio,
+    s: SrcPfn<'_>,
+    first: usize,
+    id: u64,
+) -> Result {
     for j in 0..1usize << dst.order() {
         // SAFETY: Allocates a plain page, or returns null.
         let data = unsafe { helpers::dmirror_alloc_data_page() };
@@ -79,13 +219,7 @@ fn fill_device(pool: &Devmem, dst: &DstFolio, s: SrcPfn<'_>, first: usize, id: u
             // Pages filled so far are freed with the folio (`folio_free`).
             return Err(ENOMEM);
         }
-        match s.subpage(first + j).and_then(|p| p.pfn()) {
-            // SAFETY: `data` is ours; the source page is locked by the
-            // migration that `s` borrows.
-            Some(from) => unsafe { helpers::dmirror_copy_from_pfn(data, from as usize) },
-            // SAFETY: `data` is ours.
-            None => unsafe { ffi::clear_highpage(data) },
-        }
+        copy_from_source(data, &s, first + j);
         let d = dst
             .subpage(j)
             .and_then(|p| pool.page_data(p))
@@ -98,6 +232,28 @@ fn fill_device(pool: &Devmem, dst: &DstFolio, s: SrcPfn<'_>, first: usize, id: u
     Ok(())
 }
 
+/// Fills the coherent page `dst` itself from page `first` of the source
+/// `s`, and marks it owned by `id`.
+fn fill_coherent(
+    pool: &DevicePool<SimCoherent>,
+    dst: &mut DstFolio,
+    s: SrcPfn<'_>,
+    first: usize,
+    id: u64,
+) -> Result {
+    for j in 0..1usize << dst.order() {
+        copy_from_source(dst.page(j), &s, first + j);
+    }
+    // SAFETY: Every page of `dst` was copied into or cleared above.
+    unsafe { dst.assume_filled() };
+    let d = dst
+        .subpage(0)
+        .and_then(|p| pool.page_data(p))
+        .ok_or(EINVAL)?;
+    d.owner.store(id, Ordering::Relaxed);
+    Ok(())
+}
+
 /// Counts one destination allocation against an injected failure
 /// (`HMM_DMIRROR_FLAG_FAIL_ALLOC`): `fail` holds how many allocations are
 /// left until the one that fails, 0 when none is armed. True for that one.
@@ -105,56 +261,11 @@ fn fail_now(fail: &AtomicU32) -> bool {
     fail.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)) == Ok(1)
 }
 
-/// Moves the system pages of `m` into the device, each with a data page
-/// filled from its source and owned by `id`; returns how many moved. A
-/// PMD-sized source gets a device folio, or 512 small pages if that fails;
-/// pages that get no memory simply stay in system memory.
-pub(crate) fn migrate_to_device(
-    pool: &Devmem,
-    m: &mut Migration<'_>,
-    id: u64,
-    fail: &AtomicU32,
-) -> u64 {
-    pool.migrate_to_device(
-        m,
-        |_| !fail_now(fail),
-        |dst, src, first| fill_device(pool, dst, src, first, id),
-    )
-}
-
-/// Moves this device's pages of `m` (a migration by address) back to
-/// system memory through the pool, counting destination allocations
-/// against `fail`; returns how many moved. `ENOMEM`, with nothing moved,
-/// if a page got no memory.
-pub(crate) fn migrate_to_system(
-    pool: &Devmem,
-    m: &mut Migration<'_>,
-    vma: &VmaRef,
-    fail: &AtomicU32,
-) -> Result<u64> {
-    pool.migrate_to_ram(m, Some(vma), |vma, addr, order| {
-        if fail_now(fail) {
-            None
-        } else {
-            DstFolio::alloc_system(vma, addr, order)
-        }
-    })
-}
-
-/// Moves the device pages that `owner` migrated (all pages if `None`) back
-/// to system memory. Returns how many are still in device memory
-/// afterwards for that owner: pages the core could not move this time.
-pub(crate) fn evict(pool: &Devmem, owner: Option<u64>) -> Result<u64> {
-    pool.evict(|d| {
-        let o = d.owner.load(Ordering::Relaxed);
-        o != 0 && owner.is_none_or(|w| w == o)
-    })
-}
-
 impl DevmemOps for SimDevmem {
     type PageData = PageData;
+    type Memory = Private;
 
-    fn folio_free(_pool: &Devmem, _pfn: u64, pages: &[PageData]) {
+    fn folio_free(_pool: &DevicePool<Self>, _pfn: u64, pages: &[PageData]) {
         for d in pages {
             let data = d.data.swap(0, Ordering::AcqRel);
             d.owner.store(0, Ordering::Relaxed);
@@ -166,7 +277,12 @@ impl DevmemOps for SimDevmem {
         }
     }
 
-    fn copy_to_ram(_pool: &Devmem, data: &[PageData], dst: &mut DstFolio) -> Result {
+    fn copy_to_ram(
+        _pool: &DevicePool<Self>,
+        _pfn: u64,
+        data: &[PageData],
+        dst: &mut DstFolio,
+    ) -> Result {
         if data.len() != 1 << dst.order() {
             return Err(EINVAL);
         }
@@ -183,6 +299,37 @@ impl DevmemOps for SimDevmem {
             }
         }
         // SAFETY: Every page of `dst` was copied into or cleared above.
+        unsafe { dst.assume_filled() };
+        Ok(())
+    }
+}
+
+impl DevmemOps for SimCoherent {
+    type PageData = PageData;
+    type Memory = Coherent;
+
+    fn folio_free(_pool: &DevicePool<Self>, _pfn: u64, pages: &[PageData]) {
+        for d in pages {
+            d.owner.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn copy_to_ram(
+        _pool: &DevicePool<Self>,
+        pfn: u64,
+        data: &[PageData],
+        dst: &mut DstFolio,
+    ) -> Result {
+        if data.len() != 1 << dst.order() {
+            return Err(EINVAL);
+        }
+        for j in 0..data.len() {
+            // SAFETY: `dst` is locked and ours; the source, a coherent page
+            // the CPU addresses like RAM, is locked by the migration in
+            // progress, so it stays allocated.
+            unsafe { helpers::dmirror_copy_from_pfn(dst.page(j), pfn as usize + j) };
+        }
+        // SAFETY: Every page of `dst` was copied into above.
         unsafe { dst.assume_filled() };
         Ok(())
     }

@@ -22,10 +22,7 @@
 //! - `migration.rs`: MIGRATE_TO_DEV, MIGRATE_TO_SYS and RELEASE;
 //! - `snapshot.rs`: SNAPSHOT.
 
-use super::memory::{
-    self as sim,
-    Devmem, //
-};
+use super::memory::Memory;
 use super::uapi::*;
 use super::DmirrorDevice;
 use crate::device_pt::DevicePageTable;
@@ -80,7 +77,7 @@ impl<const TWO_PASS: bool> PinnedDrop for Mirror<TWO_PASS> {
         // Pages this file moved to the device go back with it. What cannot
         // move now (busy for a moment) goes at the latest on unload.
         if !self.keep_on_close.load(Ordering::Relaxed) {
-            let _ = sim::evict(self.devmem(), Some(self.id));
+            let _ = self.memory().evict(Some(self.id));
         }
     }
 }
@@ -115,8 +112,8 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         self.notifier.ops().device.owner()
     }
 
-    fn devmem(&self) -> &Devmem {
-        &self.notifier.ops().device.devmem
+    fn memory(&self) -> &Memory {
+        &self.notifier.ops().device.memory
     }
 
     /// HMM_DMIRROR_FLAGS.
@@ -165,7 +162,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             let st = self.notifier.lock();
             (st.pt.stats(), st.pt.bytes())
         };
-        let dev = self.devmem().stats();
+        let dev = self.memory().stats();
         HmmDmirrorStats {
             invalidations: ops.invalidations.load(Ordering::Relaxed),
             invalidate_ns: ops.invalidate_ns.load(Ordering::Relaxed),
@@ -176,6 +173,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             huge_splits: pt.0.splits,
             devmem_pages: dev.pages,
             devmem_in_use: dev.in_use,
+            devmem_max_pages: dev.max_pages,
         }
     }
 }

@@ -31,6 +31,7 @@ mod memory;
 mod mirror;
 pub(crate) mod uapi;
 
+use devmem::SoftReserved;
 use kernel::transmute::AsBytes;
 use kernel::{
     alloc::flags::__GFP_ZERO,
@@ -56,9 +57,15 @@ use kernel::{
 use mirror::AnyMirror;
 use uapi::*;
 
-/// Number of device instances (the private-memory pair of test_hmm).
-pub(crate) const NDEVICES: usize = 2;
-const NAMES: [&CStr; NDEVICES] = [c"rust_hmm_dmirror0", c"rust_hmm_dmirror1"];
+/// Device instances, as test_hmm's: two with device-private memory, and
+/// two with device-coherent memory if the machine has soft-reserved memory
+/// to give them.
+const NAMES: [&CStr; 4] = [
+    c"rust_hmm_dmirror0",
+    c"rust_hmm_dmirror1",
+    c"rust_hmm_dmirror2",
+    c"rust_hmm_dmirror3",
+];
 
 /// Largest mapping of the device file: its pages are allocated at mmap time.
 const MMAP_MAX: usize = 1 << 30;
@@ -75,23 +82,22 @@ pub(crate) struct DmirrorDevice {
     #[pin]
     misc: MiscDeviceRegistration<DmirrorFile>,
     /// Dropped after `misc`: no file can be open by then.
-    #[pin]
-    devmem: memory::Devmem,
+    memory: memory::Memory,
 }
 
 impl DmirrorDevice {
-    /// Registers device `index`.
-    pub(crate) fn new(index: usize) -> impl PinInit<Self, Error> {
+    /// Registers device `index` with `memory`.
+    pub(crate) fn new(index: usize, memory: memory::Memory) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             index,
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: NAMES[*index] }),
-            devmem <- memory::new_pool(),
+            memory,
         })
     }
 
     /// The owner cookie for HMM and migration: that of the device memory.
     pub(crate) fn owner(&self) -> crate::migrate::PagemapOwner {
-        self.devmem.owner()
+        self.memory.owner()
     }
 }
 
@@ -150,7 +156,10 @@ impl MiscDevice for DmirrorFile {
         if let Some(r) = devbuf::ioctl(&me.buffers, file, cmd, arg) {
             return r;
         }
-        if cmd == HMM_DMIRROR_STATS || cmd == HMM_DMIRROR_STATS_V1 {
+        if matches!(
+            cmd,
+            HMM_DMIRROR_STATS | HMM_DMIRROR_STATS_V1 | HMM_DMIRROR_STATS_V2
+        ) {
             // Each version gets the leading fields its size covers.
             let len = kernel::ioctl::_IOC_SIZE(cmd);
             let stats = me.mirror.stats();
@@ -213,6 +222,16 @@ module! {
     authors: ["The Rust HMM developers"],
     description: "HMM mirroring for device drivers, with a test_hmm-compatible sample device",
     license: "GPL",
+    params: {
+        coherent_base: u64 {
+            default: 0,
+            description: "Physical address of the coherent devices' memory (soft-reserved)",
+        },
+        coherent_size: u64 {
+            default: 0,
+            description: "Its size in bytes, split between the two; 0: find soft-reserved memory",
+        },
+    },
 }
 
 struct RustHmm {
@@ -224,14 +243,21 @@ struct RustHmm {
 
 impl kernel::Module for RustHmm {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let mut devices = KVec::with_capacity(NDEVICES, GFP_KERNEL)?;
-        for i in 0..NDEVICES {
+        let mut memories = KVec::with_capacity(NAMES.len(), GFP_KERNEL)?;
+        memories.push(memory::Memory::private()?, GFP_KERNEL)?;
+        memories.push(memory::Memory::private()?, GFP_KERNEL)?;
+        if let Some((a, b)) = coherent_ranges()? {
+            memories.push(memory::Memory::coherent(a)?, GFP_KERNEL)?;
+            memories.push(memory::Memory::coherent(b)?, GFP_KERNEL)?;
+        }
+        let mut devices = KVec::with_capacity(memories.len(), GFP_KERNEL)?;
+        for (i, m) in memories.into_iter().enumerate() {
             devices.push(
-                KBox::pin_init(DmirrorDevice::new(i), GFP_KERNEL)?,
+                KBox::pin_init(DmirrorDevice::new(i, m), GFP_KERNEL)?,
                 GFP_KERNEL,
             )?;
         }
-        pr_info!("rust_hmm: {} mirror devices ready\n", NDEVICES);
+        pr_info!("rust_hmm: {} mirror devices ready\n", devices.len());
         let edu = KBox::pin_init(
             driver::Registration::new(c"rust_hmm_edu", module),
             GFP_KERNEL,
@@ -240,6 +266,28 @@ impl kernel::Module for RustHmm {
             _edu: edu,
             _devices: devices,
         })
+    }
+}
+
+/// The soft-reserved memory of the coherent devices: the largest range of
+/// the machine, split in two halves, or what the `coherent_base` and
+/// `coherent_size` parameters give (one half each). `None`, with a note
+/// in the log, if there is none.
+fn coherent_ranges() -> Result<Option<(SoftReserved, SoftReserved)>> {
+    let base = module_parameters::coherent_base.value();
+    let size = module_parameters::coherent_size.value();
+    let range = if size != 0 {
+        Some(SoftReserved::new(base, size)?)
+    } else {
+        SoftReserved::find()?.into_iter().max_by_key(|r| r.size())
+    };
+    let half = range.map_or(0, |r| (r.size() / 2) & !((2 << 20) - 1));
+    match range {
+        Some(r) if half > 0 => Ok(Some(r.split_at(half)?)),
+        _ => {
+            pr_info!("rust_hmm: no soft-reserved memory (4 MiB at least): no coherent devices\n");
+            Ok(None)
+        }
     }
 }
 

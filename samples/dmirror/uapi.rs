@@ -133,6 +133,9 @@ uapi_struct! {
         pub(crate) devmem_pages: u64,
         /// Of those, pages in use (holding migrated data).
         pub(crate) devmem_in_use: u64,
+        /// Pages of device memory the device may register at most: when
+        /// all are in use, migrations to it fail with `ENOMEM`.
+        pub(crate) devmem_max_pages: u64,
     }
 }
 
@@ -141,6 +144,8 @@ pub(crate) const HMM_DMIRROR_STATS: u32 = _IOR::<HmmDmirrorStats>('H' as u32, 0x
 /// The same with the first, five-counter struct, for older callers: the
 /// size is part of the command number, so each size gets its own.
 pub(crate) const HMM_DMIRROR_STATS_V1: u32 = _IOR::<[u64; 5]>('H' as u32, 0x41);
+/// The same with the nine-counter struct (before `devmem_max_pages`).
+pub(crate) const HMM_DMIRROR_STATS_V2: u32 = _IOR::<[u64; 9]>('H' as u32, 0x41);
 
 /// SNAPSHOT values, one byte per page.
 pub(crate) const HMM_DMIRROR_PROT_ERROR: u8 = 0xff;
@@ -151,6 +156,8 @@ pub(crate) const HMM_DMIRROR_PROT_PMD: u8 = 0x04;
 pub(crate) const HMM_DMIRROR_PROT_PUD: u8 = 0x08;
 pub(crate) const HMM_DMIRROR_PROT_ZERO: u8 = 0x10;
 pub(crate) const HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL: u8 = 0x20;
+pub(crate) const HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL: u8 = 0x40;
+pub(crate) const HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE: u8 = 0x50;
 /// `HMM_DMIRROR_FLAGS` bit: fail an allocation of a migration, the next
 /// one, or the one that bits 32 to 47 count (1: the next).
 pub(crate) const HMM_DMIRROR_FLAG_FAIL_ALLOC: u64 = 1 << 0;

@@ -60,6 +60,7 @@ struct cmd_info {
 };
 
 #define HMM_DMIRROR_STATS_V1 _IOR('H', 0x41, __u64[5])
+#define HMM_DMIRROR_STATS_V2 _IOR('H', 0x41, __u64[9])
 
 static const struct cmd_info cmd_table[] = {
 	{ HMM_DMIRROR_READ, "READ", { EFAULT, EINVAL, EBUSY, ENOMEM, EINTR } },
@@ -78,6 +79,7 @@ static const struct cmd_info cmd_table[] = {
 	  { EFAULT, EINVAL, EBUSY, ENOMEM, EINTR, EOPNOTSUPP } },
 	{ HMM_DMIRROR_STATS, "STATS", { EFAULT } },
 	{ HMM_DMIRROR_STATS_V1, "STATS_V1", { EFAULT } },
+	{ HMM_DMIRROR_STATS_V2, "STATS_V2", { EFAULT } },
 	{ HMM_DEVBUF_CREATE, "DEVBUF_CREATE", { EFAULT, EINVAL, ENOSPC, ENOMEM } },
 	{ HMM_DEVBUF_WALK, "DEVBUF_WALK", { EFAULT, EINVAL, ENOMEM, EINTR, EIO } },
 	{ HMM_DEVBUF_CLEAN, "DEVBUF_CLEAN", { EFAULT, EINVAL, ENOMEM } },

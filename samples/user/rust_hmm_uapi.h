@@ -40,6 +40,7 @@ struct hmm_dmirror_stats {
 	__u64 huge_splits;	/* huge leaves split into 4 KiB entries */
 	__u64 devmem_pages;	/* device memory registered, in pages (device-wide) */
 	__u64 devmem_in_use;	/* of which in use by migrated data (device-wide) */
+	__u64 devmem_max_pages;	/* most it may register; all in use: ENOMEM */
 };
 
 #define HMM_DMIRROR_STATS	_IOR('H', 0x41, struct hmm_dmirror_stats)

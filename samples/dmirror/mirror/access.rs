@@ -23,8 +23,6 @@ use crate::hmm::{
     Fault,
     Mode, //
 };
-use crate::memory as sim;
-use crate::migrate::Select;
 use crate::uapi::*;
 use kernel::{
     page::{
@@ -82,7 +80,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     // HMM reports device-private pages of our owner only, so
                     // they are ours; the device reads them through their
                     // data (4 KiB entries: see `block_head`).
-                    let data = sim::data_pfn(self.devmem(), &pfns.pfns()[i]).ok_or(EFAULT)?;
+                    let data = self.memory().data_pfn(&pfns.pfns()[i]).ok_or(EFAULT)?;
                     // SAFETY: The data page of one of our device pages is
                     // freed only in its `folio_free`, once the device page
                     // itself is.
@@ -90,7 +88,9 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     i += 1;
                     st.pt
                         .insert_page(va, &data, flags, &mut reserve, &mut PageDirtier)
-                } else if fault == Fault::None {
+                } else if fault == Fault::None && !self.memory().owns(&pfns.pfns()[i]) {
+                    // Only device pages are asked for without faulting; the
+                    // CPU maps coherent ones as it maps RAM.
                     return Err(ENOENT);
                 } else if let Some(block) = pfns.block(i, HUGE_ORDER) {
                     let base = va & !(HUGE_SIZE - 1);
@@ -119,7 +119,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     }
                     // A racing munmap or mprotect may have taken the VMA:
                     // that is an unmapped page here, as anywhere in a fault.
-                    self.migrate(va, va + PAGE_SIZE, Select::DevicePrivate)
+                    self.migrate(va, va + PAGE_SIZE, self.memory().select())
                         .map_err(|e| if e == EINVAL { EFAULT } else { e })?;
                     addr = va;
                 }

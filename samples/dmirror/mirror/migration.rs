@@ -9,7 +9,6 @@ use crate::hmm::{
     Fault,
     Mode, //
 };
-use crate::memory as sim;
 use crate::migrate::{
     Migration,
     Select, //
@@ -24,11 +23,20 @@ use kernel::{
 impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// HMM_DMIRROR_MIGRATE_TO_DEV: moves the range into device memory,
     /// then reads it back through the device. `ENOENT` if a page did not
-    /// end up in this device's memory (for example, it is in another's).
+    /// end up in this device's memory (for example, it is in another's),
+    /// `ENOMEM` if that is because the device's memory is all in use.
     pub(crate) fn migrate_to_device(&self, c: &mut HmmDmirrorCmd) -> Result {
         let (start, end) = self.range(c)?;
         self.migrate(start, end, Select::System)?;
-        self.fault(start, end, Fault::None, Mode::Locked)?;
+        self.fault(start, end, Fault::None, Mode::Locked)
+            .map_err(|e| {
+                let stats = self.memory().stats();
+                if e == ENOENT && stats.in_use >= stats.max_pages {
+                    ENOMEM
+                } else {
+                    e
+                }
+            })?;
         self.read(c, false)?;
         c.faults = 0;
         Ok(())
@@ -38,14 +46,14 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// back to system memory. `cpages` counts the pages moved.
     pub(crate) fn migrate_to_system(&self, c: &mut HmmDmirrorCmd) -> Result {
         let (start, end) = self.range(c)?;
-        c.cpages = self.migrate(start, end, Select::DevicePrivate)?;
+        c.cpages = self.migrate(start, end, self.memory().select())?;
         Ok(())
     }
 
     /// Migrates `[start, end)` one PMD-aligned window at a time, each inside
     /// one VMA. `EINVAL` for a hole or an unreadable VMA, as test_hmm.
     pub(super) fn migrate(&self, start: usize, end: usize, select: Select) -> Result<u64> {
-        let pool = self.devmem();
+        let memory = self.memory();
         let mm = self.notifier.mm().mmget_not_zero().ok_or(EINVAL)?;
         let lock = mm.mmap_read_lock();
         // Check the whole range before moving anything.
@@ -66,10 +74,8 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             let next = end.min(vma.end()).min((addr & !(pmd - 1)) + pmd);
             let mut m = Migration::vma(vma, addr, next, self.owner(), select, true)?;
             moved += match select {
-                Select::System => sim::migrate_to_device(pool, &mut m, self.id, &self.fail_alloc),
-                Select::DevicePrivate => {
-                    sim::migrate_to_system(pool, &mut m, vma, &self.fail_alloc)?
-                }
+                Select::System => memory.migrate_to_device(&mut m, self.id, &self.fail_alloc),
+                _ => memory.migrate_to_system(&mut m, vma, &self.fail_alloc)?,
             };
             drop(m);
             addr = next;
@@ -80,7 +86,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// HMM_DMIRROR_RELEASE: moves every page of the device, whoever
     /// migrated it, back to system memory.
     pub(crate) fn release(&self) -> Result {
-        sim::evict(self.devmem(), None)?;
+        self.memory().evict(None)?;
         Ok(())
     }
 }

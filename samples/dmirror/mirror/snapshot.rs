@@ -42,8 +42,9 @@ fn fill<T>(buf: &mut [MaybeUninit<T>], it: impl Iterator<Item = T>) -> &mut [T] 
 }
 
 /// What SNAPSHOT says of a page the CPU maps as `p`, which names a page of
-/// `kind`: the CPU's side only.
-fn snapshot_perm(p: &hmm::Pfn, kind: PageKind) -> u8 {
+/// `kind` (if coherent, of this device's memory if `local`): the CPU's side
+/// only.
+fn snapshot_perm(p: &hmm::Pfn, kind: PageKind, local: bool) -> u8 {
     if p.is_error() {
         return HMM_DMIRROR_PROT_ERROR;
     }
@@ -51,9 +52,12 @@ fn snapshot_perm(p: &hmm::Pfn, kind: PageKind) -> u8 {
         return HMM_DMIRROR_PROT_NONE;
     }
     // HMM reports only our own device-private pages; another device's show
-    // as not present.
+    // as not present. Coherent pages it reports as the CPU maps them, any
+    // device's.
     let mut v = match kind {
         PageKind::DevicePrivate => HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
+        PageKind::DeviceCoherent if local => HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL,
+        PageKind::DeviceCoherent => HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE,
         PageKind::Zero => HMM_DMIRROR_PROT_ZERO,
         PageKind::Other => HMM_DMIRROR_PROT_NONE,
     };
@@ -98,10 +102,10 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                 let kinds = page_kinds(f.pfns(), &mut kinds)?;
                 let perm = fill(
                     &mut perm_buf,
-                    f.pfns()
-                        .iter()
-                        .zip(kinds)
-                        .map(|(p, kind)| snapshot_perm(p, *kind)),
+                    f.pfns().iter().zip(kinds).map(|(p, &kind)| {
+                        let local = kind == PageKind::DeviceCoherent && self.memory().owns(p);
+                        snapshot_perm(p, kind, local)
+                    }),
                 );
                 // The CPU sees a device-exclusive page as not present; say
                 // which of them this mirror holds, and which it maps with a
