@@ -11,7 +11,8 @@
 #   make fuzz-debug  a million fuzzer calls on the debug kernel (about 2 h)
 #   make soak        race-tests, fuzzer, hmm-tests in rounds for SOAK_MIN
 #                    minutes (30); VARIANT=debug on the debug kernel
-#   make hmm-tests DRIVER=c|rust   upstream hmm-tests against one driver
+#   make hmm-tests DRIVER=c|rust|both   upstream hmm-tests: one driver, or
+#                    each in its own boot with the parity check (default)
 #   make bench       our module and test_hmm.ko side by side, ratios + chart
 #   make clippy      the module with CLIPPY=1
 #   make fmt         rustfmt the Rust sources (make fmt-check to verify)

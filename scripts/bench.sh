@@ -29,10 +29,16 @@ WORKLOADS="$(echo $workloads)"
 THP_BENCH=${BENCH_THP:-1}
 WALK_MIB=${BENCH_WALK_MIB:-1024}  # 0: no device-buffer walks
 DMA_BENCH=${BENCH_DMA:-1}  # 0: no DMA mirror workloads
+COHERENT_BENCH=${BENCH_COHERENT:-1}  # 0: no device-coherent workloads
 JOB
 cat >>"$job" <<'JOB'
-insmod /mod/test_hmm.ko
-load_rust
+# 1 GiB at 4 GiB is soft reserved (VM_COHERENT_MIB below): the first half
+# for test_hmm.ko's coherent devices, 256 MiB each from the addresses given,
+# the second for rust_hmm.ko's, split in two, so that both drivers have
+# them in the one boot.
+insmod /mod/test_hmm.ko spm_addr_dev0=0x100000000 spm_addr_dev1=0x110000000 ||
+	insmod /mod/test_hmm.ko
+load_rust coherent_base=0x120000000 coherent_size=0x20000000 || load_rust
 run() { # WORKLOAD MIB
 	for d in c rust; do
 		dev=/dev/hmm_dmirror0
@@ -85,6 +91,26 @@ bench_dma() {
 	done
 }
 [ "$DMA_BENCH" = 0 ] || section info:bench-dma bench_dma
+# Device-coherent memory (devices 2): migration both ways, and CPU reads of
+# pages left there (no fault moves them, unlike device-private memory).
+bench_coherent() {
+	[ -e /dev/rust_hmm_dmirror2 ] && [ -e /dev/hmm_dmirror2 ] ||
+		{ echo "no coherent devices for both drivers"; return 0; }
+	for w in migrate_to_dev migrate_to_sys migrate_cpu_fault; do
+		for s in 1 16 128; do
+			i=0
+			while [ $i -lt $REPS ]; do
+				for d in c rust; do
+					dev=/dev/hmm_dmirror2
+					[ $d = rust ] && dev=/dev/rust_hmm_dmirror2
+					hmm-bench coherent_$w $s $dev | sed "s/^/$d /"
+				done
+				i=$((i + 1))
+			done
+		done
+	done
+}
+[ "$COHERENT_BENCH" = 0 ] || section info:bench-coherent bench_coherent
 # The upstream suite's own THP migration benchmark, for both drivers.
 thp_bench() {
 	for d in rust c; do
@@ -118,11 +144,14 @@ for c in $clocks; do
 	log "booting the test kernel for the benchmark, $c clock (TCG; several minutes)"
 	icount=()
 	[ "$c" = icount ] && icount=(--icount 0)
-	python3 "$TOP/scripts/vm.py" --bzimage "$KDIR/arch/x86/boot/bzImage" \
+	# 4 GiB of RAM for the guest, as before, and 1 GiB soft reserved for
+	# both drivers' device-coherent memory.
+	VM_COHERENT_MIB=1024 python3 "$TOP/scripts/vm.py" --bzimage "$KDIR/arch/x86/boot/bzImage" \
 		--job "$job" --file "$TOP/rust_hmm.ko:/mod/rust_hmm.ko" \
 		--file "$KDIR/lib/test_hmm.ko:/mod/test_hmm.ko" \
 		--file "$TOP/scripts/vm-lib.sh:/lib/vm-lib.sh" \
-		--file "$TOP/out/hmm-bench" --file "$TOP/out/hmm-tests:/bin/hmm-tests" --mem 4G \
+		--file "$TOP/out/hmm-bench" --file "$TOP/out/hmm-tests:/bin/hmm-tests" \
+		--mem 5G \
 		--cpu "${BENCH_CPU:-max,-erms,-fsrm}" "${icount[@]}" \
 		--log "$dir/$c/console.log" --cache "$CACHE" --timeout "${VM_TIMEOUT:-3600}"
 	inputs+=("$c=$dir/$c/console.log.data")

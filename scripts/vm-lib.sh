@@ -164,20 +164,60 @@ dump_kernel_log() {
 	echo "@@END dmesg rc=0@@" >>$DATA
 }
 
-# Point /dev/hmm_dmirrorN (what hmm-tests opens) at one driver.
+# The soft-reserved range vm.py sets up for device-coherent memory
+# (memmap=512M%0x100000000-1+0xefffffff; VM_COHERENT=0 leaves it out):
+# true if the kernel's e820 map has it.
+coherent_reserved() {
+	dmesg | grep -q 'mem 0x0000000100000000-0x000000011fffffff\]  *soft reserved'
+}
+
+# Point /dev/hmm_dmirrorN (what hmm-tests opens) at one driver: 0 and 1
+# are device-private, 2 and 3 device-coherent (the hmm_device_coherent
+# cases skip without /dev/hmm_dmirror2).
 use_driver() {
+	rm -f /dev/hmm_dmirror0 /dev/hmm_dmirror1 /dev/hmm_dmirror2 /dev/hmm_dmirror3
 	case $1 in
 	c)
-		modprobe_c=/mod/test_hmm.ko
-		rm -f /dev/hmm_dmirror0 /dev/hmm_dmirror1
-		insmod $modprobe_c || return 1
+		# test_hmm.ko makes devices 2 and 3 coherent, 256 MiB each, given
+		# their physical ranges. rust_hmm.ko takes the same ranges for its
+		# own coherent devices, so with it loaded (make bench) test_hmm.ko
+		# gets none; check.sh runs the C driver in a boot of its own.
+		if [ -e /sys/module/rust_hmm ]; then
+			echo "use_driver: rust_hmm is loaded, test_hmm.ko without coherent devices"
+			insmod /mod/test_hmm.ko || return 1
+		elif coherent_reserved; then
+			insmod /mod/test_hmm.ko spm_addr_dev0=0x100000000 spm_addr_dev1=0x110000000 || return 1
+		else
+			echo "use_driver: no soft-reserved range, test_hmm.ko without coherent devices"
+			insmod /mod/test_hmm.ko || return 1
+		fi
 		;;
 	rust)
-		rm -f /dev/hmm_dmirror0 /dev/hmm_dmirror1
 		ln -s /dev/rust_hmm_dmirror0 /dev/hmm_dmirror0
 		ln -s /dev/rust_hmm_dmirror1 /dev/hmm_dmirror1
+		# The coherent devices, if the module has them (it needs the
+		# soft-reserved range).
+		for n in 2 3; do
+			if [ -e /dev/rust_hmm_dmirror$n ]; then
+				ln -s /dev/rust_hmm_dmirror$n /dev/hmm_dmirror$n
+			else
+				echo "use_driver: no /dev/rust_hmm_dmirror$n (coherent)"
+			fi
+		done
 		;;
 	esac
+}
+
+# The job of test_hmm.ko's own boot (vm-job.sh's C_JOB): the upstream suite
+# against the C driver, with coherent devices when the range is reserved.
+# Its sections are information (results.py); its hmm-tests cases are the
+# other side of the parity check.
+c_driver_job() {
+	setup_mm
+	section info:insmod:test_hmm use_driver c
+	section info:hmm-tests:c hmm-tests
+	section info:rmmod:test_hmm rmmod test_hmm
+	dump_kernel_log
 }
 
 # Settings the hmm-tests cases need: reserved huge pages, THP on madvise.

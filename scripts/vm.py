@@ -40,6 +40,9 @@ echo 0 > /proc/sys/kernel/kptr_restrict 2>/dev/null
 exec 3>/dev/ttyS1
 nodes=$(ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | wc -l)
 echo "@@VM-CPUS=$(grep -c ^processor /proc/cpuinfo) NODES=$nodes@@"
+# What the kernel made soft reserved (memmap=...%...+0xefffffff): e820's
+# word for it; /proc/iomem does not list such ranges.
+echo "@@VM-SOFT-RESERVED=$(dmesg | sed -n 's/.*\[mem \(0x[0-9a-f]*-0x[0-9a-f]*\)\]  *soft reserved.*/\1/p' | tr '\n' ' ')@@"
 # Where KASLR put the kernel, for a debugger attached to a hung guest.
 echo "@@VM-TEXT=$(grep -m1 ' _text$' /proc/kallsyms | cut -d' ' -f1)@@" >&3
 echo "@@VM-READY@@"
@@ -80,6 +83,17 @@ def kvm_works(cache, bzimage):
 
 
 CPUS = re.compile(r"@@VM-CPUS=(\d+) NODES=(\d+)@@")
+SOFT_RESERVED = re.compile(r"@@VM-SOFT-RESERVED=([^@]*)@@")
+
+
+def soft_reserved(text):
+    """The guest's soft-reserved ranges as it reported them, shortened
+    ("0x100000000-0x11fffffff"), or None if it did not say."""
+    m = SOFT_RESERVED.search(text)
+    if not m:
+        return None
+    return ["-".join(hex(int(x, 16)) for x in r.split("-"))
+            for r in m.group(1).split()]
 
 
 def smp_topology(args):
@@ -90,13 +104,46 @@ def smp_topology(args):
             if args.smp % nodes == 0 else str(args.smp))
 
 
-def numa_args(mem, smp, nodes):
-    """QEMU options for `nodes` NUMA nodes sharing `mem` and `smp` vCPUs
+def mem_mib(mem):
+    """QEMU's -m size ("3G", "2816M", "4.5G") in MiB."""
+    units = {"M": 1, "G": 1024}
+    return int(float(mem[:-1]) * units[mem[-1].upper()])
+
+
+# Device-coherent memory: 512 MiB of RAM at 4 GiB turned into "soft
+# reserved" memory (e820 type 0xefffffff), which the kernel leaves to a
+# driver (test_hmm.ko's spm_addr_dev0/1, rust_hmm.ko's coherent devices).
+# q35 puts RAM above 4 GiB only from -m 2816M on (below that all of it
+# fits under the PCI hole at 2.75 GiB; from there on 2 GiB stay low and
+# the rest starts at 4 GiB), so a smaller guest gets that much.
+# VM_COHERENT_MIB changes the size (make bench reserves 1 GiB, half of it
+# for each driver).
+COHERENT_MIN_MIB = 2816
+
+
+def coherent_memmap(size_mib):
+    """The kernel parameter that soft-reserves `size_mib` MiB at 4 GiB."""
+    return f"memmap={size_mib}M%0x100000000-1+0xefffffff"
+
+
+def coherent_mem(mib, coherent, size_mib=512):
+    """The guest's -m in MiB and a message if it had to grow, for the
+    soft-reserved range of `size_mib` MiB (coherent) or none."""
+    need = max(COHERENT_MIN_MIB, 2048 + size_mib)
+    if coherent and mib < need:
+        return need, (
+            f"vm: --mem {mib}M raised to {need}M: the "
+            "soft-reserved range at 4 GiB (device-coherent memory) needs RAM "
+            "there, which q35 has only from 2816M on (VM_COHERENT=0: no "
+            "reservation, the size asked for)")
+    return mib, None
+
+
+def numa_args(mib, smp, nodes):
+    """QEMU options for `nodes` NUMA nodes sharing `mib` MiB and `smp` vCPUs
     evenly (the guest finds them in ACPI's SRAT)."""
     if nodes < 2:
         return []
-    units = {"M": 1, "G": 1024}
-    mib = int(mem[:-1]) * units[mem[-1].upper()]
     out = []
     for n in range(nodes):
         lo, hi = n * smp // nodes, (n + 1) * smp // nodes - 1
@@ -193,16 +240,23 @@ def run(args):
     data = args.log + ".data"
     if os.path.exists(data):
         os.unlink(data)
+    coherent = os.environ.get("VM_COHERENT", "1") != "0"
+    coherent_mib = int(os.environ.get("VM_COHERENT_MIB", "512"))
+    mib, note = coherent_mem(mem_mib(args.mem), coherent, coherent_mib)
+    if note:
+        print(note)
     # ttyS0 is the console; ttyS1 is a data channel for the job's results,
     # free of interleaved kernel messages.
-    cmd = ["qemu-system-x86_64", "-m", args.mem, "-smp", smp_topology(args),
+    cmd = ["qemu-system-x86_64", "-m", f"{mib}M", "-smp", smp_topology(args),
            "-display", "none", "-monitor", "none", "-serial", "stdio",
            "-serial", "file:" + data, "-no-reboot", "-kernel", args.bzimage,
            "-initrd", initrd,
            "-append", "console=ttyS0 panic=-1 oops=panic loglevel=7 log_buf_len=16M "
            + args.append]
     cmd += ["-enable-kvm", "-cpu", "host"] if kvm else ["-cpu", args.cpu]
-    cmd += numa_args(args.mem, args.smp, min(args.nodes, args.smp))
+    cmd += numa_args(mib, args.smp, min(args.nodes, args.smp))
+    if coherent:
+        cmd[cmd.index("-append") + 1] += " " + coherent_memmap(coherent_mib)
     # q35, as PCIe machines are, with an emulated Intel IOMMU in front of
     # its devices (DMA and interrupt remapping, strict flushes), before
     # the devices it translates for. VM_IOMMU=0 leaves the IOMMU out, so
@@ -267,15 +321,26 @@ def run(args):
     # the console may have rate-limited.
     dmesg = vmlog.sections(open(data, errors="replace").read()).get("dmesg")
     verdict = vmlog.judge(text, timed_out=timed_out, timeout=args.timeout,
-                          dmesg=dmesg.text if dmesg else None)
+                          dmesg=dmesg.text if dmesg else None,
+                          splats_fail=not args.splats_info)
     m = CPUS.search(text)
     guest = (f"{m.group(1)} CPUs, {m.group(2)} NUMA nodes, " if m
              else "guest CPUs unknown, ")
+    sr = soft_reserved(text)
+    if sr is not None:
+        guest += (f"{mib} MiB with {' '.join(sr)} soft reserved, " if sr
+                  else f"{mib} MiB, no soft-reserved memory, ")
     print(f"vm: {'kvm' if kvm else 'tcg'} boot, {guest}"
           f"{time.time() - start:.0f} s, console in {args.log}")
     for line in verdict.problems:
         print(f"vm: FAIL: {line}")
-    print(f"splats: {verdict.splats}")
+    if args.splats_info:
+        kinds = max(vmlog.splat_kinds(text),
+                    vmlog.splat_kinds(dmesg.text if dmesg else ""), key=len)
+        print(f"splats: {verdict.splats} (information only: "
+              f"{vmlog.splat_summary(kinds)})")
+    else:
+        print(f"splats: {verdict.splats}")
     return 0 if verdict.ok else 1
 
 
@@ -287,7 +352,10 @@ def main():
                     help="SRC[:DST] to put in the initramfs (default /bin)")
     ap.add_argument("--log", required=True)
     ap.add_argument("--timeout", type=int, default=1200)
-    ap.add_argument("--mem", default="2G")
+    ap.add_argument("--mem", default="3G",
+                    help="guest RAM, QEMU's -m (default 3G; 512M of it at "
+                    "4 GiB is soft reserved unless VM_COHERENT=0, and the "
+                    "guest gets at least 2816M then)")
     ap.add_argument("--cpu", default="max",
                     help="QEMU CPU model under TCG (KVM always uses host)")
     ap.add_argument("--append", default="")
@@ -306,6 +374,9 @@ def main():
     ap.add_argument("--module", help="rust_hmm.ko, for its symbols")
     ap.add_argument("--icount", type=int, default=None,
                     help="TCG: guest time counts instructions, 2^N ns each")
+    ap.add_argument("--splats-info", action="store_true",
+                    help="count and summarise kernel splats without failing "
+                    "the run (test_hmm.ko's boot: it WARNs by design)")
     ap.add_argument("--cache", default=os.environ.get("HMM_CACHE", "/tmp"))
     ap.add_argument("--verbose", action="store_true")
     sys.exit(run(ap.parse_args()))

@@ -1,5 +1,6 @@
 """Judge a QEMU console log: job status, timeouts and kernel splats."""
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 # Kernel lines carry a printk timestamp; user-space output does not, so a
@@ -47,14 +48,59 @@ def splat_lines(text):
     return out
 
 
-def judge(text, timed_out=False, timeout=0, dmesg=None):
+CUT_HERE = "------------[ cut here ]------------"
+# What __warn() prints for WARN*() (not lockdep's "WARNING: possible ...").
+WARN_AT = re.compile(r"^WARNING: (?:(\S+:\d+) )?at ")
+ADDR = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+|0x[0-9a-f]{8,}")
+
+
+def splat_kinds(text):
+    """Each splat of a kernel log, in order, as (kind, what): ("WARN", its
+    message, or its file:line when the message cannot be told) for a
+    WARN*(), ("splat", its first line without addresses) for the rest."""
+    out, prev = [], []
+    for line in text.splitlines():
+        m = KLINE.match(line.strip("\r"))
+        if not m:
+            continue
+        k = m.group(1)
+        if any(p.search(k) for p in SPLATS):
+            w = WARN_AT.match(k)
+            if w:
+                # WARN(cond, fmt) prints "cut here", its message, then
+                # the WARNING line.
+                what = (prev[-1].strip() if len(prev) == 2 and prev[0] == CUT_HERE
+                        else w.group(1) or "unknown place")
+                out.append(("WARN", what))
+            else:
+                out.append(("splat", ADDR.sub("", k).strip()))
+        prev = (prev + [k])[-2:]
+    return out
+
+
+def splat_summary(kinds):
+    """"160 WARNs (Conflicting mapping in same section), 1 x BUG: ..." from
+    splat_kinds(), most frequent first; "no splat" for none."""
+    if not kinds:
+        return "no splat"
+    parts = []
+    for (kind, what), n in Counter(kinds).most_common():
+        parts.append(f"{n} WARN{'' if n == 1 else 's'} ({what})" if kind == "WARN"
+                     else f"{n} x {what}")
+    return ", ".join(parts)
+
+
+def judge(text, timed_out=False, timeout=0, dmesg=None, splats_fail=True):
+    """The verdict on a boot. With splats_fail=False (a boot whose splats
+    are information, such as test_hmm.ko's own) splats are counted but
+    fail nothing."""
     problems = []
     splats = splat_lines(text)
     if dmesg is not None:
         more = splat_lines(dmesg)
         if len(more) > len(splats):
             splats = more
-    for s in splats:
+    for s in splats if splats_fail else []:
         problems.append("kernel splat: " + s)
     if timed_out:
         problems.append(f"VM timed out after {timeout} s and was killed")
@@ -134,6 +180,7 @@ class Cases:
     passed: list = field(default_factory=list)
     failed: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    skip_reason: dict = field(default_factory=dict)
 
 
 def harness_cases(text):
@@ -146,6 +193,7 @@ def harness_cases(text):
         name, rest = m.group(2), m.group(3)
         if "# SKIP" in rest:
             c.skipped.append(name)
+            c.skip_reason[name] = rest.split("# SKIP", 1)[1].strip()
         elif m.group(1) == "ok" or "# XFAIL" in rest:
             c.passed.append(name)
         else:

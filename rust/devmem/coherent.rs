@@ -99,8 +99,9 @@ impl SoftReserved {
         let ret = unsafe {
             bindings::walk_soft_reserve_res(0, u64::MAX, (&raw mut out).cast(), Some(collect))
         };
-        // -1 means no range at all; anything else negative is our ENOMEM.
-        if ret < 0 && ret != -1 {
+        // `EINVAL` means no range at all (`walk_res_desc()` starts with
+        // it); anything else non-zero is the callback's `ENOMEM`.
+        if ret != 0 && ret != EINVAL.to_errno() {
             return Err(Error::from_errno(ret));
         }
         Ok(out)

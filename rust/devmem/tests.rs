@@ -142,7 +142,7 @@ mod suite {
             .into_iter()
             .find(|r| r.size() >= 4 << 20)
         else {
-            pr_info!("rust_hmm_devmem: no soft-reserved memory, coherent_pool not run\n");
+            pr_info!("no soft-reserved memory: coherent_pool not run\n");
             return Ok(());
         };
         let range = SoftReserved::new(found.start(), 4 << 20)?;

@@ -31,7 +31,7 @@ mod memory;
 mod mirror;
 pub(crate) mod uapi;
 
-use devmem::SoftReserved;
+use crate::devmem::SoftReserved;
 use kernel::transmute::AsBytes;
 use kernel::{
     alloc::flags::__GFP_ZERO,
@@ -257,7 +257,7 @@ impl kernel::Module for RustHmm {
                 GFP_KERNEL,
             )?;
         }
-        pr_info!("rust_hmm: {} mirror devices ready\n", devices.len());
+        pr_info!("{} mirror devices ready\n", devices.len());
         let edu = KBox::pin_init(
             driver::Registration::new(c"rust_hmm_edu", module),
             GFP_KERNEL,
@@ -285,7 +285,7 @@ fn coherent_ranges() -> Result<Option<(SoftReserved, SoftReserved)>> {
     match range {
         Some(r) if half > 0 => Ok(Some(r.split_at(half)?)),
         _ => {
-            pr_info!("rust_hmm: no soft-reserved memory (4 MiB at least): no coherent devices\n");
+            pr_info!("no soft-reserved memory (4 MiB at least): no coherent devices\n");
             Ok(None)
         }
     }

@@ -13,6 +13,11 @@
  * PMDs, from SNAPSHOT), and every READ workload prints, for a driver with
  * the STATS command, "leaves WORKLOAD MIB HUGE SMALL" (device page table
  * leaves after the READ).
+ *
+ * coherent_NAME runs NAME against a device-coherent device (DEVICE is
+ * /dev/hmm_dmirror2 or the like) and reports it as coherent_NAME; there
+ * migrate_cpu_fault measures CPU reads of pages left in device memory,
+ * which no fault moves.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -80,9 +85,12 @@ static void shrink_slabs(void)
 /* Where the memory workloads' extra ranges go: 1 GiB apart from 64 GiB. */
 #define MEM_BASE (64UL << 30)
 
+/* "coherent_" for coherent_NAME: NAME's figures, reported apart. */
+static const char *prefix = "";
+
 static void result(const char *w, unsigned long mib, double v, const char *unit)
 {
-	printf("result %s %lu %.3f %s\n", w, mib, v, unit);
+	printf("result %s%s %lu %.3f %s\n", prefix, w, mib, v, unit);
 }
 
 /* The device page table's leaf counters, where the driver has them. */
@@ -91,7 +99,7 @@ static void leaves(int fd, const char *w, unsigned long mib)
 	struct hmm_dmirror_stats s;
 
 	if (!ioctl(fd, HMM_DMIRROR_STATS, &s))
-		printf("leaves %s %lu %llu %llu\n", w, mib,
+		printf("leaves %s%s %lu %llu %llu\n", prefix, w, mib,
 		       (unsigned long long)s.huge_entries, (unsigned long long)s.entries);
 }
 
@@ -277,6 +285,14 @@ int main(int argc, char **argv)
 	if (argc != 4)
 		return fprintf(stderr, "usage: %s WORKLOAD MIB DEVICE\n", argv[0]), 2;
 	w = argv[1];
+	/*
+	 * coherent_NAME: workload NAME, run on a device-coherent device (the
+	 * DEVICE given) and reported under its own name.
+	 */
+	if (!strncmp(w, "coherent_", 9)) {
+		prefix = "coherent_";
+		w += 9;
+	}
 	/* NAME_thp: workload NAME on THP-backed memory. */
 	snprintf(base, sizeof(base), "%s", w);
 	thp = strlen(base) > 4 && !strcmp(base + strlen(base) - 4, "_thp");
