@@ -62,20 +62,6 @@ FIXTURE_TEARDOWN(coherent)
 	close(self->fd3);
 }
 
-/* 1 if every page of [mem, +n) snapshots as @want through @fd. */
-static int snap_all(int fd, void *mem, unsigned long n, unsigned char *snap,
-		    unsigned char want)
-{
-	struct hmm_dmirror_cmd c;
-
-	if (dcmd(fd, HMM_DMIRROR_SNAPSHOT, mem, snap, n, &c) || c.cpages != n)
-		return 0;
-	for (unsigned long i = 0; i < n; i++)
-		if (snap[i] != want)
-			return 0;
-	return 1;
-}
-
 /*
  * The CPU reads and writes coherent pages where they are, with no fault
  * that moves them; the device sees the CPU's writes and the CPU the

@@ -119,6 +119,20 @@ static inline int numa_nodes(void)
 	return n ? n : 1;
 }
 
+/* 1 if every page of [mem, +n) snapshots as @want through @fd. */
+static inline int snap_all(int fd, void *mem, unsigned long n, unsigned char *snap,
+			   unsigned char want)
+{
+	struct hmm_dmirror_cmd c;
+
+	if (dcmd(fd, HMM_DMIRROR_SNAPSHOT, mem, snap, n, &c) || c.cpages != n)
+		return 0;
+	for (unsigned long i = 0; i < n; i++)
+		if (snap[i] != want)
+			return 0;
+	return 1;
+}
+
 static inline struct hmm_dmirror_stats dstats(int fd)
 {
 	struct hmm_dmirror_stats s = { 0 };
