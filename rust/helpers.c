@@ -63,6 +63,31 @@ struct dev_pagemap *rust_hmm_device_private_pgmap(unsigned long pfn)
 }
 
 /*
+ * Whether any of the @npages PFNs from @pfn already has a live pagemap, as
+ * memremap_pages() would see it, checked at every subsection and at the
+ * last PFN: a driver that registers memory without claiming it in the
+ * resource tree (test_hmm's coherent devices) is seen here, so a second
+ * registration fails quietly instead of WARNing in memremap_pages().
+ */
+bool rust_hmm_pfns_have_pgmap(unsigned long pfn, unsigned long npages)
+{
+	struct dev_pagemap *pgmap;
+	unsigned long i;
+
+	for (i = 0; i < npages; i += PAGES_PER_SUBSECTION) {
+		/* The subsection's first PFN, and last the range's last. */
+		pgmap = get_dev_pagemap(pfn + i);
+		if (!pgmap && i + PAGES_PER_SUBSECTION >= npages)
+			pgmap = get_dev_pagemap(pfn + npages - 1);
+		if (pgmap) {
+			put_dev_pagemap(pgmap);
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
  * The pagemap of a ZONE_DEVICE page of @type (enum memory_type), NULL for
  * any other page, or for a PFN without a struct page.
  */

@@ -18,6 +18,7 @@ struct page *rust_helper_pfn_to_page(unsigned long pfn);
 unsigned long rust_hmm_zero_pfn(void);
 bool rust_helper_is_zero_pfn(unsigned long pfn);
 struct dev_pagemap *rust_hmm_device_private_pgmap(unsigned long pfn);
+bool rust_hmm_pfns_have_pgmap(unsigned long pfn, unsigned long npages);
 struct dev_pagemap *rust_hmm_device_pgmap(unsigned long pfn, unsigned int type);
 void rust_hmm_pfn_kinds(const unsigned long *hmm_pfns, u8 *kinds,
 			unsigned long n, u8 zero, u8 device_private,

@@ -35,10 +35,12 @@ cat >>"$job" <<'JOB'
 # 1 GiB at 4 GiB is soft reserved (VM_COHERENT_MIB below): the first half
 # for test_hmm.ko's coherent devices, 256 MiB each from the addresses given,
 # the second for rust_hmm.ko's, split in two, so that both drivers have
-# them in the one boot.
+# them in the one boot. Ours loads first: its KUnit suites and examples
+# borrow the first soft-reserved megabytes while it loads, which test_hmm
+# registers at load without claiming them.
+load_rust coherent_base=0x120000000 coherent_size=0x20000000 || load_rust
 insmod /mod/test_hmm.ko spm_addr_dev0=0x100000000 spm_addr_dev1=0x110000000 ||
 	insmod /mod/test_hmm.ko
-load_rust coherent_base=0x120000000 coherent_size=0x20000000 || load_rust
 run() { # WORKLOAD MIB
 	for d in c rust; do
 		dev=/dev/hmm_dmirror0

@@ -110,6 +110,13 @@ section hmm-tests:rust hmm-tests $HMM_TESTS_ARGS
 JOB
 cat >>"$job" <<'JOB'
 section user:ioctl-fuzz:rust ioctl-fuzz $FUZZ_SEED $FUZZ_SECONDS $FUZZ_CALLS
+JOB
+# A fifth as many calls again on the coherent devices (not in fuzz-debug,
+# whose bound is for the one run).
+[ -n "${FUZZ_ONLY:-}" ] || cat >>"$job" <<'JOB'
+section user:ioctl-fuzz:coherent fuzz_coherent $((FUZZ_SEED + 1)) $FUZZ_SECONDS $((FUZZ_CALLS / 5))
+JOB
+cat >>"$job" <<'JOB'
 section user:devmem-unload devmem_unload_test
 section user:unload unload_tests $SLAB_CHECK
 JOB

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make soak: race-tests, the fuzzer (a new seed each round), hmm-tests,
-# migrate-tests' eviction race and dma-tests' ordering stress (the DMA
-# mirror), round after round, on the multi-CPU test
+# migrate-tests' eviction race, dma-tests' ordering stress (the DMA
+# mirror), and the fuzzer and coherent-tests on the device-coherent
+# devices, round after round, on the multi-CPU test
 # kernel for SOAK_MIN minutes (default 30; VARIANT=debug for the debug
 # kernel). Reports rounds, hangs and splats; fails on any failed test,
 # hang or splat.
@@ -51,6 +52,11 @@ while [ "$(cut -d. -f1 /proc/uptime)" -lt "$SOAK_END" ]; do
 		migrate-tests -t release_races_migration
 	# Device DMA against munmap, mprotect, fork and migration (30 s).
 	watched 300 soak:$round:dma-stress dma-tests -f stress
+	# Device-coherent memory: the fuzzer on devices 2 and 3, then the
+	# coherent cases (one fills a device).
+	watched $((FUZZ_S + 120)) soak:$round:fuzz-coherent \
+		fuzz_coherent $((SEED + round + 1000)) $FUZZ_S $((CALLS / 5))
+	watched 600 soak:$round:coherent-tests coherent-tests
 	round=$((round + 1))
 done
 section rmmod:rust_hmm rmmod rust_hmm
@@ -60,13 +66,14 @@ JOB
 log "soaking for $minutes min on the ${VARIANT:-normal} kernel, seeds from $seed"
 vm_ok=1
 # The host's bound: the soak, one more round, and boot.
-VM_TIMEOUT=$(( minutes * 60 + 900 + fuzz_s + 120 + tests_s + 300 + 300 ))
+VM_TIMEOUT=$(( minutes * 60 + 900 + fuzz_s + 120 + tests_s + 300 + 300 + fuzz_s + 120 + 600 ))
 python3 "$TOP/scripts/vm.py" --bzimage "$KDIR/arch/x86/boot/bzImage" \
 	--job "$job" --file "${MODULE:-$TOP/rust_hmm.ko}:/mod/rust_hmm.ko" \
 	--file "$TOP/scripts/vm-lib.sh:/lib/vm-lib.sh" \
 	--file "$TOP/out/hmm-tests:/bin/hmm-tests" \
 	--file "$TOP/out/race-tests" --file "$TOP/out/ioctl-fuzz" \
 	--file "$TOP/out/migrate-tests" --file "$TOP/out/dma-tests" \
+	--file "$TOP/out/coherent-tests" \
 	--log "$TOP/out/$name/console.log" --cache "$CACHE" \
 	--timeout "$VM_TIMEOUT" ${VM_CLOCK:+--clock "$VM_CLOCK"} \
 	--gdb "${VM_GDB:-$(( 20000 + RANDOM % 10000 ))}" \

@@ -141,6 +141,19 @@ edu_selftest() {
 	return $r
 }
 
+# The fuzzer (ARGS as ioctl-fuzz's) against the device-coherent devices 2
+# and 3 of the driver use_driver chose: their memory, migrations and
+# SNAPSHOT values. Skips without them.
+fuzz_coherent() {
+	if [ ! -e /dev/hmm_dmirror2 ] || [ ! -e /dev/hmm_dmirror3 ]; then
+		echo "1..1"
+		echo "ok 1 ioctl-fuzz.coherent # SKIP no device-coherent devices"
+		echo "# Totals: pass:0 fail:0 xfail:0 xpass:0 skip:1 error:0"
+		return 0
+	fi
+	DEV0=/dev/hmm_dmirror2 DEV1=/dev/hmm_dmirror3 ioctl-fuzz "$@"
+}
+
 # Unload with data still in device memory (no file open): rmmod must move
 # it back to system memory, and the process must find every byte.  Expects
 # the module loaded and leaves it unloaded.

@@ -202,6 +202,17 @@ impl<T: DevmemOps> DevicePool<T> {
         }
         // SAFETY: A region just reserved for us, of at least `bytes`.
         let (start, res_end) = unsafe { ((*res).start, (*res).end) };
+        let first_pfn = start >> kernel::page::PAGE_SHIFT;
+        // SAFETY: Only looks the PFNs up in the kernel's pagemap table.
+        if at.is_some()
+            && unsafe { ffi::rust_hmm_pfns_have_pgmap(first_pfn as usize, npages as usize) }
+        {
+            // Registered by a driver that did not claim it (test_hmm does
+            // not): `memremap_pages()` would WARN and fail.
+            // SAFETY: Releases the region reserved above, whole.
+            unsafe { bindings::release_mem_region(start, res_end - start + 1) };
+            return Err(EBUSY);
+        }
         let end = start + bytes - 1;
         // Owning the region from here on, the chunk releases it on drop.
         let chunk = KBox::new(
