@@ -203,10 +203,10 @@ impl<T: DevmemOps> DevicePool<T> {
         // SAFETY: A region just reserved for us, of at least `bytes`.
         let (start, res_end) = unsafe { ((*res).start, (*res).end) };
         let first_pfn = start >> kernel::page::PAGE_SHIFT;
+        let (pfn, n) = (first_pfn as usize, npages as usize);
         // SAFETY: Only looks the PFNs up in the kernel's pagemap table.
-        if at.is_some()
-            && unsafe { ffi::rust_hmm_pfns_have_pgmap(first_pfn as usize, npages as usize) }
-        {
+        let taken = at.is_some() && unsafe { ffi::rust_hmm_pfns_have_pgmap(pfn, n) };
+        if taken {
             // Registered by a driver that did not claim it (test_hmm does
             // not): `memremap_pages()` would WARN and fail.
             // SAFETY: Releases the region reserved above, whole.
