@@ -108,9 +108,9 @@ impl SoftReserved {
     }
 
     /// The range of `size` bytes at physical address `start`: `EINVAL`
-    /// unless both are non-zero multiples of 2 MiB (a zero `start` is
-    /// allowed) and the range does not wrap, `ENXIO` unless it lies inside
-    /// one soft-reserved range.
+    /// unless `start` and `size` are multiples of 2 MiB, `size` is not 0
+    /// and the range does not wrap; `ENXIO` unless it lies inside one
+    /// soft-reserved range.
     pub fn new(start: u64, size: u64) -> Result<Self> {
         let end = start.checked_add(size).ok_or(EINVAL)?;
         if size == 0 || (start | size) % SUBSECTION != 0 {
