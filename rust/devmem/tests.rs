@@ -17,11 +17,12 @@ mod suite {
     #[derive(Default)]
     struct Freed(AtomicU64);
 
-    struct TestOps;
+    /// Test ops over memory of kind `M` (`Private` or `Coherent`).
+    struct TestOps<M>(core::marker::PhantomData<M>);
 
-    impl DevmemOps for TestOps {
+    impl<M: MemoryType> DevmemOps for TestOps<M> {
         type PageData = Freed;
-        type Memory = crate::devmem::Private;
+        type Memory = M;
 
         fn folio_free(_pool: &DevicePool<Self>, _pfn: u64, data: &[Freed]) {
             if let Some(d) = data.first() {
@@ -39,6 +40,10 @@ mod suite {
             Ok(())
         }
     }
+
+    /// The test ops of a private pool, and of a coherent one.
+    const PRIVATE: TestOps<Private> = TestOps(core::marker::PhantomData);
+    const COHERENT: TestOps<Coherent> = TestOps(core::marker::PhantomData);
 
     #[test]
     fn coalesce_rebuilds_whole_blocks() -> Result {
@@ -69,7 +74,7 @@ mod suite {
     fn alloc_free_split_and_merge() -> Result {
         // One chunk of two PMD blocks (if the region is aligned; at least one).
         let pool = KBox::pin_init(
-            DevicePool::new(TestOps, (2 * PMD_PAGES) << kernel::page::PAGE_SHIFT, 1),
+            DevicePool::new(PRIVATE, (2 * PMD_PAGES) << kernel::page::PAGE_SHIFT, 1),
             GFP_KERNEL,
         )?;
         let big = pool.alloc(PMD_ORDER)?;
@@ -103,29 +108,6 @@ mod suite {
         Ok(())
     }
 
-    struct TestCoherent;
-
-    impl DevmemOps for TestCoherent {
-        type PageData = Freed;
-        type Memory = crate::devmem::Coherent;
-
-        fn folio_free(_pool: &DevicePool<Self>, _pfn: u64, data: &[Freed]) {
-            if let Some(d) = data.first() {
-                d.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-
-        fn copy_to_ram(
-            _pool: &DevicePool<Self>,
-            _pfn: u64,
-            _data: &[Freed],
-            dst: &mut DstFolio,
-        ) -> Result {
-            dst.zero();
-            Ok(())
-        }
-    }
-
     /// A coherent pool over the first 4 MiB of soft-reserved memory, in
     /// two chunks: single pages only, handed out unfilled, registered one
     /// chunk at a time, claimed against a second pool, `ENOMEM` when all
@@ -157,7 +139,7 @@ mod suite {
         );
         assert_eq!(range.split_at(4 << 20).err(), Some(EINVAL));
         let pool = KBox::pin_init(
-            DevicePool::new_coherent(TestCoherent, range, 2 << 20)?,
+            DevicePool::new_coherent(COHERENT, range, 2 << 20)?,
             GFP_KERNEL,
         )?;
         let per_chunk = (2 << 20) >> kernel::page::PAGE_SHIFT;
@@ -169,7 +151,7 @@ mod suite {
         assert_eq!(pool.stats().pages, per_chunk);
         // Another pool cannot register the same memory.
         let other = KBox::pin_init(
-            DevicePool::new_coherent(TestCoherent, range, 2 << 20)?,
+            DevicePool::new_coherent(COHERENT, range, 2 << 20)?,
             GFP_KERNEL,
         )?;
         assert_eq!(other.alloc(0).err(), Some(EBUSY));

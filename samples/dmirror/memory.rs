@@ -190,16 +190,27 @@ impl Memory {
     }
 }
 
+/// Copies page `from` into `to`, or clears `to` if there is none.
+///
+/// # Safety
+///
+/// `to` is a page the caller owns (a locked destination, or a data page of
+/// its own), and `from`, if any, stays allocated during the call.
+unsafe fn copy_or_clear(to: *mut kernel::bindings::page, from: Option<u64>) {
+    match from {
+        // SAFETY: As the caller promises.
+        Some(from) => unsafe { helpers::dmirror_copy_from_pfn(to, from as usize) },
+        // SAFETY: As the caller promises.
+        None => unsafe { ffi::clear_highpage(to) },
+    }
+}
+
 /// Copies the page of `s` at `i` into `to`, or clears `to` if `s` has none
 /// there.
 fn copy_from_source(to: *mut kernel::bindings::page, s: &SrcPfn<'_>, i: usize) {
-    match s.subpage(i).and_then(|p| p.pfn()) {
-        // SAFETY: `to` is a page of a locked destination; the source page
-        // is locked by the migration that `s` borrows.
-        Some(from) => unsafe { helpers::dmirror_copy_from_pfn(to, from as usize) },
-        // SAFETY: `to` is a page of a locked destination.
-        None => unsafe { ffi::clear_highpage(to) },
-    }
+    // SAFETY: `to` is a page of a locked destination (or a fresh data
+    // page); the source page is locked by the migration that `s` borrows.
+    unsafe { copy_or_clear(to, s.subpage(i).and_then(|p| p.pfn())) }
 }
 
 /// Gives each page of the device-private folio `dst` a data page filled
@@ -287,16 +298,10 @@ impl DevmemOps for SimDevmem {
             return Err(EINVAL);
         }
         for (j, d) in data.iter().enumerate() {
-            let to = dst.page(j);
-            match d.data_pfn() {
-                // SAFETY: `to` is a page of the locked destination; the data
-                // page lives until its device page is freed, which the
-                // migration in progress prevents (it holds the source
-                // locked).
-                Some(from) => unsafe { helpers::dmirror_copy_from_pfn(to, from as usize) },
-                // SAFETY: `to` is a page of the locked destination.
-                None => unsafe { ffi::clear_highpage(to) },
-            }
+            // SAFETY: The destination is locked and ours; the data page lives
+            // until its device page is freed, which the migration in
+            // progress prevents (it holds the source locked).
+            unsafe { copy_or_clear(dst.page(j), d.data_pfn()) };
         }
         // SAFETY: Every page of `dst` was copied into or cleared above.
         unsafe { dst.assume_filled() };
