@@ -14,6 +14,11 @@ use crate::devmem::{
 };
 use crate::ffi;
 use crate::folio::Folio;
+use crate::gpusvm::{
+    GpuSvm,
+    GpuSvmOps,
+    Invalidation, //
+};
 use crate::hmm_dma::DmaMap;
 use crate::migrate::{
     DstFolio,
@@ -150,6 +155,77 @@ pub(crate) fn mmap(
 /// Anonymous private memory: [`mmap`] with no file.
 pub(crate) fn mmap_anon(pages: usize, writable: bool) -> Result<usize> {
     mmap(core::ptr::null_mut(), pages, writable, 0)
+}
+
+/// Writable anonymous memory whose start is aligned to `align` bytes (a
+/// power of two): a larger mapping trimmed at both ends.
+pub(crate) fn mmap_aligned(pages: usize, align: usize) -> Result<usize> {
+    let extra = align / PAGE;
+    let addr = mmap_anon(pages + extra, true)?;
+    let start = (addr + align - 1) & !(align - 1);
+    let head = (start - addr) / PAGE;
+    if head > 0 {
+        munmap(addr, head)?;
+    }
+    if extra > head {
+        munmap(start + pages * PAGE, extra - head)?;
+    }
+    Ok(start)
+}
+
+/// What [`SvmRecorder`] keeps: the invalidations it saw and the ranges
+/// "mapped" (first, end) by tests.
+#[derive(Default)]
+pub(crate) struct SvmSeen {
+    pub(crate) calls: u32,
+    pub(crate) last: Option<Invalidation>,
+    pub(crate) mapped: KVec<(usize, usize)>,
+}
+
+/// [`GpuSvmOps`] that record into [`SvmSeen`] and drop the mapped ranges
+/// an invalidation overlaps.
+pub(crate) struct SvmRecorder;
+
+impl GpuSvmOps for SvmRecorder {
+    type State = SvmSeen;
+
+    fn invalidate(&self, seen: &mut SvmSeen, inv: &Invalidation) {
+        seen.calls += 1;
+        seen.last = Some(*inv);
+        seen.mapped
+            .retain(|&mut (s, e)| e <= inv.start() || s >= inv.end());
+    }
+}
+
+/// Chunk sizes of the test SVMs, as Xe's.
+pub(crate) const SVM_SIZES: &[usize] = &[1 << 21, 1 << 16, PAGE];
+
+/// A test SVM over the whole user address space of `mm`, with 2 MiB
+/// notifier chunks and [`SVM_SIZES`].
+pub(crate) fn svm(mm: &MmWithUser) -> Result<Pin<KBox<GpuSvm<SvmRecorder>>>> {
+    svm_with(mm, 1 << 21)
+}
+
+/// As [`svm`], with notifier chunks of `notifier_size` bytes.
+pub(crate) fn svm_with(
+    mm: &MmWithUser,
+    notifier_size: usize,
+) -> Result<Pin<KBox<GpuSvm<SvmRecorder>>>> {
+    let sizes = if notifier_size < 1 << 21 {
+        &SVM_SIZES[1..]
+    } else {
+        SVM_SIZES
+    };
+    let svm = GpuSvm::new(
+        mm,
+        PAGE,
+        (1 << 47) - PAGE,
+        notifier_size,
+        sizes,
+        SvmRecorder,
+        SvmSeen::default(),
+    );
+    KBox::pin_init(svm, GFP_KERNEL)
 }
 
 /// Maps `pages` pages of a new anon-inode file with `fops` and private

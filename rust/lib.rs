@@ -7,6 +7,8 @@
 //! notifiers and the sequence protocol), [`hmm`] (`hmm_range_fault()`),
 //! [`hmm_dma`] (DMA mappings of mirrored pages, `hmm_dma_map`),
 //! [`folio`] (reference-counted folios and their lock),
+//! [`gpusvm`] (shared virtual memory: ranges, chunk notifiers and one
+//! notifier lock, as `drm_gpusvm`),
 //! [`guarded_page`] (pages read under the notifier lock), [`device_pt`] (a
 //! multi-level device page table), [`device_exclusive`] (device-exclusive
 //! access), [`devmem`] (device-private memory pools), [`migrate`] (page
@@ -32,6 +34,7 @@ pub mod device_pt;
 pub mod devmem;
 pub(crate) mod ffi;
 pub mod folio;
+pub mod gpusvm;
 pub mod guarded_page;
 pub mod hmm;
 pub mod hmm_dma;

@@ -83,6 +83,8 @@
 //! - `range.rs`: what an invalidation reports ([`NotifierRange`],
 //!   [`Event`]);
 //! - `callbacks.rs`: the `mmu_interval_notifier_ops` the kernel calls;
+//! - `seq.rs`: [`SeqNotifier`], what a fault needs of a notifier, so that
+//!   [`crate::hmm::Range`] serves [`crate::gpusvm`]'s notifiers too;
 //! - `tests.rs`: the KUnit suite `rust_hmm_mmu_notifier`.
 //!
 //! [`lock`]: IntervalNotifier::lock
@@ -113,6 +115,7 @@ use kernel::{
 
 mod callbacks;
 mod range;
+pub(crate) mod seq;
 mod tests;
 
 /// The notifier lock's name, as a `static`: one class key (a `static` of
@@ -127,6 +130,7 @@ pub use range::{
     Event,
     NotifierRange, //
 };
+pub use seq::SeqNotifier;
 
 /// What a user of [`IntervalNotifier`] implements.
 ///

@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIB_MODS = ['device_exclusive', 'device_pt', 'devmem', 'folio', 'guarded_page', 'hmm',
+LIB_MODS = ['device_exclusive', 'device_pt', 'devmem', 'folio', 'gpusvm', 'guarded_page', 'hmm',
             'hmm_dma', 'kunit_mm', 'migrate', 'mmu_notifier', 'pfn_walk', 'sort', 'vma_ops']
 # What the kernel needs built in for each module (the kernel crate is
 # built in, so it may only call what is there).
@@ -314,6 +314,17 @@ the table with walk_page_mapping(), calling a closure per PTE under the
 PTE lock that may clean and write-protect it, bracketed by an mmu
 notifier range and a TLB flush per VMA as mm/mapping_dirty_helpers.c
 does: dirty tracking in one walk.
+'''),
+    (['gpusvm'], 'rust: mm: add a shared virtual memory range layer', '''
+Add gpusvm, the layer drm_gpusvm gives C drivers: a GpuSvm over part of
+a process address space keeps device ranges sized from the driver's
+chunk sizes to fit the VMA, watched by one interval notifier per aligned
+chunk, made on the first fault there and removed when its last range
+goes. All the notifiers share one notifier lock, which guards the
+driver's state, so a page-table update over many ranges is one critical
+section. An unmap marks the ranges it touches; a garbage collector
+removes them. hmm::Range takes any of this crate's notifiers through
+the sealed SeqNotifier trait, so faults go through the same code.
 '''),
     (['device_pt'], 'rust: mm: add a software device page table', '''
 Add device_pt: a multi-level page table for devices without a hardware

@@ -20,11 +20,7 @@ use crate::guarded_page::{
     Tie, //
 };
 use crate::migrate::PagemapOwner;
-use crate::mmu_notifier::{
-    IntervalNotifier,
-    IntervalNotifierOps,
-    ReadSeq, //
-};
+use crate::mmu_notifier::SeqNotifier;
 use kernel::{
     prelude::*,
     sync::lock::{
@@ -67,8 +63,8 @@ use kernel::{
 /// assert!(Range::new(&notifier, addr, addr + 3 * PAGE, None).is_err());
 /// # Ok::<(), Error>(())
 /// ```
-pub struct Range<'a, T: IntervalNotifierOps> {
-    notifier: &'a IntervalNotifier<T>,
+pub struct Range<'a, N: SeqNotifier> {
+    notifier: &'a N,
     raw: ffi::hmm_range,
     pfns: KVec<u64>,
 }
@@ -111,14 +107,14 @@ pub struct Range<'a, T: IntervalNotifierOps> {
 /// assert_eq!(*notifier.lock(), None);
 /// # Ok::<(), Error>(())
 /// ```
-pub struct Faulted<'a, S: Send> {
-    state: Guard<'a, S, MutexBackend>,
+pub struct Faulted<'a, N: SeqNotifier> {
+    state: Guard<'a, N::Locked, MutexBackend>,
     pfns: &'a [Pfn],
     start: usize,
     interval: (usize, usize),
 }
 
-impl<'a, S: Send + Unpin> Faulted<'a, S> {
+impl<'a, N: SeqNotifier> Faulted<'a, N> {
     /// The notifier state (the device page table), locked.
     ///
     /// # Examples
@@ -140,8 +136,8 @@ impl<'a, S: Send + Unpin> Faulted<'a, S> {
     /// assert!(faulted.pfns()[0].is_write());
     /// # Ok::<(), Error>(())
     /// ```
-    pub fn state(&self) -> &S {
-        &self.state
+    pub fn state(&self) -> &N::State {
+        N::state_ref(&self.state)
     }
 
     /// The notifier state, to install what the PFNs say.
@@ -165,8 +161,8 @@ impl<'a, S: Send + Unpin> Faulted<'a, S> {
     /// assert_eq!(*faulted.state(), 1); // the zero page is read-only
     /// # Ok::<(), Error>(())
     /// ```
-    pub fn state_mut(&mut self) -> &mut S {
-        &mut self.state
+    pub fn state_mut(&mut self) -> &mut N::State {
+        N::state_of(&mut self.state)
     }
 
     /// One entry per page of the range.
@@ -217,14 +213,15 @@ impl<'a, S: Send + Unpin> Faulted<'a, S> {
     /// assert_eq!(pt[1], pages.pfns()[1].pfn());
     /// # Ok::<(), Error>(())
     /// ```
-    pub fn split(&mut self) -> (&mut S, FaultedPfns<'_>) {
+    pub fn split(&mut self) -> (&mut N::State, FaultedPfns<'_>) {
+        let state = N::state_of(&mut self.state);
         let pfns = FaultedPfns {
             pfns: self.pfns,
             start: self.start,
             interval: self.interval,
-            tie: Tie::of(&raw const *self.state),
+            tie: Tie::of(&raw const *state),
         };
-        (&mut self.state, pfns)
+        (state, pfns)
     }
 }
 
@@ -381,7 +378,7 @@ impl<'b> FaultedPfns<'b> {
     }
 }
 
-impl<'a, T: IntervalNotifierOps> Range<'a, T> {
+impl<'a, N: SeqNotifier> Range<'a, N> {
     /// A request for `[start, end)`, page aligned, at most
     /// [`MAX_RANGE_PAGES`] pages, inside the notifier's interval (`EINVAL`
     /// otherwise). `owner` identifies the caller's device-private pages,
@@ -410,13 +407,15 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn new(
-        notifier: &'a IntervalNotifier<T>,
+        notifier: &'a N,
         start: usize,
         end: usize,
         owner: Option<PagemapOwner>,
     ) -> Result<Self> {
         let mask = (1usize << PAGE_SHIFT) - 1;
-        if start & mask != 0 || end & mask != 0 || !notifier.covers(start, end) {
+        let (first, last) = notifier.interval();
+        let covered = start < end && start >= first && end - 1 <= last;
+        if start & mask != 0 || end & mask != 0 || !covered {
             return Err(EINVAL);
         }
         let npages = (end - start) >> PAGE_SHIFT;
@@ -497,7 +496,7 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
     /// assert!(range.fault(Fault::Write, Mode::Locked)?.pfns()[0].is_write());
     /// # Ok::<(), Error>(())
     /// ```
-    pub fn fault(&mut self, fault: Fault, mode: Mode) -> Result<Faulted<'_, T::State>> {
+    pub fn fault(&mut self, fault: Fault, mode: Mode) -> Result<Faulted<'_, N>> {
         let notifier = self.notifier;
         // `Mode::Unlocked` waits inside the kernel, past `read_begin()`.
         notifier.assert_unlocked();
@@ -523,8 +522,8 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
             let mm = notifier.mm().mmget_not_zero().ok_or(EFAULT)?;
             let seq = match mode {
                 Mode::Locked => {
-                    let seq = notifier.read_begin();
-                    self.raw.notifier_seq = seq.raw() as usize;
+                    let seq = notifier.read_begin_raw();
+                    self.raw.notifier_seq = seq as usize;
                     let _lock = mm.mmap_read_lock();
                     // SAFETY: `raw` describes a valid range whose PFN array
                     // has one entry per page; the notifier is inserted, and
@@ -546,11 +545,11 @@ impl<'a, T: IntervalNotifierOps> Range<'a, T> {
                     let ret =
                         unsafe { ffi::hmm_range_fault_unlocked_timeout(&mut self.raw, timeout) };
                     kernel::error::to_result(ret)?;
-                    ReadSeq::from_kernel(notifier, self.raw.notifier_seq as u64)
+                    self.raw.notifier_seq as u64
                 }
             };
             drop(mm);
-            if let Some(state) = notifier.lock_valid(seq) {
+            if let Some(state) = notifier.lock_valid(seq)? {
                 let pfns = self.pfns.as_slice();
                 // SAFETY: `Pfn` is a transparent `u64`.
                 let pfns = unsafe { &*(core::ptr::from_ref(pfns) as *const [Pfn]) };

@@ -126,7 +126,7 @@ impl Event {
 /// # Ok::<(), Error>(())
 /// ```
 pub struct NotifierRange<'a> {
-    pub(super) raw: &'a bindings::mmu_notifier_range,
+    pub(crate) raw: &'a bindings::mmu_notifier_range,
 }
 
 impl NotifierRange<'_> {
