@@ -52,10 +52,7 @@ use crate::guarded_page::{
     Kind,
     Tie, //
 };
-use crate::mmu_notifier::{
-    IntervalNotifier,
-    IntervalNotifierOps, //
-};
+use crate::mmu_notifier::SeqNotifier;
 use kernel::{
     bindings,
     error::{
@@ -160,8 +157,8 @@ impl ExclusivePage {
 /// assert_ne!(pfns.0, pfns.1);
 /// # Ok::<(), Error>(())
 /// ```
-pub struct ExclusiveSession<'a, T: IntervalNotifierOps> {
-    notifier: &'a IntervalNotifier<T>,
+pub struct ExclusiveSession<'a, N: SeqNotifier> {
+    notifier: &'a N,
     mm: &'a MmWithUser,
     lock: Option<MmapReadGuard<'a>>,
 }
@@ -193,9 +190,9 @@ pub struct ExclusiveSession<'a, T: IntervalNotifierOps> {
 /// assert_eq!(u64::from_ne_bytes(word), 42);
 /// # Ok::<(), Error>(())
 /// ```
-pub fn exclusive_session<T: IntervalNotifierOps, R>(
-    notifier: &IntervalNotifier<T>,
-    f: impl FnOnce(&mut ExclusiveSession<'_, T>) -> Result<R>,
+pub fn exclusive_session<N: SeqNotifier, R>(
+    notifier: &N,
+    f: impl FnOnce(&mut ExclusiveSession<'_, N>) -> Result<R>,
 ) -> Result<R> {
     let mm = notifier.mm().mmget_not_zero().ok_or(EFAULT)?;
     let res = {
@@ -212,7 +209,7 @@ pub fn exclusive_session<T: IntervalNotifierOps, R>(
     res
 }
 
-impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
+impl<N: SeqNotifier> ExclusiveSession<'_, N> {
     /// The mmap read lock, taken again if [`Self::relax`] dropped it.
     fn locked(&mut self) -> &MmapReadGuard<'_> {
         let mm = self.mm;
@@ -335,10 +332,15 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
     pub fn map<R>(
         &mut self,
         addr: usize,
-        map: impl for<'g> FnOnce(&'g mut T::State, GuardedPages<'g>) -> Result<R>,
+        map: impl for<'g> FnOnce(&'g mut N::State, GuardedPages<'g>) -> Result<R>,
     ) -> Result<R> {
         let first = addr & !(PAGE_SIZE - 1);
-        if !self.notifier.covers(first, first.saturating_add(PAGE_SIZE)) {
+        let (lo, hi) = self.notifier.interval();
+        if first < lo
+            || first
+                .checked_add(PAGE_SIZE - 1)
+                .is_none_or(|last| last > hi)
+        {
             return Err(EINVAL);
         }
         let start = Instant::<Monotonic>::now();
@@ -353,9 +355,10 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
             // lock for write can be invalidating now, and no invalidation
             // waits for a lock we hold (the folio and notifier locks come
             // after this), so the wait for a running one ends.
-            let seq = self.notifier.read_begin();
+            let seq = self.notifier.read_begin_raw();
             let page = self.convert(addr)?;
-            if let Some(mut state) = self.notifier.lock_valid(seq) {
+            if let Some(mut locked) = self.notifier.lock_valid(seq)? {
+                let state = N::state_of(&mut locked);
                 let r = {
                     let _nofault = crate::pfn_walk::NoPagefaults::new();
                     let tie = Tie::of(&raw const *state);
@@ -367,11 +370,11 @@ impl<T: IntervalNotifierOps> ExclusiveSession<'_, T> {
                     // closure's `'g` ends with the call.
                     let pages =
                         unsafe { GuardedPages::new(page.pfn(), 1, first, tie, Kind::System, true) };
-                    map(&mut state, pages)
+                    map(state, pages)
                 };
                 // Unlock the notifier before the folio: CPU faults take the
                 // folio lock first.
-                drop(state);
+                drop(locked);
                 drop(page);
                 return r;
             }

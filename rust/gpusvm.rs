@@ -472,6 +472,13 @@ impl<T: GpuSvmOps> GpuSvm<T> {
         &self.mm
     }
 
+    /// The owner cookie of the SVM's device-exclusive conversions
+    /// ([`crate::device_exclusive`] through an [`SvmRange`]'s notifier):
+    /// their events are filtered out, as [`crate::mmu_notifier`] does.
+    pub fn owner(&self) -> *const core::ffi::c_void {
+        core::ptr::from_ref(self).cast()
+    }
+
     /// Takes the notifier lock to read the state and the ranges.
     pub fn lock(&self) -> SvmGuard<'_, T> {
         SvmGuard {
@@ -688,6 +695,11 @@ impl<T: GpuSvmOps> GpuSvm<T> {
         range: &crate::mmu_notifier::NotifierRange<'_>,
         cur_seq: u64,
     ) -> bool {
+        // Our own device-exclusive conversion: its caller is about to
+        // install the entry under a sequence this must not invalidate.
+        if range.event() == Event::Exclusive && range.owner() == self.owner() {
+            return true;
+        }
         let blockable = range.blockable();
         let mut l = if blockable {
             self.lock.lock()

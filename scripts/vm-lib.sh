@@ -205,9 +205,12 @@ use_driver() {
 			insmod /mod/test_hmm.ko || return 1
 		fi
 		;;
-	rust)
-		ln -s /dev/rust_hmm_dmirror0 /dev/hmm_dmirror0
-		ln -s /dev/rust_hmm_dmirror1 /dev/hmm_dmirror1
+	rust | svm)
+		# svm: devices 0 and 1 are the SVM ones (rust/gpusvm.rs).
+		local p=dmirror
+		[ "$1" = svm ] && p=svm
+		ln -s /dev/rust_hmm_${p}0 /dev/hmm_dmirror0
+		ln -s /dev/rust_hmm_${p}1 /dev/hmm_dmirror1
 		# The coherent devices, if the module has them (it needs the
 		# soft-reserved range).
 		for n in 2 3; do

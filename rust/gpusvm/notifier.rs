@@ -169,6 +169,10 @@ impl<T: GpuSvmOps> Sealed for Notifier<T> {
         unsafe { bindings::mmu_interval_read_begin(self.raw.get()) as u64 }
     }
 
+    fn owner(&self) -> *const core::ffi::c_void {
+        self.svm().owner()
+    }
+
     fn lock_valid(&self, seq: u64) -> Result<Option<Guard<'_, Locked<T>, MutexBackend>>> {
         let l = self.svm().lock.lock();
         // A notifier the collector took out of use may not validate

@@ -78,6 +78,10 @@ pub(crate) mod sealed {
         fn assert_unlocked(&self);
         /// `mmu_interval_read_begin()`.
         fn read_begin_raw(&self) -> u64;
+        /// The owner cookie of device-exclusive conversions made through
+        /// it: their `MMU_NOTIFY_EXCLUSIVE` events leave its sequence
+        /// alone.
+        fn owner(&self) -> *const core::ffi::c_void;
         /// Takes the notifier lock and returns it if no invalidation ran
         /// since `seq`; `Ok(None)`: one did, try again; `Err`: trying again
         /// cannot succeed (the notifier is no longer in use).
@@ -118,6 +122,10 @@ impl<T: IntervalNotifierOps> sealed::Sealed for IntervalNotifier<T> {
 
     fn read_begin_raw(&self) -> u64 {
         self.read_begin().raw()
+    }
+
+    fn owner(&self) -> *const core::ffi::c_void {
+        IntervalNotifier::owner(self)
     }
 
     fn lock_valid(&self, seq: u64) -> Result<Option<Guard<'_, T::State, MutexBackend>>> {
@@ -163,6 +171,10 @@ impl<N: SeqNotifier> sealed::Sealed for Pin<KBox<N>> {
 
     fn read_begin_raw(&self) -> u64 {
         (**self).read_begin_raw()
+    }
+
+    fn owner(&self) -> *const core::ffi::c_void {
+        (**self).owner()
     }
 
     fn lock_valid(&self, seq: u64) -> Result<Option<Guard<'_, N::Locked, MutexBackend>>> {

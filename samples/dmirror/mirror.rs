@@ -14,7 +14,9 @@
 //! # Files
 //!
 //! - this file: the mirror ([`Mirror`]), its range checks and counters,
-//!   and [`AnyMirror`], through which the device file reaches either form;
+//!   and [`AnyMirror`], through which the device file reaches every form;
+//! - `backend.rs`: where the table lives: one interval notifier over the
+//!   address space, or a [`crate::gpusvm::GpuSvm`] (the `svm` devices);
 //! - `invalidate.rs`: the notifier side: [`MirrorOps`], [`MirrorState`]
 //!   (the device page table), and where the device's writes go;
 //! - `access.rs`: the device page fault, READ and WRITE;
@@ -25,7 +27,7 @@
 use super::memory::Memory;
 use super::uapi::*;
 use super::DmirrorDevice;
-use crate::device_pt::DevicePageTable;
+use crate::gpusvm::GpuSvm;
 use crate::hmm::MAX_RANGE_PAGES;
 use crate::mmu_notifier::IntervalNotifier;
 use core::sync::atomic::{
@@ -41,24 +43,26 @@ use kernel::{
 };
 
 mod access;
+mod backend;
 mod exclusive;
 mod invalidate;
 mod migration;
 mod snapshot;
 
-use invalidate::{
-    MirrorOps,
-    MirrorState, //
+pub(crate) use backend::{
+    Backend,
+    SvmOps, //
 };
+use invalidate::MirrorOps;
 
 /// Pages moved through the bounce buffer at a time.
 const CHUNK_PAGES: usize = MAX_RANGE_PAGES;
 
 /// A mirror of one process.
 #[pin_data(PinnedDrop)]
-pub(crate) struct Mirror<const TWO_PASS: bool> {
+pub(crate) struct Mirror<B: Backend> {
     #[pin]
-    notifier: IntervalNotifier<MirrorOps<TWO_PASS>>,
+    backend: B,
     /// Names this mirror as the owner of the device pages it migrated.
     id: u64,
     /// `HMM_DMIRROR_FLAG_FAIL_ALLOC`: destination allocations of this
@@ -72,7 +76,7 @@ pub(crate) struct Mirror<const TWO_PASS: bool> {
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 #[pinned_drop]
-impl<const TWO_PASS: bool> PinnedDrop for Mirror<TWO_PASS> {
+impl<B: Backend> PinnedDrop for Mirror<B> {
     fn drop(self: Pin<&mut Self>) {
         // Pages this file moved to the device go back with it. What cannot
         // move now (busy for a moment) goes at the latest on unload.
@@ -82,26 +86,14 @@ impl<const TWO_PASS: bool> PinnedDrop for Mirror<TWO_PASS> {
     }
 }
 
-impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
+impl<B: Backend> Mirror<B> {
     /// Mirrors `mm` for `device`.
-    pub(crate) fn new(
-        mm: &MmWithUser,
+    pub(crate) fn new<'a>(
+        mm: &'a MmWithUser,
         device: &'static DmirrorDevice,
-    ) -> Result<impl PinInit<Self, Error>> {
-        // SAFETY: The table lives in the notifier's state for good;
-        // `invalidate` applies every invalidation to it, keeping `VALID`
-        // (without `WRITE`) only when the event keeps read access, and
-        // `release` empties it.
-        let pt = unsafe { DevicePageTable::new(GFP_KERNEL)? };
-        let state = MirrorState { pt };
-        let ops = MirrorOps {
-            device,
-            invalidations: AtomicU64::new(0),
-            invalidate_ns: AtomicU64::new(0),
-        };
-        let notifier = IntervalNotifier::new(mm, 0, !(PAGE_SIZE - 1), ops, state);
+    ) -> Result<impl PinInit<Self, Error> + 'a> {
         Ok(try_pin_init!(Self {
-            notifier <- notifier,
+            backend <- B::new(mm, device)?,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             fail_alloc: AtomicU32::new(0),
             keep_on_close: AtomicBool::new(false),
@@ -109,11 +101,11 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     }
 
     fn owner(&self) -> crate::migrate::PagemapOwner {
-        self.notifier.ops().device.owner()
+        self.backend.device().owner()
     }
 
     fn memory(&self) -> &Memory {
-        &self.notifier.ops().device.memory
+        &self.backend.device().memory
     }
 
     /// HMM_DMIRROR_FLAGS.
@@ -146,10 +138,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         }
         let size = npages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
         let end = addr.checked_add(size).ok_or(EINVAL)?;
-        // SAFETY: `task_size` is set at exec and never changes afterwards;
-        // the mm struct is kept alive by the notifier's `mmgrab`.
-        let task_size = unsafe { (*self.notifier.mm().as_raw()).__bindgen_anon_1.task_size };
-        if end > task_size {
+        if end > backend::task_size(self.backend.mm()) {
             return Err(EFAULT);
         }
         Ok((addr, end))
@@ -157,9 +146,9 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
 
     /// HMM_DMIRROR_STATS.
     pub(crate) fn stats(&self) -> HmmDmirrorStats {
-        let ops = self.notifier.ops();
+        let ops = self.backend.counters();
         let pt = {
-            let st = self.notifier.lock();
+            let st = self.backend.lock();
             (st.pt.stats(), st.pt.bytes())
         };
         let dev = self.memory().stats();
@@ -178,18 +167,37 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     }
 }
 
-/// A mirror of either notifier form.
+/// A mirror of the interval-notifier form `TWO_PASS`.
+type Classic<const TWO_PASS: bool> = Mirror<IntervalNotifier<MirrorOps<TWO_PASS>>>;
+
+/// A mirror of any form.
 pub(crate) enum AnyMirror {
     /// Single-pass `invalidate`.
-    Single(Pin<KBox<Mirror<false>>>),
+    Single(Pin<KBox<Classic<false>>>),
     /// Two-pass `invalidate_start`/`invalidate_finish`.
-    TwoPass(Pin<KBox<Mirror<true>>>),
+    TwoPass(Pin<KBox<Classic<true>>>),
+    /// Ranges and chunk notifiers of a [`GpuSvm`].
+    Svm(Pin<KBox<Mirror<GpuSvm<SvmOps>>>>),
+}
+
+/// Calls the same method of whichever mirror `$m` holds.
+macro_rules! dispatch {
+    ($m:expr, $x:ident => $e:expr) => {
+        match $m {
+            AnyMirror::Single($x) => $e,
+            AnyMirror::TwoPass($x) => $e,
+            AnyMirror::Svm($x) => $e,
+        }
+    };
 }
 
 impl AnyMirror {
-    /// Mirrors `mm` for `device`; odd devices use the two-pass form.
+    /// Mirrors `mm` for `device`: an SVM for the `svm` devices; odd
+    /// `dmirror` devices use the two-pass form.
     pub(crate) fn new(mm: &MmWithUser, device: &'static DmirrorDevice) -> Result<Self> {
-        Ok(if device.index % 2 == 1 {
+        Ok(if device.svm {
+            Self::Svm(KBox::pin_init(Mirror::new(mm, device)?, GFP_KERNEL)?)
+        } else if device.index % 2 == 1 {
             Self::TwoPass(KBox::pin_init(Mirror::new(mm, device)?, GFP_KERNEL)?)
         } else {
             Self::Single(KBox::pin_init(Mirror::new(mm, device)?, GFP_KERNEL)?)
@@ -198,89 +206,61 @@ impl AnyMirror {
 
     /// HMM_DMIRROR_READ and HMM_DMIRROR_READ_UNLOCKED.
     pub(crate) fn read(&self, c: &mut HmmDmirrorCmd, unlocked: bool) -> Result {
-        match self {
-            Self::Single(m) => m.read(c, unlocked),
-            Self::TwoPass(m) => m.read(c, unlocked),
-        }
+        dispatch!(self, m => m.read(c, unlocked))
     }
 
     /// HMM_DMIRROR_WRITE.
     pub(crate) fn write(&self, c: &mut HmmDmirrorCmd) -> Result {
-        match self {
-            Self::Single(m) => m.write(c),
-            Self::TwoPass(m) => m.write(c),
-        }
+        dispatch!(self, m => m.write(c))
     }
 
     /// HMM_DMIRROR_EXCLUSIVE.
     pub(crate) fn exclusive(&self, c: &mut HmmDmirrorCmd) -> Result {
-        match self {
-            Self::Single(m) => m.exclusive(c),
-            Self::TwoPass(m) => m.exclusive(c),
-        }
+        dispatch!(self, m => m.exclusive(c))
     }
 
     /// HMM_DMIRROR_CHECK_EXCLUSIVE.
     pub(crate) fn check_exclusive(&self, c: &HmmDmirrorCmd) -> Result {
-        match self {
-            Self::Single(m) => m.check_exclusive(c),
-            Self::TwoPass(m) => m.check_exclusive(c),
-        }
+        dispatch!(self, m => m.check_exclusive(c))
     }
 
     /// HMM_DMIRROR_ATOMIC_ADD.
     pub(crate) fn atomic_add(&self, a: &mut HmmDmirrorAtomic) -> Result {
-        match self {
-            Self::Single(m) => m.atomic_add(a),
-            Self::TwoPass(m) => m.atomic_add(a),
-        }
+        dispatch!(self, m => m.atomic_add(a))
     }
 
     /// HMM_DMIRROR_STATS.
     pub(crate) fn stats(&self) -> HmmDmirrorStats {
-        match self {
-            Self::Single(m) => m.stats(),
-            Self::TwoPass(m) => m.stats(),
-        }
+        dispatch!(self, m => m.stats())
     }
 
     /// HMM_DMIRROR_SNAPSHOT.
     pub(crate) fn snapshot(&self, c: &mut HmmDmirrorCmd) -> Result {
-        match self {
-            Self::Single(m) => m.snapshot(c),
-            Self::TwoPass(m) => m.snapshot(c),
-        }
+        dispatch!(self, m => m.snapshot(c))
     }
 
     /// HMM_DMIRROR_MIGRATE_TO_DEV.
     pub(crate) fn migrate_to_device(&self, c: &mut HmmDmirrorCmd) -> Result {
-        match self {
-            Self::Single(m) => m.migrate_to_device(c),
-            Self::TwoPass(m) => m.migrate_to_device(c),
-        }
+        dispatch!(self, m => m.migrate_to_device(c))
     }
 
     /// HMM_DMIRROR_MIGRATE_TO_SYS.
     pub(crate) fn migrate_to_system(&self, c: &mut HmmDmirrorCmd) -> Result {
-        match self {
-            Self::Single(m) => m.migrate_to_system(c),
-            Self::TwoPass(m) => m.migrate_to_system(c),
-        }
+        dispatch!(self, m => m.migrate_to_system(c))
     }
 
     /// HMM_DMIRROR_RELEASE.
     pub(crate) fn release(&self) -> Result {
-        match self {
-            Self::Single(m) => m.release(),
-            Self::TwoPass(m) => m.release(),
-        }
+        dispatch!(self, m => m.release())
     }
 
     /// HMM_DMIRROR_FLAGS.
     pub(crate) fn set_flags(&self, flags: u64) {
-        match self {
-            Self::Single(m) => m.set_flags(flags),
-            Self::TwoPass(m) => m.set_flags(flags),
-        }
+        dispatch!(self, m => m.set_flags(flags))
+    }
+
+    /// The SVM of an `svm` device's mirror; `ENOTTY` for the others.
+    pub(crate) fn svm(&self) -> Result<&GpuSvm<SvmOps>> {
+        dispatch!(self, m => m.backend.svm())
     }
 }

@@ -29,6 +29,7 @@ mod edu;
 mod helpers;
 mod memory;
 mod mirror;
+mod svm;
 pub(crate) mod uapi;
 
 use crate::devmem::SoftReserved;
@@ -67,6 +68,11 @@ const NAMES: [&CStr; 4] = [
     c"rust_hmm_dmirror3",
 ];
 
+/// Devices whose mirrors are shared virtual memory (`crate::gpusvm`), each
+/// with device-private memory of its own: `svm0` and `svm1` are to
+/// `dmirror0` and `dmirror1` what an SVM driver is to test_hmm.
+const SVM_NAMES: [&CStr; 2] = [c"rust_hmm_svm0", c"rust_hmm_svm1"];
+
 /// Largest mapping of the device file: its pages are allocated at mmap time.
 const MMAP_MAX: usize = 1 << 30;
 
@@ -79,6 +85,8 @@ pub(crate) fn unload_check() {
 #[pin_data]
 pub(crate) struct DmirrorDevice {
     index: usize,
+    /// Mirrors of this device are SVMs.
+    svm: bool,
     #[pin]
     misc: MiscDeviceRegistration<DmirrorFile>,
     /// Dropped after `misc`: no file can be open by then.
@@ -86,11 +94,18 @@ pub(crate) struct DmirrorDevice {
 }
 
 impl DmirrorDevice {
-    /// Registers device `index` with `memory`.
-    pub(crate) fn new(index: usize, memory: memory::Memory) -> impl PinInit<Self, Error> {
+    /// Registers device `index` (of the `svm` devices if `svm`) with
+    /// `memory`.
+    pub(crate) fn new(
+        index: usize,
+        svm: bool,
+        memory: memory::Memory,
+    ) -> impl PinInit<Self, Error> {
+        let name = if svm { SVM_NAMES[index] } else { NAMES[index] };
         try_pin_init!(Self {
             index,
-            misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: NAMES[*index] }),
+            svm,
+            misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name }),
             memory,
         })
     }
@@ -154,6 +169,9 @@ impl MiscDevice for DmirrorFile {
 
     fn ioctl(me: Pin<&DmirrorFile>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         if let Some(r) = devbuf::ioctl(&me.buffers, file, cmd, arg) {
+            return r;
+        }
+        if let Some(r) = svm::ioctl(&me.mirror, cmd, arg) {
             return r;
         }
         if matches!(
@@ -250,10 +268,17 @@ impl kernel::Module for RustHmm {
             memories.push(memory::Memory::coherent(a)?, GFP_KERNEL)?;
             memories.push(memory::Memory::coherent(b)?, GFP_KERNEL)?;
         }
-        let mut devices = KVec::with_capacity(memories.len(), GFP_KERNEL)?;
+        let mut devices = KVec::with_capacity(memories.len() + SVM_NAMES.len(), GFP_KERNEL)?;
         for (i, m) in memories.into_iter().enumerate() {
             devices.push(
-                KBox::pin_init(DmirrorDevice::new(i, m), GFP_KERNEL)?,
+                KBox::pin_init(DmirrorDevice::new(i, false, m), GFP_KERNEL)?,
+                GFP_KERNEL,
+            )?;
+        }
+        for i in 0..SVM_NAMES.len() {
+            let m = memory::Memory::private()?;
+            devices.push(
+                KBox::pin_init(DmirrorDevice::new(i, true, m), GFP_KERNEL)?,
                 GFP_KERNEL,
             )?;
         }

@@ -310,3 +310,63 @@ uapi_struct! {
 
 /// Reads the DMA mirror file's counters.
 pub(crate) const HMM_DMA_STATS: u32 = _IOR::<HmmDmaStats>('H' as u32, 0x60);
+
+uapi_struct! {
+    /// Our own: one range of an `svm` device's mirror.
+    pub(crate) struct HmmSvmRange {
+        /// First address.
+        pub(crate) start: u64,
+        /// End (exclusive).
+        pub(crate) end: u64,
+        /// `HMM_SVM_RANGE_*`.
+        pub(crate) flags: u64,
+    }
+}
+
+/// `HmmSvmRange::flags`: an unmap reached the range; the collector
+/// removes it at the next fault.
+pub(crate) const HMM_SVM_RANGE_UNMAPPED: u64 = 1;
+/// `HmmSvmRange::flags`: that unmap covered only part of it.
+pub(crate) const HMM_SVM_RANGE_PARTIAL: u64 = 2;
+
+uapi_struct! {
+    /// Our own: a request for the ranges of an `svm` device's mirror.
+    pub(crate) struct HmmSvmRanges {
+        /// (in) the ranges from the one that contains or follows this.
+        pub(crate) addr: u64,
+        /// (in) user array of `HmmSvmRange`.
+        pub(crate) ptr: u64,
+        /// (in) its length, at most `HMM_SVM_RANGES_MAX`; (out) entries
+        /// filled.
+        pub(crate) count: u64,
+    }
+}
+
+/// Ranges one `HMM_SVM_RANGES` returns at most.
+pub(crate) const HMM_SVM_RANGES_MAX: usize = 1024;
+
+uapi_struct! {
+    /// Our own: the counts of an `svm` device's mirror
+    /// (`crate::gpusvm::SvmStats`).
+    pub(crate) struct HmmSvmStats {
+        /// Ranges now.
+        pub(crate) ranges: u64,
+        /// Notifiers now.
+        pub(crate) notifiers: u64,
+        /// Ranges made.
+        pub(crate) ranges_inserted: u64,
+        /// Ranges the garbage collector removed.
+        pub(crate) ranges_removed: u64,
+        /// Notifiers removed.
+        pub(crate) notifiers_removed: u64,
+        /// CPU invalidations that reached a notifier.
+        pub(crate) invalidations: u64,
+        /// Unmaps that covered part of a range.
+        pub(crate) partial_unmaps: u64,
+    }
+}
+
+/// Lists ranges of an `svm` device's mirror (`ENOTTY` on other devices).
+pub(crate) const HMM_SVM_RANGES: u32 = _IOWR::<HmmSvmRanges>('H' as u32, 0x70);
+/// Reads the counts of an `svm` device's mirror (`ENOTTY` elsewhere).
+pub(crate) const HMM_SVM_STATS: u32 = _IOR::<HmmSvmStats>('H' as u32, 0x71);

@@ -160,4 +160,40 @@ struct hmm_dma_stats {
 
 #define HMM_DMA_STATS		_IOR('H', 0x60, struct hmm_dma_stats)
 
+/*
+ * The svm devices, /dev/rust_hmm_svm0 and 1, take every command of the
+ * dmirror devices, through shared virtual memory ranges (rust/gpusvm.rs):
+ * one interval notifier per 2 MiB chunk, ranges of 2 MiB, 64 KiB or
+ * 4 KiB that fit the VMA. These two show the ranges; ENOTTY elsewhere.
+ */
+struct hmm_svm_range {
+	__u64 start;
+	__u64 end;		/* exclusive */
+	__u64 flags;		/* HMM_SVM_RANGE_* */
+};
+
+#define HMM_SVM_RANGE_UNMAPPED	1	/* unmapped, waits for the collector */
+#define HMM_SVM_RANGE_PARTIAL	2	/* only part of it was */
+
+struct hmm_svm_ranges {
+	__u64 addr;		/* the ranges from the one holding or after this */
+	__u64 ptr;		/* array of struct hmm_svm_range */
+	__u64 count;		/* in: its length (<= 1024); out: filled */
+};
+
+#define HMM_SVM_RANGES_MAX	1024
+
+struct hmm_svm_stats {
+	__u64 ranges;		/* ranges now */
+	__u64 notifiers;	/* notifiers now */
+	__u64 ranges_inserted;	/* ranges made */
+	__u64 ranges_removed;	/* removed by the garbage collector */
+	__u64 notifiers_removed;
+	__u64 invalidations;	/* CPU invalidations that reached a notifier */
+	__u64 partial_unmaps;	/* unmaps that covered part of a range */
+};
+
+#define HMM_SVM_RANGES		_IOWR('H', 0x70, struct hmm_svm_ranges)
+#define HMM_SVM_STATS		_IOR('H', 0x71, struct hmm_svm_stats)
+
 #endif

@@ -6,6 +6,7 @@
 
 use super::invalidate::PageDirtier;
 use super::{
+    Backend,
     Mirror,
     CHUNK_PAGES, //
 };
@@ -38,7 +39,7 @@ fn bounce_for(start: usize, end: usize) -> Result<Bounce> {
     Bounce::new(((end - start) >> PAGE_SHIFT).min(CHUNK_PAGES))
 }
 
-impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
+impl<B: Backend> Mirror<B> {
     /// Device page fault: fills the device page table for `[start, end)`.
     ///
     /// A page the CPU maps with a PMD gets a huge leaf for that whole PMD,
@@ -55,59 +56,70 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             // Chunks never cross a huge leaf boundary.
             const _: () = assert!(CHUNK_PAGES as u64 >= HUGE_PAGES);
             let next = end.min((addr & !(HUGE_SIZE - 1)) + HUGE_SIZE);
-            let mut range = hmm::Range::new(&self.notifier, addr, next, Some(self.owner()))?;
-            let mut f = range.fault(fault, mode)?;
-            let (st, pfns) = f.split();
-            let mut res = Ok(next);
-            let mut i = 0;
-            while i < pfns.pfns().len() {
-                let va = addr + (i << PAGE_SHIFT);
-                let Some(page) = pfns.page(i) else {
-                    // Only device pages are asked for without faulting.
-                    return Err(if fault == Fault::None { ENOENT } else { EFAULT });
-                };
-                // HMM reports our own device pages as they are, without
-                // faulting them for write: one the CPU maps read-only
-                // (shared with a forked child, or write-protected) must go
-                // back to system memory, where a write fault breaks COW or
-                // finds the VMA read-only.
-                if fault == Fault::Write && page.is_device_private() && !page.is_writable() {
-                    res = Err((va, ENOENT));
-                    break;
-                }
-                let flags = if page.is_writable() { Entry::WRITE } else { 0 };
-                let inserted = if page.is_device_private() {
-                    // HMM reports device-private pages of our owner only, so
-                    // they are ours; the device reads them through their
-                    // data (4 KiB entries: see `block_head`).
-                    let data = self.memory().data_pfn(&pfns.pfns()[i]).ok_or(EFAULT)?;
-                    // SAFETY: The data page of one of our device pages is
-                    // freed only in its `folio_free`, once the device page
-                    // itself is.
-                    let data = unsafe { page.device_data(data)? };
-                    i += 1;
-                    st.pt
-                        .insert_page(va, &data, flags, &mut reserve, &mut PageDirtier)
-                } else if fault == Fault::None && !self.memory().owns(&pfns.pfns()[i]) {
-                    // Only device pages are asked for without faulting; the
-                    // CPU maps coherent ones as it maps RAM.
-                    return Err(ENOENT);
-                } else if let Some(block) = pfns.block(i, HUGE_ORDER) {
-                    let base = va & !(HUGE_SIZE - 1);
-                    i = pfns.pfns().len();
-                    st.pt
-                        .insert_huge_page(base, &block, flags, &mut reserve, &mut PageDirtier)
-                } else {
-                    i += 1;
-                    st.pt
-                        .insert_page(va, &page, flags, &mut reserve, &mut PageDirtier)
-                };
-                if let Err(e) = inserted {
-                    res = Err((va, e));
-                    break;
-                }
-            }
-            drop(f);
+            let memory = self.memory();
+            let res = self
+                .backend
+                .with_range(addr, next, self.owner(), |range, next| {
+                    let mut f = range.fault(fault, mode)?;
+                    let (st, pfns) = f.split();
+                    let mut res = Ok(next);
+                    let mut i = 0;
+                    while i < pfns.pfns().len() {
+                        let va = addr + (i << PAGE_SHIFT);
+                        let Some(page) = pfns.page(i) else {
+                            // Only device pages are asked for without faulting.
+                            return Err(if fault == Fault::None { ENOENT } else { EFAULT });
+                        };
+                        // HMM reports our own device pages as they are, without
+                        // faulting them for write: one the CPU maps read-only
+                        // (shared with a forked child, or write-protected) must
+                        // go back to system memory, where a write fault breaks
+                        // COW or finds the VMA read-only.
+                        if fault == Fault::Write && page.is_device_private() && !page.is_writable()
+                        {
+                            res = Err((va, ENOENT));
+                            break;
+                        }
+                        let flags = if page.is_writable() { Entry::WRITE } else { 0 };
+                        let inserted = if page.is_device_private() {
+                            // HMM reports device-private pages of our owner
+                            // only, so they are ours; the device reads them
+                            // through their data (4 KiB entries: see
+                            // `block_head`).
+                            let data = memory.data_pfn(&pfns.pfns()[i]).ok_or(EFAULT)?;
+                            // SAFETY: The data page of one of our device pages
+                            // is freed only in its `folio_free`, once the device
+                            // page itself is.
+                            let data = unsafe { page.device_data(data)? };
+                            i += 1;
+                            st.pt
+                                .insert_page(va, &data, flags, &mut reserve, &mut PageDirtier)
+                        } else if fault == Fault::None && !memory.owns(&pfns.pfns()[i]) {
+                            // Only device pages are asked for without faulting;
+                            // the CPU maps coherent ones as it maps RAM.
+                            return Err(ENOENT);
+                        } else if let Some(block) = pfns.block(i, HUGE_ORDER) {
+                            let base = va & !(HUGE_SIZE - 1);
+                            i = pfns.pfns().len();
+                            st.pt.insert_huge_page(
+                                base,
+                                &block,
+                                flags,
+                                &mut reserve,
+                                &mut PageDirtier,
+                            )
+                        } else {
+                            i += 1;
+                            st.pt
+                                .insert_page(va, &page, flags, &mut reserve, &mut PageDirtier)
+                        };
+                        if let Err(e) = inserted {
+                            res = Err((va, e));
+                            break;
+                        }
+                    }
+                    Ok(res)
+                })?;
             match res {
                 Ok(next) => addr = next,
                 Err((_, e)) if e == ENOMEM => reserve.fill_block(GFP_KERNEL)?,
@@ -162,7 +174,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             let chunk_end = end.min(addr + (CHUNK_PAGES << PAGE_SHIFT));
             let mut short = overlaps;
             if !overlaps {
-                let guard = self.notifier.lock();
+                let guard = self.backend.lock();
                 let mut va = addr;
                 let reached = guard.pt.run_pages(addr, chunk_end, &mut |pages| {
                     let done = pages.copy_to_user_nofault(UserPtr::from_addr(uptr(va)));
@@ -180,7 +192,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
                     None => bounce.insert(bounce_for(start, end)?),
                 };
                 bounce.clear();
-                self.notifier
+                self.backend
                     .lock()
                     .pt
                     .run_pages(addr, chunk_end, &mut |pages| bounce.push_pages(&pages));
@@ -213,7 +225,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             while addr < chunk_end {
                 let mut n = 0;
                 {
-                    let st = self.notifier.lock();
+                    let st = self.backend.lock();
                     let mut va = addr;
                     while va < chunk_end {
                         let Some(page) = st.pt.lookup_page(va) else {

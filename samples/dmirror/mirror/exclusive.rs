@@ -3,15 +3,12 @@
 //! Device-exclusive access: EXCLUSIVE, CHECK_EXCLUSIVE, and the device
 //! atomic ATOMIC_ADD, which runs only on a device-exclusive entry.
 
-use super::invalidate::{
-    MirrorOps,
-    PageDirtier, //
+use super::invalidate::PageDirtier;
+use super::{
+    Backend,
+    Mirror, //
 };
-use super::Mirror;
-use crate::device_exclusive::{
-    exclusive_session,
-    ExclusiveSession, //
-};
+use crate::device_exclusive::ExclusiveSession;
 use crate::device_pt::{
     DirReserve,
     Entry,
@@ -24,7 +21,7 @@ use kernel::{
     prelude::*, //
 };
 
-impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
+impl<B: Backend> Mirror<B> {
     /// Takes device-exclusive access to the page at `addr` in `session`
     /// and runs `op` on it with the notifier lock held and the entry
     /// installed with `extra` flags (`DIRTY` when `op` writes the page).
@@ -33,7 +30,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// if both fail is `reserve` filled with `GFP_KERNEL` and the page taken
     /// again, so a run of pages allocates only what it needs.
     fn take_exclusive<R>(
-        session: &mut ExclusiveSession<'_, MirrorOps<TWO_PASS>>,
+        session: &mut ExclusiveSession<'_, B::Notifier>,
         addr: usize,
         extra: u64,
         reserve: &mut DirReserve,
@@ -65,17 +62,20 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     pub(crate) fn exclusive(&self, c: &mut HmmDmirrorCmd) -> Result {
         let (start, end) = self.range(c)?;
         let mut reserve = DirReserve::new();
-        exclusive_session(&self.notifier, |session| {
-            let mut addr = start;
-            while addr < end {
-                if addr != start && addr % HUGE_SIZE == 0 {
-                    session.relax()?;
+        let mut addr = start;
+        while addr < end {
+            addr = self.backend.with_exclusive(addr, end, |session, e| {
+                let mut a = addr;
+                while a < e {
+                    if a != start && a % HUGE_SIZE == 0 {
+                        session.relax()?;
+                    }
+                    Self::take_exclusive(session, a, 0, &mut reserve, |_| Ok(()))?;
+                    a += PAGE_SIZE;
                 }
-                Self::take_exclusive(session, addr, 0, &mut reserve, |_| Ok(()))?;
-                addr += PAGE_SIZE;
-            }
-            Ok(())
-        })?;
+                Ok(e)
+            })?;
+        }
         self.read(c, false)
     }
 
@@ -84,7 +84,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     pub(crate) fn check_exclusive(&self, c: &HmmDmirrorCmd) -> Result {
         let (start, end) = self.range(c)?;
         let mut held = false;
-        self.notifier
+        self.backend
             .lock()
             .pt
             .for_each(start, end, &mut |_, e| held |= e.has(Entry::EXCLUSIVE));
@@ -107,7 +107,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         let off = addr - page;
         a.faults = 0;
         {
-            let st = self.notifier.lock();
+            let st = self.backend.lock();
             if st.pt.lookup(page).is_some_and(|e| e.has(Entry::EXCLUSIVE)) {
                 let p = st.pt.lookup_page(page).ok_or(EFAULT)?;
                 a.old = p.fetch_add_u64(off, a.value)?;
@@ -119,11 +119,13 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
         a.faults = 1;
         let value = a.value;
         let mut reserve = DirReserve::new();
-        a.old = exclusive_session(&self.notifier, |session| {
-            Self::take_exclusive(session, page, Entry::DIRTY, &mut reserve, |p| {
-                p.fetch_add_u64(off, value)
-            })
-        })?;
+        a.old = self
+            .backend
+            .with_exclusive(page, page + PAGE_SIZE, |session, _| {
+                Self::take_exclusive(session, page, Entry::DIRTY, &mut reserve, |p| {
+                    p.fetch_add_u64(off, value)
+                })
+            })?;
         Ok(())
     }
 }

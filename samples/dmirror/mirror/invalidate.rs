@@ -74,9 +74,26 @@ impl DirtySink for DeferredDirty {
 /// `invalidate_start`/`invalidate_finish`, so both stay exercised.
 pub(crate) struct MirrorOps<const TWO_PASS: bool> {
     pub(super) device: &'static DmirrorDevice,
-    /// Invalidations handled, and nanoseconds spent in them (first pass).
+    pub(super) counters: Counters,
+}
+
+/// Invalidations handled, and nanoseconds spent in them (first pass).
+#[derive(Default)]
+pub(crate) struct Counters {
     pub(super) invalidations: AtomicU64,
     pub(super) invalidate_ns: AtomicU64,
+}
+
+impl Counters {
+    /// Runs the invalidation `f`, counting it and its time.
+    pub(super) fn count<R>(&self, f: impl FnOnce() -> R) -> R {
+        let start = Instant::<Monotonic>::now();
+        let r = f();
+        self.invalidations.fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
+        self.invalidate_ns.fetch_add(ns, Ordering::Relaxed);
+        r
+    }
 }
 
 /// What the notifier lock protects.
@@ -91,7 +108,6 @@ impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
     const TWO_PASS: bool = TWO_PASS;
 
     fn invalidate(&self, state: &mut MirrorState, range: &NotifierRange<'_>) -> DeferredDirty {
-        let start = Instant::<Monotonic>::now();
         // Write-protection keeps read access; everything else drops it.
         let mask = if range.event().keeps_read() {
             Entry::VALID
@@ -99,18 +115,17 @@ impl<const TWO_PASS: bool> IntervalNotifierOps for MirrorOps<TWO_PASS> {
             0
         };
         let mut dirty = DeferredDirty(KVec::new());
-        if TWO_PASS {
-            state
-                .pt
-                .update(range.start(), range.end(), mask, &mut dirty);
-        } else {
-            state
-                .pt
-                .update(range.start(), range.end(), mask, &mut PageDirtier);
-        }
-        self.invalidations.fetch_add(1, Ordering::Relaxed);
-        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
-        self.invalidate_ns.fetch_add(ns, Ordering::Relaxed);
+        self.counters.count(|| {
+            if TWO_PASS {
+                state
+                    .pt
+                    .update(range.start(), range.end(), mask, &mut dirty);
+            } else {
+                state
+                    .pt
+                    .update(range.start(), range.end(), mask, &mut PageDirtier);
+            }
+        });
         dirty
     }
 

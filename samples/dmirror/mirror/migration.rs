@@ -3,7 +3,10 @@
 //! Migration between system memory and the device's: MIGRATE_TO_DEV,
 //! MIGRATE_TO_SYS and RELEASE.
 
-use super::Mirror;
+use super::{
+    Backend,
+    Mirror, //
+};
 use crate::hmm::{
     resched_or_killed,
     Fault,
@@ -20,7 +23,7 @@ use kernel::{
     prelude::*, //
 };
 
-impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
+impl<B: Backend> Mirror<B> {
     /// HMM_DMIRROR_MIGRATE_TO_DEV: moves the range into device memory,
     /// then reads it back through the device. `ENOENT` if a page did not
     /// end up in this device's memory (for example, it is in another's),
@@ -54,7 +57,7 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
     /// one VMA. `EINVAL` for a hole or an unreadable VMA, as test_hmm.
     pub(super) fn migrate(&self, start: usize, end: usize, select: Select) -> Result<u64> {
         let memory = self.memory();
-        let mm = self.notifier.mm().mmget_not_zero().ok_or(EINVAL)?;
+        let mm = self.backend.mm().mmget_not_zero().ok_or(EINVAL)?;
         let lock = mm.mmap_read_lock();
         // Check the whole range before moving anything.
         let mut addr = start;

@@ -4,6 +4,7 @@
 //! the device holds exclusive or maps with a huge leaf.
 
 use super::{
+    Backend,
     Mirror,
     CHUNK_PAGES, //
 };
@@ -29,16 +30,14 @@ use kernel::{
 };
 
 /// Writes the items of `it` to the start of `buf`, as many as fit, and
-/// returns that part, now initialised.
-fn fill<T>(buf: &mut [MaybeUninit<T>], it: impl Iterator<Item = T>) -> &mut [T] {
+/// returns that part.
+fn fill<T>(buf: &mut [T], it: impl Iterator<Item = T>) -> &mut [T] {
     let mut n = 0;
     for (slot, v) in buf.iter_mut().zip(it) {
-        slot.write(v);
+        *slot = v;
         n += 1;
     }
-    // SAFETY: The loop wrote the first `n` elements, and `MaybeUninit<T>`
-    // has the layout of `T`.
-    unsafe { &mut *(core::ptr::from_mut(&mut buf[..n]) as *mut [T]) }
+    &mut buf[..n]
 }
 
 /// What SNAPSHOT says of a page the CPU maps as `p`, which names a page of
@@ -73,14 +72,14 @@ fn snapshot_perm(p: &hmm::Pfn, kind: PageKind, local: bool) -> u8 {
     }
 }
 
-impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
+impl<B: Backend> Mirror<B> {
     /// HMM_DMIRROR_SNAPSHOT: the CPU's view of each page, one byte each.
     pub(crate) fn snapshot(&self, c: &mut HmmDmirrorCmd) -> Result {
         let (start, end) = self.range(c)?;
         let ptr = user_addr(c.ptr)?;
-        // On the stack and not zeroed first, as in test_hmm: an allocation,
-        // or zeroing 1 KiB, costs as much as a small SNAPSHOT.
-        let mut perm_buf = [const { MaybeUninit::uninit() }; CHUNK_PAGES];
+        // On the stack, as in test_hmm: an allocation costs as much as a
+        // small SNAPSHOT. The kinds are not zeroed first.
+        let mut perm_buf = [0u8; CHUNK_PAGES];
         let mut kinds = [const { MaybeUninit::uninit() }; CHUNK_PAGES];
         let mut addr = start;
         // A hole in the address space is all errors to `hmm_range_fault()`
@@ -95,36 +94,53 @@ impl<const TWO_PASS: bool> Mirror<TWO_PASS> {
             let perm = if !walk {
                 next = next.min(hole_end);
                 let n = (next - addr) >> PAGE_SHIFT;
-                fill(&mut perm_buf, (0..n).map(|_| HMM_DMIRROR_PROT_ERROR))
+                perm_buf[..n].fill(HMM_DMIRROR_PROT_ERROR);
+                &perm_buf[..n]
             } else {
-                let mut range = hmm::Range::new(&self.notifier, addr, next, Some(self.owner()))?;
-                let f = range.fault(Fault::None, Mode::Locked)?;
-                let kinds = page_kinds(f.pfns(), &mut kinds)?;
-                let perm = fill(
-                    &mut perm_buf,
-                    f.pfns().iter().zip(kinds).map(|(p, &kind)| {
-                        let local = kind == PageKind::DeviceCoherent && self.memory().owns(p);
-                        snapshot_perm(p, kind, local)
-                    }),
-                );
-                // The CPU sees a device-exclusive page as not present; say
-                // which of them this mirror holds, and which it maps with a
-                // huge leaf.
-                f.state().pt.for_each(addr, next, &mut |va, e| {
-                    let v = &mut perm[(va - addr) >> PAGE_SHIFT];
-                    if e.has(Entry::EXCLUSIVE) {
-                        *v |= HMM_DMIRROR_PROT_DEV_EXCLUSIVE;
-                    }
-                    if e.is_huge() {
-                        *v |= HMM_DMIRROR_PROT_PMD;
-                    }
+                let owner = self.owner();
+                let memory = self.memory();
+                let got = self.backend.with_range(addr, next, owner, |range, e| {
+                    let f = range.fault(Fault::None, Mode::Locked)?;
+                    let kinds = page_kinds(f.pfns(), &mut kinds)?;
+                    let perm = fill(
+                        &mut perm_buf,
+                        f.pfns().iter().zip(kinds).map(|(p, &kind)| {
+                            let local = kind == PageKind::DeviceCoherent && memory.owns(p);
+                            snapshot_perm(p, kind, local)
+                        }),
+                    );
+                    // The CPU sees a device-exclusive page as not present;
+                    // say which of them this mirror holds, and which it maps
+                    // with a huge leaf.
+                    f.state().pt.for_each(addr, e, &mut |va, entry| {
+                        let v = &mut perm[(va - addr) >> PAGE_SHIFT];
+                        if entry.has(Entry::EXCLUSIVE) {
+                            *v |= HMM_DMIRROR_PROT_DEV_EXCLUSIVE;
+                        }
+                        if entry.is_huge() {
+                            *v |= HMM_DMIRROR_PROT_PMD;
+                        }
+                    });
+                    Ok(e)
                 });
-                perm
+                match got {
+                    Ok(e) => next = e,
+                    // No VMA at `addr` (only an SVM asks before it walks):
+                    // a hole, up to the next VMA.
+                    Err(e) if e == EFAULT => {
+                        let mm = self.backend.mm().mmget_not_zero().ok_or(EFAULT)?;
+                        hole_end = next_vma(&mm, addr).map_or(usize::MAX, |vma| vma.start);
+                        next = next.min(hole_end);
+                        perm_buf[..(next - addr) >> PAGE_SHIFT].fill(HMM_DMIRROR_PROT_ERROR);
+                    }
+                    Err(e) => return Err(e),
+                }
+                &perm_buf[..(next - addr) >> PAGE_SHIFT]
             };
             let n = perm.len();
             // With the notifier lock dropped: the mmap lock nests outside it.
             if walk && next < end && perm.iter().all(|&v| v == HMM_DMIRROR_PROT_ERROR) {
-                let mm = self.notifier.mm().mmget_not_zero().ok_or(EFAULT)?;
+                let mm = self.backend.mm().mmget_not_zero().ok_or(EFAULT)?;
                 hole_end = next_vma(&mm, next).map_or(usize::MAX, |vma| vma.start);
             }
             // One byte per page, after those of the pages before `addr`.
