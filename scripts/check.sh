@@ -107,6 +107,11 @@ section user:walker-tests:rust walker-tests
 section user:dma-tests:rust dma-tests
 section user:coherent-tests:rust coherent-tests
 section hmm-tests:rust hmm-tests $HMM_TESTS_ARGS
+section user:svm-tests svm-tests
+# The upstream suite again, through the SVM range layer (svm devices).
+use_driver svm
+section hmm-tests:svm hmm-tests $HMM_TESTS_ARGS
+use_driver rust
 JOB
 cat >>"$job" <<'JOB'
 section user:ioctl-fuzz:rust ioctl-fuzz $FUZZ_SEED $FUZZ_SECONDS $FUZZ_CALLS
@@ -115,6 +120,7 @@ JOB
 # whose bound is for the one run).
 [ -n "${FUZZ_ONLY:-}" ] || cat >>"$job" <<'JOB'
 section user:ioctl-fuzz:coherent fuzz_coherent $((FUZZ_SEED + 1)) $FUZZ_SECONDS $((FUZZ_CALLS / 5))
+section user:ioctl-fuzz:svm fuzz_svm $((FUZZ_SEED + 2)) $FUZZ_SECONDS $((FUZZ_CALLS / 5))
 JOB
 cat >>"$job" <<'JOB'
 section user:devmem-unload devmem_unload_test

@@ -154,6 +154,12 @@ fuzz_coherent() {
 	DEV0=/dev/hmm_dmirror2 DEV1=/dev/hmm_dmirror3 ioctl-fuzz "$@"
 }
 
+# fuzz_svm SEED SECONDS CALLS: the fuzzer on the svm devices (SVM ranges
+# and chunk notifiers under every command).
+fuzz_svm() {
+	DEV0=/dev/rust_hmm_svm0 DEV1=/dev/rust_hmm_svm1 ioctl-fuzz "$@"
+}
+
 # Unload with data still in device memory (no file open): rmmod must move
 # it back to system memory, and the process must find every byte.  Expects
 # the module loaded and leaves it unloaded.

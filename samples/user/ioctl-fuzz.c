@@ -86,6 +86,9 @@ static const struct cmd_info cmd_table[] = {
 	{ HMM_DEVBUF_ZAP, "DEVBUF_ZAP", { EFAULT, EINVAL } },
 	{ HMM_DEVBUF_SET_CACHE, "DEVBUF_SET_CACHE", { EFAULT, EINVAL, ENOMEM } },
 	{ HMM_DEVBUF_STATS, "DEVBUF_STATS", { EFAULT } },
+	/* ENOTTY on every device but the svm ones. */
+	{ HMM_SVM_RANGES, "SVM_RANGES", { EFAULT, EINVAL, ENOMEM, ENOTTY } },
+	{ HMM_SVM_STATS, "SVM_STATS", { EFAULT, ENOTTY } },
 };
 
 #define NCMDS (sizeof(cmd_table) / sizeof(cmd_table[0]))
@@ -269,7 +272,9 @@ static void *worker(void *arg)
 		cmd[5] = rnd(&s) % 2 ? rnd(&s) % 64 : rnd(&s);
 		cmd[6] = rnd(&s);
 		cmd[7] = rnd(&s);
-		if (req == HMM_DEVBUF_CREATE) {
+		if (req == HMM_SVM_RANGES && rnd(&s) % 2) {
+			cmd[2] = rnd(&s) % (HMM_SVM_RANGES_MAX + 64);
+		} else if (req == HMM_DEVBUF_CREATE) {
 			cmd[0] = rnd(&s) % 4 ? rnd(&s) % 1024 : cmd[2];
 		} else if (_IOC_NR(req) >= 0x51 && _IOC_NR(req) <= 0x54 && rnd(&s) % 2) {
 			/* A real buffer; small ranges; entries in the buffer. */
@@ -302,7 +307,8 @@ static void *worker(void *arg)
 		if (e == EBADF && (fd < 0 || gen % 2 || atomic_load(&fd_gen[slot]) != gen))
 			continue;
 		errs = !ci ? unknown_errs : argp != cmd ? bad_argp_errs : ci->errs;
-		if (listed(errs, e))
+		/* A command a device does not have fails before it reads argp. */
+		if (listed(errs, e) || (ci && e == ENOTTY && listed(ci->errs, ENOTTY)))
 			continue;
 		if (atomic_fetch_add(&nr_bad, 1) < MAX_REPORTS) {
 			char buf[128];

@@ -193,7 +193,10 @@ fn svm_retry<R>(
     mut f: impl FnMut(&SvmRange<'_, SvmOps>, usize) -> Result<R>,
 ) -> Result<R> {
     for _ in 0..SVM_TRIES {
-        let range = svm.range_find_or_insert(addr)?;
+        let range = match svm.range_find_or_insert(addr) {
+            Err(e) if e == EAGAIN => continue,
+            r => r?,
+        };
         match f(&range, end.min(range.end())) {
             Err(e) if e == EAGAIN => continue,
             r => return r,
