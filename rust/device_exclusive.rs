@@ -12,8 +12,12 @@
 //! the caller's closure with the notifier lock held, only if no
 //! invalidation ran in between; it retries otherwise. The conversion's own
 //! `MMU_NOTIFY_EXCLUSIVE` event carries this notifier's owner cookie, and
-//! [`IntervalNotifier`] filters exactly that event out, which is what keeps
-//! the protocol from invalidating itself forever. A session
+//! the notifier filters exactly that event out, which is what keeps the
+//! protocol from invalidating itself forever. Any notifier of this crate
+//! serves ([`SeqNotifier`]): an
+//! [`IntervalNotifier`](crate::mmu_notifier::IntervalNotifier), or the
+//! chunk notifier of a [`crate::gpusvm::GpuSvm`] range, whose SVM filters
+//! its own events in all its notifiers. A session
 //! ([`exclusive_session`]) holds one mm user and the mmap read lock for a
 //! whole run of pages, as `lib/test_hmm.c` does, rather than taking the
 //! lock for each step of each page.

@@ -104,7 +104,32 @@ const INSERT_TRIES: usize = 8;
 ///
 /// # Examples
 ///
-/// See [`GpuSvm`].
+/// A device that counts the pages it was told to drop.
+///
+/// ```
+/// use rust_hmm::gpusvm::{GpuSvm, GpuSvmOps, Invalidation};
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+///
+/// struct Counting;
+///
+/// impl GpuSvmOps for Counting {
+///     type State = usize;
+///
+///     fn invalidate(&self, dropped: &mut usize, inv: &Invalidation) {
+///         *dropped += (inv.end() - inv.start()) / PAGE;
+///     }
+/// }
+///
+/// # let mm = kunit_mm::attach()?;
+/// let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+/// let svm = GpuSvm::new(&mm, 0, 1 << 47, 1 << 21, kunit_mm::SVM_SIZES, Counting, 0);
+/// let svm = KBox::pin_init(svm, GFP_KERNEL)?;
+/// drop(svm.range_find_or_insert(addr)?);
+/// kunit_mm::munmap(addr, 1)?;
+/// // The whole 64 KiB range, though one page went.
+/// assert_eq!(*svm.lock().state(), 16);
+/// # Ok::<(), Error>(())
+/// ```
 pub trait GpuSvmOps: Send + Sync + Sized {
     /// What the notifier lock guards for the driver: its device page table.
     type State: Send + Unpin;
@@ -117,6 +142,26 @@ pub trait GpuSvmOps: Send + Sync + Sized {
 }
 
 /// A range of one chunk whose device mappings must go.
+///
+/// # Examples
+///
+/// An munmap of one page of a 64 KiB range reaches the driver as the
+/// whole range, blockable, for [`Event::Unmap`].
+///
+/// ```
+/// use rust_hmm::mmu_notifier::Event;
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+/// let svm = kunit_mm::svm(&mm)?;
+/// drop(svm.range_find_or_insert(addr)?);
+/// kunit_mm::munmap(addr + PAGE, 1)?;
+/// let inv = svm.lock().state().last.ok_or(EINVAL)?;
+/// assert_eq!((inv.start(), inv.end()), (addr, addr + 16 * PAGE));
+/// assert_eq!(inv.event(), Event::Unmap);
+/// assert!(inv.blockable());
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Invalidation {
     start: usize,
@@ -127,22 +172,84 @@ pub struct Invalidation {
 
 impl Invalidation {
     /// First address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+    /// # let svm = kunit_mm::svm(&mm)?;
+    /// drop(svm.range_find_or_insert(addr + 4 * PAGE)?);
+    /// kunit_mm::munmap(addr + 8 * PAGE, 8)?;
+    /// // The range starts at `addr`, before the unmap.
+    /// assert_eq!(svm.lock().state().last.map(|i| i.start()), Some(addr));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn start(&self) -> usize {
         self.start
     }
 
     /// End (exclusive).
+    ///
+    /// # Examples
+    ///
+    /// A CPU invalidation outside every range is passed on as it is,
+    /// clipped to the chunk.
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_aligned(32, 64 * 1024)?;
+    /// # let svm = kunit_mm::svm(&mm)?;
+    /// drop(svm.range_find_or_insert(addr)?);
+    /// kunit_mm::munmap(addr + 20 * PAGE, 2)?;
+    /// let last = svm.lock().state().last.ok_or(EINVAL)?;
+    /// assert_eq!((last.start(), last.end()), (addr + 20 * PAGE, addr + 22 * PAGE));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn end(&self) -> usize {
         self.end
     }
 
     /// Why: the CPU event, [`Event::Unmap`] when the layer removes a range
     /// or notifier, [`Event::Release`] when the [`GpuSvm`] goes.
+    ///
+    /// # Examples
+    ///
+    /// An munmap: the driver sees why its mappings go.
+    ///
+    /// ```
+    /// use rust_hmm::mmu_notifier::Event;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+    /// # let svm = kunit_mm::svm(&mm)?;
+    /// drop(svm.range_find_or_insert(addr)?);
+    /// kunit_mm::munmap(addr, 16)?;
+    /// assert_eq!(svm.lock().state().last.map(|i| i.event()), Some(Event::Unmap));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn event(&self) -> Event {
         self.event
     }
 
     /// Whether the callback may sleep.
+    ///
+    /// # Examples
+    ///
+    /// Only the OOM reaper's invalidations may not sleep; an munmap may.
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+    /// # let svm = kunit_mm::svm(&mm)?;
+    /// drop(svm.range_find_or_insert(addr)?);
+    /// kunit_mm::munmap(addr, 1)?;
+    /// assert_eq!(svm.lock().state().last.map(|i| i.blockable()), Some(true));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn blockable(&self) -> bool {
         self.blockable
     }
@@ -157,7 +264,9 @@ struct Slot<T: GpuSvmOps> {
 /// A notifier made outside the lock, and the node to keep it in.
 type NewNotifier<T> = (Arc<Notifier<T>>, RBTreeNodeReservation<usize, Slot<T>>);
 
-/// What the notifier lock of a [`GpuSvm`] guards.
+/// What the notifier lock of a [`GpuSvm`] guards; only the layer reaches
+/// it (a driver sees its state through [`SvmGuard`] and
+/// [`crate::hmm::Faulted`]).
 ///
 /// # Invariants
 ///
@@ -167,6 +276,7 @@ type NewNotifier<T> = (Arc<Notifier<T>>, RBTreeNodeReservation<usize, Slot<T>>);
 /// - `garbage` holds the keys of the ranges marked unmapped, and only
 ///   those; `idle` counts the slots with no range.
 /// - Every notifier in `notifiers` is inserted and has this SVM's lock.
+#[doc(hidden)]
 pub struct Locked<T: GpuSvmOps> {
     state: T::State,
     ranges: RBTree<usize, RangeEntry>,
@@ -177,6 +287,24 @@ pub struct Locked<T: GpuSvmOps> {
 }
 
 /// Counts kept under the notifier lock.
+///
+/// # Examples
+///
+/// ```
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// let addr = kunit_mm::mmap_aligned(32, 64 * 1024)?;
+/// let svm = kunit_mm::svm(&mm)?;
+/// drop(svm.range_find_or_insert(addr)?);
+/// drop(svm.range_find_or_insert(addr + 16 * PAGE)?);
+/// kunit_mm::munmap(addr, 16)?;
+/// svm.garbage_collect();
+/// let stats = svm.lock().stats();
+/// assert_eq!((stats.ranges, stats.notifiers), (1, 1));
+/// assert_eq!((stats.ranges_inserted, stats.ranges_removed), (2, 1));
+/// assert_eq!((stats.invalidations, stats.partial_unmaps), (1, 0));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SvmStats {
     /// Ranges now.
@@ -332,27 +460,98 @@ unsafe impl<T: GpuSvmOps> Sync for GpuSvm<T> {}
 ///
 /// As [`crate::mmu_notifier::LockedState`]: what the state holds while the
 /// guard lives is current; changes go through a validated fault.
+///
+/// # Examples
+///
+/// ```
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// # let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+/// let svm = kunit_mm::svm(&mm)?;
+/// drop(svm.range_find_or_insert(addr)?);
+/// let guard = svm.lock();
+/// assert_eq!(guard.stats().ranges, 1);
+/// assert_eq!(guard.state().calls, 0); // nothing invalidated yet
+/// # Ok::<(), Error>(())
+/// ```
 pub struct SvmGuard<'a, T: GpuSvmOps> {
     guard: Guard<'a, Locked<T>, MutexBackend>,
 }
 
 impl<T: GpuSvmOps> SvmGuard<'_, T> {
     /// The driver's state.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// drop(svm.range_find_or_insert(addr)?);
+    /// kunit_mm::munmap(addr, 16)?;
+    /// assert_eq!(svm.lock().state().calls, 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn state(&self) -> &T::State {
         &self.guard.state
     }
 
     /// The counts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// assert_eq!(svm.lock().stats().notifiers, 0);
+    /// drop(svm.range_find_or_insert(addr)?);
+    /// assert_eq!(svm.lock().stats().notifiers, 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn stats(&self) -> SvmStats {
         self.guard.stats
     }
 
     /// The range that contains `addr`, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// assert_eq!(svm.lock().range_at(addr), None);
+    /// drop(svm.range_find_or_insert(addr + PAGE)?);
+    /// let info = svm.lock().range_at(addr + 15 * PAGE).ok_or(EINVAL)?;
+    /// assert_eq!((info.start, info.end), (addr, addr + 16 * PAGE));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn range_at(&self, addr: usize) -> Option<RangeInfo> {
         self.guard.range_at(addr).map(RangeEntry::info)
     }
 
     /// The ranges from the one that contains or follows `addr`, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// let addr = kunit_mm::mmap_aligned(18, 64 * 1024)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// drop(svm.range_find_or_insert(addr + 17 * PAGE)?);
+    /// drop(svm.range_find_or_insert(addr)?);
+    /// let guard = svm.lock();
+    /// let mut it = guard.ranges_from(addr + PAGE);
+    /// assert_eq!(it.next().map(|r| r.end), Some(addr + 16 * PAGE));
+    /// assert_eq!(it.next().map(|r| r.start), Some(addr + 17 * PAGE));
+    /// assert!(it.next().is_none());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn ranges_from(&self, addr: usize) -> impl Iterator<Item = RangeInfo> + '_ {
         let mut cursor = self.guard.ranges.cursor_lower_bound(&addr);
         core::iter::from_fn(move || {
@@ -390,7 +589,9 @@ impl<T: GpuSvmOps> GpuSvm<T> {
     /// }
     ///
     /// # let mm = kunit_mm::attach()?;
-    /// let new = |n, sizes| KBox::pin_init(GpuSvm::new(&mm, 0, 1 << 40, n, sizes, Nothing, ()), GFP_KERNEL);
+    /// let new = |n, sizes| {
+    ///     KBox::pin_init(GpuSvm::new(&mm, 0, 1 << 40, n, sizes, Nothing, ()), GFP_KERNEL)
+    /// };
     /// assert!(new(1 << 21, &[1 << 21, 1 << 16, PAGE]).is_ok());
     /// // Not ending with a page, ascending, larger than a notifier.
     /// assert_eq!(new(1 << 21, &[1 << 21]).err(), Some(EINVAL));
@@ -463,11 +664,30 @@ impl<T: GpuSvmOps> GpuSvm<T> {
     }
 
     /// The driver's callbacks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rust_hmm::kunit_mm::SvmRecorder;
+    /// # let mm = rust_hmm::kunit_mm::attach()?;
+    /// let svm = rust_hmm::kunit_mm::svm(&mm)?;
+    /// let _ops: &SvmRecorder = svm.ops();
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn ops(&self) -> &T {
         &self.ops
     }
 
     /// The mm (held with `mmgrab`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let mm = rust_hmm::kunit_mm::attach()?;
+    /// let svm = rust_hmm::kunit_mm::svm(&mm)?;
+    /// assert_eq!(svm.mm().as_raw(), mm.as_raw());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn mm(&self) -> &Mm {
         &self.mm
     }
@@ -475,11 +695,44 @@ impl<T: GpuSvmOps> GpuSvm<T> {
     /// The owner cookie of the SVM's device-exclusive conversions
     /// ([`crate::device_exclusive`] through an [`SvmRange`]'s notifier):
     /// their events are filtered out, as [`crate::mmu_notifier`] does.
+    ///
+    /// # Examples
+    ///
+    /// A device atomic through a range's notifier: the SVM is not
+    /// invalidated by its own conversion; the CPU's next access is.
+    ///
+    /// ```
+    /// use rust_hmm::device_exclusive::exclusive_session;
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+    /// kunit_mm::write_user(addr, &[0; 8])?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// let range = svm.range_find_or_insert(addr)?;
+    /// let old = exclusive_session(range.notifier(), |s| {
+    ///     s.map(addr, |_, page| page.fetch_add_u64(0, 5))
+    /// })?;
+    /// assert_eq!(old, 0);
+    /// assert_eq!(svm.lock().state().calls, 0);
+    /// kunit_mm::read_user(addr, &mut [0u8; 8])?;
+    /// assert_eq!(svm.lock().state().calls, 1);
+    /// assert!(!svm.owner().is_null());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn owner(&self) -> *const core::ffi::c_void {
         core::ptr::from_ref(self).cast()
     }
 
     /// Takes the notifier lock to read the state and the ranges.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let mm = rust_hmm::kunit_mm::attach()?;
+    /// let svm = rust_hmm::kunit_mm::svm(&mm)?;
+    /// assert_eq!(svm.lock().stats().ranges, 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn lock(&self) -> SvmGuard<'_, T> {
         SvmGuard {
             guard: self.lock.lock(),
@@ -613,6 +866,22 @@ impl<T: GpuSvmOps> GpuSvm<T> {
     ///
     /// Runs at the start of [`Self::range_find_or_insert`]; a driver calls
     /// it too when it wants the memory back sooner.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// drop(svm.range_find_or_insert(addr)?);
+    /// assert_eq!(svm.garbage_collect(), 0);
+    /// kunit_mm::munmap(addr, 1)?;
+    /// assert!(svm.lock().range_at(addr + PAGE).is_some_and(|r| r.unmapped));
+    /// assert_eq!(svm.garbage_collect(), 1);
+    /// assert_eq!(svm.lock().stats().notifiers, 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn garbage_collect(&self) -> usize {
         self.assert_unlocked();
         let mut removed = 0;

@@ -41,6 +41,21 @@ use kernel::{
 /// - `svm` points to the pinned [`GpuSvm`] that made it, which outlives it
 ///   (see the invariants of [`GpuSvm`]).
 /// - `raw.invalidate_seq` is only written with the SVM's lock held.
+///
+/// # Examples
+///
+/// Ranges of one 2 MiB chunk share its notifier.
+///
+/// ```
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// let addr = kunit_mm::mmap_aligned(32, 64 * 1024)?;
+/// let svm = kunit_mm::svm(&mm)?;
+/// let a = svm.range_find_or_insert(addr)?;
+/// let b = svm.range_find_or_insert(addr + 16 * PAGE)?;
+/// assert!(core::ptr::eq(a.notifier(), b.notifier()));
+/// # Ok::<(), Error>(())
+/// ```
 #[pin_data(PinnedDrop)]
 pub struct Notifier<T: GpuSvmOps> {
     svm: *const GpuSvm<T>,
@@ -92,11 +107,37 @@ impl<T: GpuSvmOps> Notifier<T> {
     }
 
     /// The first address of the chunk.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// let range = svm.range_find_or_insert(addr)?;
+    /// assert_eq!(range.notifier().start(), addr & !((1 << 21) - 1));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn start(&self) -> usize {
         self.start
     }
 
     /// The first and the last address watched.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// let range = svm.range_find_or_insert(addr)?;
+    /// let (first, last) = range.notifier().interval();
+    /// assert_eq!(last - first + 1, 1 << 21);
+    /// assert!(first <= addr && addr <= last);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn interval(&self) -> (usize, usize) {
         (self.start, self.last)
     }

@@ -67,6 +67,21 @@ impl RangeEntry {
 }
 
 /// What a range is, as seen under the lock.
+///
+/// # Examples
+///
+/// ```
+/// # use rust_hmm::kunit_mm::{self, PAGE};
+/// # let mm = kunit_mm::attach()?;
+/// let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+/// let svm = kunit_mm::svm(&mm)?;
+/// drop(svm.range_find_or_insert(addr)?);
+/// kunit_mm::munmap(addr + 15 * PAGE, 1)?;
+/// let info = svm.lock().range_at(addr).ok_or(EINVAL)?;
+/// assert_eq!((info.start, info.end), (addr, addr + 16 * PAGE));
+/// assert!(info.unmapped && info.partial);
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RangeInfo {
     /// First address.
@@ -131,26 +146,87 @@ impl<'a, T: GpuSvmOps> SvmRange<'a, T> {
     }
 
     /// First address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// assert_eq!(svm.range_find_or_insert(addr + 9 * PAGE)?.start(), addr);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn start(&self) -> usize {
         self.start
     }
 
     /// End (exclusive).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// assert_eq!(svm.range_find_or_insert(addr)?.end(), addr + 16 * PAGE);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn end(&self) -> usize {
         self.end
     }
 
     /// Pages in the range.
+    ///
+    /// # Examples
+    ///
+    /// A mapping of three pages holds no 64 KiB block: single pages.
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// let addr = kunit_mm::mmap_anon(3, true)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// assert_eq!(svm.range_find_or_insert(addr + PAGE)?.pages(), 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn pages(&self) -> usize {
         (self.end - self.start) >> kernel::page::PAGE_SHIFT
     }
 
     /// The SVM.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// let range = svm.range_find_or_insert(addr)?;
+    /// assert!(core::ptr::eq(range.svm(), &*svm));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn svm(&self) -> &'a GpuSvm<T> {
         self.svm
     }
 
-    /// The notifier of the range's chunk.
+    /// The notifier of the range's chunk: for
+    /// [`crate::device_exclusive::exclusive_session`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// # let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// let range = svm.range_find_or_insert(addr)?;
+    /// let (first, last) = range.notifier().interval();
+    /// assert!(first <= range.start() && range.end() - 1 <= last);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn notifier(&self) -> &Notifier<T> {
         &self.notifier
     }
@@ -159,6 +235,24 @@ impl<'a, T: GpuSvmOps> SvmRange<'a, T> {
     /// notifier under the SVM's lock (`drm_gpusvm_range_get_pages()`).
     /// `owner` names the device-private memory to report rather than
     /// fault back.
+    ///
+    /// # Examples
+    ///
+    /// An unmap of the range between the request and its fault: the fault
+    /// fails (nothing is mapped there any more).
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// let addr = kunit_mm::mmap_anon(1, true)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// let range = svm.range_find_or_insert(addr)?;
+    /// let mut request = range.hmm_range(None)?;
+    /// kunit_mm::munmap(addr, 1)?;
+    /// assert_eq!(request.fault(Fault::Read, Mode::Locked).err(), Some(EFAULT));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn hmm_range(&self, owner: Option<PagemapOwner>) -> Result<hmm::Range<'_, Notifier<T>>> {
         hmm::Range::new(&*self.notifier, self.start, self.end, owner)
     }
@@ -166,6 +260,21 @@ impl<'a, T: GpuSvmOps> SvmRange<'a, T> {
     /// A [`hmm::Range`] over `[start, end)`, which must lie inside the
     /// range (`EINVAL` otherwise): for a device that faults less than the
     /// whole range at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rust_hmm::hmm::{Fault, Mode};
+    /// # use rust_hmm::kunit_mm::{self, PAGE};
+    /// # let mm = kunit_mm::attach()?;
+    /// let addr = kunit_mm::mmap_aligned(16, 64 * 1024)?;
+    /// let svm = kunit_mm::svm(&mm)?;
+    /// let range = svm.range_find_or_insert(addr)?;
+    /// let mut two = range.hmm_subrange(addr + PAGE, addr + 3 * PAGE, None)?;
+    /// assert_eq!(two.fault(Fault::Write, Mode::Locked)?.pfns().len(), 2);
+    /// assert!(range.hmm_subrange(addr, addr + 17 * PAGE, None).is_err());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn hmm_subrange(
         &self,
         start: usize,
