@@ -259,6 +259,11 @@ impl AnyMirror {
         dispatch!(self, m => m.set_flags(flags))
     }
 
+    /// HMM_SVM_PREFETCH.
+    pub(crate) fn prefetch(&self, addr: usize, npages: usize, to_device: bool) -> Result<u64> {
+        dispatch!(self, m => m.prefetch(addr, npages, to_device))
+    }
+
     /// The SVM of an `svm` device's mirror; `ENOTTY` for the others.
     pub(crate) fn svm(&self) -> Result<&GpuSvm<SvmOps>> {
         dispatch!(self, m => m.backend.svm())

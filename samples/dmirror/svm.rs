@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The commands of the `svm` devices' own: the ranges of the file's SVM
-//! (`HMM_SVM_RANGES`) and its counts (`HMM_SVM_STATS`). Every other
-//! command goes to the mirror, as on the `dmirror` devices.
+//! (`HMM_SVM_RANGES`), its counts (`HMM_SVM_STATS`), and prefetch
+//! (`HMM_SVM_PREFETCH`). Every other command goes to the mirror, as on the
+//! `dmirror` devices.
 
 use crate::mirror::AnyMirror;
 use crate::uapi::*;
@@ -19,6 +20,7 @@ pub(crate) fn ioctl(mirror: &AnyMirror, cmd: u32, arg: usize) -> Option<Result<i
     match cmd {
         HMM_SVM_RANGES => Some(ranges(mirror, arg)),
         HMM_SVM_STATS => Some(stats(mirror, arg)),
+        HMM_SVM_PREFETCH => Some(prefetch(mirror, arg)),
         _ => None,
     }
 }
@@ -83,5 +85,24 @@ fn stats(mirror: &AnyMirror, arg: usize) -> Result<isize> {
     UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<HmmSvmStats>())
         .writer()
         .write(&out)?;
+    Ok(0)
+}
+
+/// HMM_SVM_PREFETCH: `EINVAL` for an unknown location, else as
+/// MIGRATE_TO_DEV (a hole or an unreadable VMA is `EINVAL`).
+fn prefetch(mirror: &AnyMirror, arg: usize) -> Result<isize> {
+    mirror.svm()?;
+    let size = core::mem::size_of::<HmmSvmPrefetch>();
+    let (mut reader, mut writer) = UserSlice::new(UserPtr::from_addr(arg), size).reader_writer();
+    let mut p: HmmSvmPrefetch = reader.read()?;
+    let to_device = match p.location {
+        HMM_SVM_LOCATION_SYSTEM => false,
+        HMM_SVM_LOCATION_DEVICE => true,
+        _ => return Err(EINVAL),
+    };
+    let addr = usize::try_from(p.addr).map_err(|_| EINVAL)?;
+    let npages = usize::try_from(p.npages).map_err(|_| EINVAL)?;
+    p.moved = mirror.prefetch(addr, npages, to_device)?;
+    writer.write(&p)?;
     Ok(0)
 }

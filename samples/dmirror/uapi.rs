@@ -370,3 +370,26 @@ uapi_struct! {
 pub(crate) const HMM_SVM_RANGES: u32 = _IOWR::<HmmSvmRanges>('H' as u32, 0x70);
 /// Reads the counts of an `svm` device's mirror (`ENOTTY` elsewhere).
 pub(crate) const HMM_SVM_STATS: u32 = _IOR::<HmmSvmStats>('H' as u32, 0x71);
+
+uapi_struct! {
+    /// Our own: `HMM_SVM_PREFETCH`.
+    pub(crate) struct HmmSvmPrefetch {
+        /// (in) first address, page aligned.
+        pub(crate) addr: u64,
+        /// (in) pages.
+        pub(crate) npages: u64,
+        /// (in) `HMM_SVM_LOCATION_*`.
+        pub(crate) location: u64,
+        /// (out) pages moved.
+        pub(crate) moved: u64,
+    }
+}
+
+/// `HmmSvmPrefetch::location`: system memory.
+pub(crate) const HMM_SVM_LOCATION_SYSTEM: u64 = 0;
+/// `HmmSvmPrefetch::location`: this device's memory.
+pub(crate) const HMM_SVM_LOCATION_DEVICE: u64 = 1;
+
+/// Moves a range and maps it in the device before the device touches it
+/// (`ENOTTY` on other devices than the svm ones).
+pub(crate) const HMM_SVM_PREFETCH: u32 = _IOWR::<HmmSvmPrefetch>('H' as u32, 0x72);

@@ -89,6 +89,8 @@ static const struct cmd_info cmd_table[] = {
 	/* ENOTTY on every device but the svm ones. */
 	{ HMM_SVM_RANGES, "SVM_RANGES", { EFAULT, EINVAL, ENOMEM, ENOTTY } },
 	{ HMM_SVM_STATS, "SVM_STATS", { EFAULT, ENOTTY } },
+	{ HMM_SVM_PREFETCH, "SVM_PREFETCH",
+	  { EFAULT, EINVAL, EBUSY, ENOMEM, EINTR, ENOTTY } },
 };
 
 #define NCMDS (sizeof(cmd_table) / sizeof(cmd_table[0]))
@@ -274,6 +276,10 @@ static void *worker(void *arg)
 		cmd[7] = rnd(&s);
 		if (req == HMM_SVM_RANGES && rnd(&s) % 2) {
 			cmd[2] = rnd(&s) % (HMM_SVM_RANGES_MAX + 64);
+		} else if (req == HMM_SVM_PREFETCH) {
+			/* addr, npages, location (mostly valid) */
+			cmd[1] = rnd(&s) % 2 ? rnd(&s) % 64 : cmd[2];
+			cmd[2] = rnd(&s) % 8 ? rnd(&s) % 2 : rnd(&s);
 		} else if (req == HMM_DEVBUF_CREATE) {
 			cmd[0] = rnd(&s) % 4 ? rnd(&s) % 1024 : cmd[2];
 		} else if (_IOC_NR(req) >= 0x51 && _IOC_NR(req) <= 0x54 && rnd(&s) % 2) {

@@ -164,7 +164,8 @@ struct hmm_dma_stats {
  * The svm devices, /dev/rust_hmm_svm0 and 1, take every command of the
  * dmirror devices, through shared virtual memory ranges (rust/gpusvm.rs):
  * one interval notifier per 2 MiB chunk, ranges of 2 MiB, 64 KiB or
- * 4 KiB that fit the VMA. These two show the ranges; ENOTTY elsewhere.
+ * 4 KiB that fit the VMA. These show the ranges and prefetch them;
+ * ENOTTY elsewhere.
  */
 struct hmm_svm_range {
 	__u64 start;
@@ -193,7 +194,19 @@ struct hmm_svm_stats {
 	__u64 partial_unmaps;	/* unmaps that covered part of a range */
 };
 
+struct hmm_svm_prefetch {
+	__u64 addr;
+	__u64 npages;
+	__u64 location;		/* HMM_SVM_LOCATION_* */
+	__u64 moved;		/* out: pages moved */
+};
+
+#define HMM_SVM_LOCATION_SYSTEM	0
+#define HMM_SVM_LOCATION_DEVICE	1	/* this device's memory */
+
 #define HMM_SVM_RANGES		_IOWR('H', 0x70, struct hmm_svm_ranges)
 #define HMM_SVM_STATS		_IOR('H', 0x71, struct hmm_svm_stats)
+/* Move the range and map it in the device before the device touches it. */
+#define HMM_SVM_PREFETCH	_IOWR('H', 0x72, struct hmm_svm_prefetch)
 
 #endif

@@ -3,7 +3,7 @@
  * The svm devices (rust/gpusvm.rs through samples/dmirror): ranges sized
  * to fit the VMA, a notifier per 2 MiB chunk, partial munmap and the
  * garbage collector, remap, fork, and many threads faulting at once on
- * disjoint and on shared ranges. Modelled on the sections of IGT's
+ * disjoint and on shared ranges, prefetch. Modelled on the sections of IGT's
  * xe_exec_system_allocator that need no GPU.
  *
  * Usage: svm-tests [harness options]. Device: /dev/rust_hmm_svm0, or
@@ -255,6 +255,83 @@ TEST_F(svm, invalidation_stays_in_its_chunk)
 	munmap(out, n * PAGE);
 }
 
+static int prefetch(int fd, void *addr, unsigned long npages, __u64 location,
+		    __u64 *moved)
+{
+	struct hmm_svm_prefetch p = {
+		.addr = (uintptr_t)addr, .npages = npages, .location = location,
+	};
+
+	if (ioctl(fd, HMM_SVM_PREFETCH, &p))
+		return -errno;
+	if (moved)
+		*moved = p.moved;
+	return 0;
+}
+
+/*
+ * A prefetched range takes no device fault: into device memory (SNAPSHOT
+ * shows it there), and back to system memory, the data intact both ways;
+ * the same range unprefetched takes one.
+ */
+TEST_F(svm, prefetch_then_read)
+{
+	unsigned long n = SZ_2M / PAGE;
+	char *a = map_aligned(SZ_2M, SZ_2M);
+	char *out = map_anon(n);
+	unsigned char snap[4];
+	__u64 moved = 0;
+
+	ASSERT_NE(a, NULL);
+	ASSERT_NE(out, NULL);
+	fill(a, n, 51);
+	ASSERT_EQ(prefetch(self->fd, a, n, HMM_SVM_LOCATION_DEVICE, &moved), 0);
+	EXPECT_EQ(moved, n);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_SNAPSHOT, a, snap, 4, NULL), 0);
+	EXPECT_EQ(snap[0] & HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
+		  HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL);
+	ASSERT_EQ(dread(self->fd, a, out, n), 0);
+	ASSERT_TRUE(check(out, n, 51));
+	/* A device write to a prefetched range takes no fault either. */
+	fill(out, 16, 52);
+	{
+		struct hmm_dmirror_cmd c;
+
+		ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, a, out, 16, &c), 0);
+		EXPECT_EQ(c.faults, 0);
+	}
+	ASSERT_EQ(prefetch(self->fd, a, n, HMM_SVM_LOCATION_SYSTEM, &moved), 0);
+	EXPECT_EQ(moved, n);
+	ASSERT_EQ(dcmd(self->fd, HMM_DMIRROR_SNAPSHOT, a, snap, 4, NULL), 0);
+	EXPECT_EQ(snap[0], HMM_DMIRROR_PROT_WRITE);
+	ASSERT_EQ(dread(self->fd, a, out, n), 0);
+	ASSERT_TRUE(check(out, 16, 52));
+	ASSERT_TRUE(check(a + 16 * PAGE, n - 16, 51 + 16 * PAGE / 4));
+	/* Without a prefetch: one fault. */
+	ASSERT_EQ(munmap(a, SZ_2M), 0);
+	a = map_aligned(SZ_2M, SZ_2M);
+	ASSERT_NE(a, NULL);
+	ASSERT_EQ(dread(self->fd, a, out, n), 1);
+	munmap(a, SZ_2M);
+	munmap(out, n * PAGE);
+}
+
+/* Read-only memory is prefetched and mapped read-only. */
+TEST_F(svm, prefetch_read_only)
+{
+	char *a = map_aligned(SZ_64K, SZ_64K);
+	char out[PAGE];
+
+	ASSERT_NE(a, NULL);
+	fill(a, 16, 61);
+	ASSERT_EQ(mprotect(a, SZ_64K, PROT_READ), 0);
+	ASSERT_EQ(prefetch(self->fd, a, 16, HMM_SVM_LOCATION_SYSTEM, NULL), 0);
+	ASSERT_EQ(dread(self->fd, a, out, 1), 0);
+	ASSERT_TRUE(check(out, 1, 61));
+	EXPECT_EQ(dcmd(self->fd, HMM_DMIRROR_WRITE, a, out, 1, NULL), -EPERM);
+	munmap(a, SZ_64K);
+}
+
 /* The ioctls' errors. */
 TEST_F(svm, bad_input)
 {
@@ -289,6 +366,14 @@ TEST_F(svm, bad_input)
 		EXPECT_EQ(errno, ENOTTY);
 		close(fd0);
 	}
+	/* Prefetch: an unknown location, unaligned, empty, a hole. */
+	EXPECT_EQ(prefetch(self->fd, a, 1, 2, NULL), -EINVAL);
+	EXPECT_EQ(prefetch(self->fd, a + 1, 1, HMM_SVM_LOCATION_DEVICE, NULL), -EINVAL);
+	EXPECT_EQ(prefetch(self->fd, a, 0, HMM_SVM_LOCATION_DEVICE, NULL), -EINVAL);
+	EXPECT_EQ(prefetch(self->fd, out + PAGE * 4096, 1, HMM_SVM_LOCATION_DEVICE, NULL),
+		  -EINVAL);
+	EXPECT_EQ(ioctl(self->fd, HMM_SVM_PREFETCH, (void *)8), -1);
+	EXPECT_EQ(errno, EFAULT);
 	/* Kernel addresses and the top of the address space. */
 	EXPECT_EQ(dread(self->fd, (void *)0xffff888000000000UL, out, 1), -EFAULT);
 	EXPECT_EQ(dread(self->fd, (void *)(0x800000000000UL - PAGE), out, 1), -EFAULT);

@@ -53,6 +53,28 @@ impl<B: Backend> Mirror<B> {
         Ok(())
     }
 
+    /// HMM_SVM_PREFETCH: moves the `npages` pages at `addr` to this
+    /// device's memory (`to_device`) or to system memory, and maps them in
+    /// the device, writable where the CPU may write, so that the device
+    /// takes no fault on them. Returns the pages moved.
+    pub(crate) fn prefetch(&self, addr: usize, npages: usize, to_device: bool) -> Result<u64> {
+        let (start, end) = self.pages(addr, npages)?;
+        let select = if to_device {
+            Select::System
+        } else {
+            self.memory().select()
+        };
+        let moved = self.migrate(start, end, select)?;
+        match self.fault(start, end, Fault::Write, Mode::Locked) {
+            // Read-only memory: mapped read-only.
+            Err(e) if e == EPERM || e == EFAULT => {
+                self.fault(start, end, Fault::Read, Mode::Locked)?
+            }
+            r => r?,
+        }
+        Ok(moved)
+    }
+
     /// Migrates `[start, end)` one PMD-aligned window at a time, each inside
     /// one VMA. `EINVAL` for a hole or an unreadable VMA, as test_hmm.
     pub(super) fn migrate(&self, start: usize, end: usize, select: Select) -> Result<u64> {
