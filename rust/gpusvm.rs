@@ -494,7 +494,8 @@ impl<T: GpuSvmOps> SvmGuard<'_, T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn state(&self) -> &T::State {
-        &self.guard.state
+        let locked: &Locked<T> = &self.guard;
+        &locked.state
     }
 
     /// The counts.
@@ -970,14 +971,17 @@ impl<T: GpuSvmOps> GpuSvm<T> {
             return true;
         }
         let blockable = range.blockable();
-        let mut l = if blockable {
+        let mut guard = if blockable {
             self.lock.lock()
         } else {
             match self.lock.try_lock() {
-                Some(l) => l,
+                Some(guard) => guard,
                 None => return false,
             }
         };
+        // Through `Deref`: in the kernel crate, `Guard`'s own fields would
+        // shadow those of what it guards.
+        let l: &mut Locked<T> = &mut guard;
         // SAFETY: The notifier is inserted and the lock it validates under
         // is held.
         unsafe { notifier.set_seq(cur_seq) };

@@ -30,6 +30,7 @@ THP_BENCH=${BENCH_THP:-1}
 WALK_MIB=${BENCH_WALK_MIB:-1024}  # 0: no device-buffer walks
 DMA_BENCH=${BENCH_DMA:-1}  # 0: no DMA mirror workloads
 COHERENT_BENCH=${BENCH_COHERENT:-1}  # 0: no device-coherent workloads
+SVM_BENCH=${BENCH_SVM:-1}  # 0: no fault-throughput workloads
 JOB
 cat >>"$job" <<'JOB'
 # 1 GiB at 4 GiB is soft reserved (VM_COHERENT_MIB below): the first half
@@ -113,6 +114,22 @@ bench_coherent() {
 	done
 }
 [ "$COHERENT_BENCH" = 0 ] || section info:bench-coherent bench_coherent
+# Device-fault throughput, one thread and one per CPU, on disjoint 2 MiB
+# chunks and on one page: test_hmm against our dmirror device (plain rows)
+# and against our svm device (svm_ rows, with test_hmm run again beside it).
+bench_svm() {
+	for w in fault_disjoint_1t fault_disjoint_mt fault_page_1t fault_page_mt; do
+		i=0
+		while [ $i -lt $REPS ]; do
+			hmm-bench $w 16 /dev/hmm_dmirror0 | sed "s/^/c /"
+			hmm-bench $w 16 /dev/rust_hmm_dmirror0 | sed "s/^/rust /"
+			hmm-bench svm_$w 16 /dev/hmm_dmirror0 | sed "s/^/c /"
+			hmm-bench svm_$w 16 /dev/rust_hmm_svm0 | sed "s/^/rust /"
+			i=$((i + 1))
+		done
+	done
+}
+[ "$SVM_BENCH" = 0 ] || section info:bench-svm bench_svm
 # The upstream suite's own THP migration benchmark, for both drivers.
 thp_bench() {
 	for d in rust c; do

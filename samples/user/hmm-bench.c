@@ -17,9 +17,18 @@
  * coherent_NAME runs NAME against a device-coherent device (DEVICE is
  * /dev/hmm_dmirror2 or the like) and reports it as coherent_NAME; there
  * migrate_cpu_fault measures CPU reads of pages left in device memory,
- * which no fault moves.
+ * which no fault moves. svm_NAME runs NAME against an svm device
+ * (/dev/rust_hmm_svm0) and reports it as svm_NAME.
+ *
+ * fault_disjoint_1t, fault_disjoint_mt, fault_page_1t and fault_page_mt:
+ * device-fault throughput of one file, from one thread or one per CPU,
+ * each on 2 MiB aligned memory of its own (MIB in all, split between the
+ * threads) or all on one page. Each round drops the pages
+ * (MADV_DONTNEED, which invalidates the device's mappings) and READs
+ * them, so every READ faults: pages faulted per second.
  */
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -131,6 +140,63 @@ static char *map_thp(unsigned long n)
 	char *p = map_aligned(n);
 
 	return !p || madvise(p, n * PAGE, MADV_HUGEPAGE) ? NULL : p;
+}
+
+struct fault_arg {
+	int fd;
+	char *mem;
+	unsigned long npages, rounds;
+	char *buf;
+	int err;
+};
+
+static void *fault_worker(void *p)
+{
+	struct fault_arg *a = p;
+
+	for (unsigned long r = 0; r < a->rounds && !a->err; r++) {
+		if (madvise(a->mem, a->npages * PAGE, MADV_DONTNEED) ||
+		    dcmd(a->fd, HMM_DMIRROR_READ, a->mem, a->buf, a->npages, NULL))
+			a->err = 1;
+	}
+	return NULL;
+}
+
+
+/* The fault_* workloads: pages faulted per second, or -1. */
+static double fault_bench(int fd, int disjoint, int threads, unsigned long mib)
+{
+	struct fault_arg a[64];
+	pthread_t t[64];
+	unsigned long per = disjoint ? (mib * 256 / threads + 511) & ~511UL : 1;
+	unsigned long rounds = disjoint ? 4 : 2000;
+	char *mem;
+	double t0, dt;
+	int err = 0;
+
+	if (threads > 64)
+		threads = 64;
+	mem = map_aligned(disjoint ? per * threads : 1);
+	if (!mem)
+		return -1;
+	for (int i = 0; i < threads; i++) {
+		a[i] = (struct fault_arg){ .fd = fd, .npages = per, .rounds = rounds,
+					   .mem = mem + (disjoint ? i * per * PAGE : 0),
+					   .buf = map_anon(per) };
+		if (!a[i].buf)
+			return -1;
+	}
+	settle();
+	t0 = now();
+	for (int i = 0; i < threads; i++)
+		if (pthread_create(&t[i], NULL, fault_worker, &a[i]))
+			return -1;
+	for (int i = 0; i < threads; i++) {
+		pthread_join(t[i], NULL);
+		err |= a[i].err;
+	}
+	dt = now() - t0;
+	return err ? -1 : (double)per * rounds * threads / dt;
 }
 
 static int die(const char *what)
@@ -292,6 +358,9 @@ int main(int argc, char **argv)
 	if (!strncmp(w, "coherent_", 9)) {
 		prefix = "coherent_";
 		w += 9;
+	} else if (!strncmp(w, "svm_", 4)) {
+		prefix = "svm_";
+		w += 4;
 	}
 	/* NAME_thp: workload NAME on THP-backed memory. */
 	snprintf(base, sizeof(base), "%s", w);
@@ -307,6 +376,17 @@ int main(int argc, char **argv)
 		return devbuf_bench(fd, w, mib, pct);
 	if (!strncmp(w, "dma_", 4))
 		return dma_bench(fd, w, mib);
+	if (!strncmp(w, "fault_", 6)) {
+		int disjoint = !strncmp(w, "fault_disjoint_", 15);
+		int mt = strlen(w) > 3 && !strcmp(w + strlen(w) - 3, "_mt");
+		int cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		double v = fault_bench(fd, disjoint, mt ? (cpus > 0 ? cpus : 1) : 1, mib);
+
+		if (v < 0)
+			return die(w);
+		result(w, mib, v, "pages/s");
+		return 0;
+	}
 	mem = thp ? map_thp(n) : map_anon(n);
 	/*
 	 * The destination starts one page past a 2 MiB boundary, the same for
