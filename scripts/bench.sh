@@ -128,6 +128,17 @@ bench_svm() {
 			i=$((i + 1))
 		done
 	done
+	# Invalidating one page's range with 1 to 10,000 others mapped.
+	for n in 1 10 100 10000; do
+		i=0
+		while [ $i -lt $REPS ]; do
+			hmm-bench inval_ranges $n /dev/hmm_dmirror0 | sed "s/^/c /"
+			hmm-bench inval_ranges $n /dev/rust_hmm_dmirror0 | sed "s/^/rust /"
+			hmm-bench svm_inval_ranges $n /dev/hmm_dmirror0 | sed "s/^/c /"
+			hmm-bench svm_inval_ranges $n /dev/rust_hmm_svm0 | sed "s/^/rust /"
+			i=$((i + 1))
+		done
+	done
 }
 [ "$SVM_BENCH" = 0 ] || section info:bench-svm bench_svm
 # The upstream suite's own THP migration benchmark, for both drivers.

@@ -33,8 +33,13 @@ def parse(path):
 
 
 def size(w, s):
-    """A workload's size label: the DMA workloads count pages."""
-    return f"{s}pages" if w.startswith("dma_") else f"{s}MiB"
+    """A workload's size label: the DMA workloads count pages, the
+    invalidation workloads the mapped ranges."""
+    if w.startswith("dma_"):
+        return f"{s}pages"
+    if "inval_ranges" in w:
+        return f"{s}ranges"
+    return f"{s}MiB"
 
 
 def better(u, ours, theirs):
@@ -60,7 +65,7 @@ def report(clock, path):
             continue
         r, cc = statistics.median(rust), statistics.median(c)
         ratio = better(u, r, cc)
-        name = f"{w}_{s}MiB"
+        name = f"{w}_{size(w, s)}"
         rows[name] = (r, cc, u, ratio, len(rust))
         print(f"bench: {name} rust={r:.4g} c={cc:.4g} unit={u} ratio={ratio:.2f} {tag}")
     for (w, s, d), v in sorted(notifier.items()):
@@ -111,7 +116,7 @@ def main():
     clocks = list(results)
     def order(name):
         w, size = name.rsplit("_", 1)
-        return w, int(size[:-3])
+        return w, int(size.rstrip("abcdefghijklmnopqrstuvwxyzMKiB"))
 
     names = sorted({n for rows in results.values() for n in rows}, key=order)
 

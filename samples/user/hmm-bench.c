@@ -26,6 +26,12 @@
  * threads) or all on one page. Each round drops the pages
  * (MADV_DONTNEED, which invalidates the device's mappings) and READs
  * them, so every READ faults: pages faulted per second.
+ *
+ * inval_ranges N (N in place of MIB): the device maps one page in each of
+ * N 2 MiB blocks (N ranges for an svm device), then that page is unmapped
+ * in 16 of them (all, if fewer), timed one by one: microseconds per munmap, and
+ * a "notifier" line with the invalidations' own time where the driver
+ * has STATS. Whether the cost grows with N.
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -197,6 +203,43 @@ static double fault_bench(int fd, int disjoint, int threads, unsigned long mib)
 	}
 	dt = now() - t0;
 	return err ? -1 : (double)per * rounds * threads / dt;
+}
+
+/* inval_ranges: microseconds per munmap of one page among @n mapped
+ * blocks, or -1. */
+static double inval_bench(int fd, const char *w, unsigned long n)
+{
+	/* Distinct blocks: one munmap each (with one block, one munmap). */
+	const unsigned long blk = 512, k = n < 16 ? n : 16;
+	struct hmm_dmirror_stats s0 = { 0 }, s1 = { 0 };
+	char *p = mmap(NULL, (n + 1) * blk * PAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	char *mem, buf[PAGE];
+	double t = 0, t0;
+	int have_stats;
+
+	if (p == MAP_FAILED)
+		return -1;
+	mem = (char *)(((uintptr_t)p + blk * PAGE - 1) & ~(blk * PAGE - 1));
+	madvise(mem, n * blk * PAGE, MADV_NOHUGEPAGE);
+	for (unsigned long i = 0; i < n; i++)
+		if (dcmd(fd, HMM_DMIRROR_READ, mem + i * blk * PAGE, buf, 1, NULL))
+			return -1;
+	have_stats = !ioctl(fd, HMM_DMIRROR_STATS, &s0);
+	settle();
+	for (unsigned long j = 0; j < k; j++) {
+		char *victim = mem + (j * n / k) * blk * PAGE;
+
+		t0 = now();
+		if (munmap(victim, PAGE))
+			return -1;
+		t += now() - t0;
+	}
+	if (have_stats && !ioctl(fd, HMM_DMIRROR_STATS, &s1))
+		printf("notifier %s%s %lu %.3f us\n", prefix, w, n,
+		       (s1.invalidate_ns - s0.invalidate_ns) / 1e3 / k);
+	munmap(p, (n + 1) * blk * PAGE);
+	return t * 1e6 / k;
 }
 
 static int die(const char *what)
@@ -376,6 +419,14 @@ int main(int argc, char **argv)
 		return devbuf_bench(fd, w, mib, pct);
 	if (!strncmp(w, "dma_", 4))
 		return dma_bench(fd, w, mib);
+	if (!strcmp(w, "inval_ranges")) {
+		double v = inval_bench(fd, w, mib);
+
+		if (v < 0)
+			return die(w);
+		result(w, mib, v, "us");
+		return 0;
+	}
 	if (!strncmp(w, "fault_", 6)) {
 		int disjoint = !strncmp(w, "fault_disjoint_", 15);
 		int mt = strlen(w) > 3 && !strcmp(w + strlen(w) - 3, "_mt");
