@@ -51,13 +51,12 @@ mod suite {
             (stats.ranges, stats.notifiers, stats.ranges_inserted),
             (3, 2, 3)
         );
-        let ranges: KVec<RangeInfo> = {
-            let mut v = KVec::new();
-            for info in svm.lock().ranges_from(a) {
-                v.push(info, GFP_KERNEL)?;
-            }
-            v
-        };
+        // Room first: nothing may allocate with `GFP_KERNEL` under the
+        // notifier lock (lockdep reports it, primed against reclaim).
+        let mut ranges: KVec<RangeInfo> = KVec::with_capacity(4, GFP_KERNEL)?;
+        for info in svm.lock().ranges_from(a).take(4) {
+            ranges.push(info, GFP_NOWAIT)?;
+        }
         assert_eq!(ranges.len(), 3);
         assert!(ranges.windows(2).all(|w| w[0].end <= w[1].start));
         Ok(())
