@@ -21,7 +21,10 @@ use crate::hmm::{
 use crate::uapi::*;
 use core::mem::MaybeUninit;
 use kernel::{
-    page::PAGE_SHIFT,
+    page::{
+        PAGE_SHIFT,
+        PAGE_SIZE, //
+    },
     prelude::*,
     uaccess::{
         UserPtr,
@@ -129,7 +132,11 @@ impl<B: Backend> Mirror<B> {
                     // a hole, up to the next VMA.
                     Err(e) if e == EFAULT => {
                         let mm = self.backend.mm().mmget_not_zero().ok_or(EFAULT)?;
-                        hole_end = next_vma(&mm, addr).map_or(usize::MAX, |vma| vma.start);
+                        // At least the page at `addr`: a VMA mapped there
+                        // since is seen by the next SNAPSHOT.
+                        hole_end = next_vma(&mm, addr)
+                            .map_or(usize::MAX, |vma| vma.start)
+                            .max(addr + PAGE_SIZE);
                         next = next.min(hole_end);
                         perm_buf[..(next - addr) >> PAGE_SHIFT].fill(HMM_DMIRROR_PROT_ERROR);
                     }
